@@ -1,0 +1,84 @@
+//! The logout broadcast: every token marked for eviction in the store is published on the `auth`
+//! fanout, and its marker cleared once the broker confirmed it. Handlers flush their user's tokens
+//! before answering; a sweeper re-sends whatever a RabbitMQ outage or a crash left behind.
+
+use std::time::Duration;
+
+use mongodb::bson::oid::ObjectId;
+use rabbit::{AUTH_EXCHANGE, Envelope, LOGOUT, Rabbit};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::jwt::{Claims, Jwt};
+use crate::store::{Store, TokenDoc};
+
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BroadcastError {
+    #[error(transparent)]
+    Store(#[from] mongodb::error::Error),
+    #[error(transparent)]
+    Rabbit(#[from] rabbit::RabbitError),
+}
+
+#[derive(Clone)]
+pub struct Broadcaster {
+    store: Store,
+    jwt: Jwt,
+    rabbit: Rabbit,
+}
+
+impl Broadcaster {
+    pub fn new(store: Store, jwt: Jwt, rabbit: Rabbit) -> Self {
+        Self { store, jwt, rabbit }
+    }
+
+    /// Publishes the pending evictions of `user` (of everybody with `None`); returns how many.
+    pub async fn flush(
+        &self,
+        user: Option<ObjectId>,
+        correlation_id: &str,
+    ) -> Result<usize, BroadcastError> {
+        let pending = self.store.pending_evictions(user).await?;
+        for token in &pending {
+            let raw = self.jwt.issue(&claims(token));
+            let envelope = Envelope::new(LOGOUT, correlation_id, raw);
+            self.rabbit.publish(AUTH_EXCHANGE, "", &envelope).await?;
+            self.store.eviction_sent(token).await?;
+        }
+        Ok(pending.len())
+    }
+
+    /// Flushes after a change; a failure is logged and left to the sweeper, since the change
+    /// itself is already stored and the caller's request succeeded.
+    pub async fn flush_user(&self, user: ObjectId, correlation_id: &str) {
+        if let Err(error) = self.flush(Some(user), correlation_id).await {
+            warn!(%error, "logout broadcast postponed; the sweeper will retry");
+        }
+    }
+
+    pub fn spawn_sweeper(self, shutdown: CancellationToken) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                let correlation_id = uuid::Uuid::new_v4().to_string();
+                if let Err(error) = self.flush(None, &correlation_id).await {
+                    warn!(%error, "logout broadcast sweep failed; retrying later");
+                }
+            }
+        })
+    }
+}
+
+pub fn claims(token: &TokenDoc) -> Claims {
+    Claims {
+        token_id: token.id.to_hex(),
+        user_id: token.user_id.to_hex(),
+        iat: token.iat,
+    }
+}

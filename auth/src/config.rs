@@ -1,0 +1,52 @@
+use common::config::{ConfigError, text, url, var};
+use tracing::warn;
+
+/// Only for development: a service started without `JWT_SECRET` says so in its log.
+const DEVELOPMENT_SECRET: &str = "development-secret-change-me";
+/// HS256 secrets shorter than this are brute-forceable.
+const MIN_SECRET_LEN: usize = 32;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub mongo_url: String,
+    pub mongo_db: String,
+    pub rabbit_url: String,
+    pub jwt_secret: String,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let jwt_secret = match std::env::var("JWT_SECRET") {
+            Ok(secret) if secret.len() >= MIN_SECRET_LEN => secret,
+            Ok(secret) => {
+                return Err(ConfigError::new(
+                    "JWT_SECRET",
+                    "<hidden>",
+                    format!("{} bytes; at least {MIN_SECRET_LEN} needed", secret.len()),
+                ));
+            }
+            Err(_) => {
+                warn!(
+                    "JWT_SECRET is not set: using the development secret; never do this in production"
+                );
+                DEVELOPMENT_SECRET.to_owned()
+            }
+        };
+        Ok(Self {
+            port: var("PORT", 3000)?,
+            mongo_url: url(
+                "MONGO_URL",
+                "mongodb://localhost:27017",
+                &["mongodb", "mongodb+srv"],
+            )?,
+            mongo_db: text("MONGO_DB", "auth")?,
+            rabbit_url: url(
+                "RABBIT_URL",
+                "amqp://guest:guest@localhost:5672/%2f",
+                &["amqp", "amqps"],
+            )?,
+            jwt_secret,
+        })
+    }
+}

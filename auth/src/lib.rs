@@ -1,0 +1,55 @@
+//! The auth service (CONTRACT section 4): users, JWTs that never expire but are revoked, admin
+//! permission management, and the logout broadcast that lets every other service drop a revoked
+//! token from its cache at once.
+
+mod broadcast;
+pub mod config;
+mod http;
+mod jwt;
+mod password;
+mod rules;
+mod service;
+mod store;
+
+use std::net::SocketAddr;
+
+use rabbit::{AUTH_EXCHANGE, ExchangeKind, Rabbit, Topology};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+/// A started auth service.
+pub struct Running {
+    pub addr: SocketAddr,
+    /// Ends once the server has drained after shutdown.
+    pub server: JoinHandle<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] common::config::ConfigError),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// Starts auth on `config.port` (0 for any free port, as tests do). It starts even while MongoDB
+/// or RabbitMQ are down and answers 503 until they are back. Everything stops when `shutdown` is
+/// cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let db = common::mongo::connect(&config.mongo_url, &config.mongo_db, "auth").await?;
+    let topology = Topology::default().exchange(AUTH_EXCHANGE, ExchangeKind::Fanout);
+    let rabbit = Rabbit::start(&config.rabbit_url, topology, shutdown.clone());
+    let auth = service::Auth::new(
+        store::Store::new(db),
+        jwt::Jwt::new(&config.jwt_secret),
+        rabbit,
+    );
+    auth.spawn_background(shutdown.clone());
+    let server = common::server::serve(http::routes(auth), config.port, shutdown).await?;
+    Ok(Running {
+        addr: server.addr,
+        server: server.task,
+    })
+}

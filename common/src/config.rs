@@ -1,0 +1,127 @@
+//! Configuration from environment variables. A variable that is set but does not parse stops the
+//! service with a message naming it; only an unset variable takes the default.
+
+use std::fmt::Display;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid value for {name}: {value:?} ({reason})")]
+pub struct ConfigError {
+    pub name: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(name: &str, value: &str, reason: impl Display) -> Self {
+        Self {
+            name: name.into(),
+            value: value.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// The variable `name` parsed as `T`, or `default` when it is unset.
+pub fn var<T>(name: &str, default: T) -> Result<T, ConfigError>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    match std::env::var(name) {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .map_err(|error| ConfigError::new(name, &value, error)),
+        Err(std::env::VarError::NotPresent) => Ok(default),
+        Err(std::env::VarError::NotUnicode(value)) => Err(ConfigError::new(
+            name,
+            &value.to_string_lossy(),
+            "not valid UTF-8",
+        )),
+    }
+}
+
+/// A text variable that must not be empty when set.
+pub fn text(name: &str, default: &str) -> Result<String, ConfigError> {
+    let value: String = var(name, default.to_owned())?;
+    if value.is_empty() {
+        return Err(ConfigError::new(name, &value, "must not be empty"));
+    }
+    Ok(value)
+}
+
+/// A URL variable whose scheme must be one of `schemes`.
+pub fn url(name: &str, default: &str, schemes: &[&str]) -> Result<String, ConfigError> {
+    let value = text(name, default)?;
+    let scheme_ok = value
+        .split_once("://")
+        .is_some_and(|(scheme, rest)| schemes.contains(&scheme) && !rest.is_empty());
+    if !scheme_ok {
+        let expected = schemes.join(", ");
+        return Err(ConfigError::new(
+            name,
+            &value,
+            format!("expected a URL with scheme {expected}"),
+        ));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+/// A duration in whole seconds, at least one.
+pub fn seconds(name: &str, default: u64) -> Result<Duration, ConfigError> {
+    let value: u64 = var(name, default)?;
+    if value == 0 {
+        return Err(ConfigError::new(name, "0", "must be at least 1"));
+    }
+    Ok(Duration::from_secs(value))
+}
+
+/// Prints the error and exits: for `main`, where a bad configuration must stop the service.
+pub fn or_exit<T>(result: Result<T, ConfigError>) -> T {
+    result.unwrap_or_else(|error| {
+        eprintln!("configuration error: {error}");
+        std::process::exit(2)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Each test uses its own variable: the environment is shared by the test threads.
+    #[test]
+    fn unset_variable_takes_the_default() {
+        assert_eq!(var("COMMON_TEST_UNSET", 3000_u16), Ok(3000));
+    }
+
+    #[test]
+    fn bad_value_names_the_variable() {
+        unsafe { std::env::set_var("COMMON_TEST_PORT", "abc") };
+        let error = var("COMMON_TEST_PORT", 3000_u16).unwrap_err();
+        assert_eq!(error.name, "COMMON_TEST_PORT");
+        assert!(
+            error
+                .to_string()
+                .starts_with("invalid value for COMMON_TEST_PORT: \"abc\"")
+        );
+    }
+
+    #[test]
+    fn url_must_have_an_expected_scheme() {
+        unsafe { std::env::set_var("COMMON_TEST_URL", "localhost:5672") };
+        assert!(url("COMMON_TEST_URL", "", &["amqp", "amqps"]).is_err());
+        unsafe { std::env::set_var("COMMON_TEST_URL2", "http://auth:3000/") };
+        assert_eq!(
+            url("COMMON_TEST_URL2", "", &["http", "https"]).unwrap(),
+            "http://auth:3000"
+        );
+    }
+
+    #[test]
+    fn zero_seconds_is_refused() {
+        unsafe { std::env::set_var("COMMON_TEST_TTL", "0") };
+        assert!(seconds("COMMON_TEST_TTL", 600).is_err());
+    }
+}

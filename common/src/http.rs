@@ -1,0 +1,215 @@
+//! The HTTP conventions every service shares (CONTRACT section 2), as warp filters and helpers.
+
+use std::convert::Infallible;
+use std::future::Future;
+
+use bytes::{Buf, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{Instrument, info_span};
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderValue, StatusCode};
+use warp::reply::{Reply, Response};
+use warp::{Filter, Rejection};
+
+use crate::ApiError;
+
+pub const CORRELATION_ID: &str = "correlation_id";
+/// Default limit for JSON request bodies; services with larger bodies (images) pass their own.
+pub const DEFAULT_BODY_LIMIT: u64 = 64 * 1024;
+const ALLOW_METHODS: &str = "GET, PUT, POST, DELETE, OPTIONS";
+const ALLOW_HEADERS: &str = "Origin, Authorization, Content-Type, Size, correlation_id";
+const MAX_CORRELATION_ID_LEN: usize = 128;
+
+/// A header's text; absent and unreadable (non-visible ASCII) values are both `None`.
+pub fn optional_header(
+    name: &'static str,
+) -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Clone {
+    warp::header::optional::<String>(name)
+        .or(warp::any().map(|| None))
+        .unify()
+}
+
+/// The request's `correlation_id` header, or a new one when it is absent or unusable.
+pub fn correlation_id() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
+    optional_header(CORRELATION_ID).map(|id: Option<String>| {
+        id.filter(|id| !id.is_empty() && id.len() <= MAX_CORRELATION_ID_LEN)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    })
+}
+
+/// The body parsed as JSON `T`, read up to `limit` bytes whether or not it declares its length:
+/// a larger body is refused with 413 and a malformed one with 400 `Invalid JSON: ...`.
+pub fn json_body<T: DeserializeOwned + Send>(
+    limit: u64,
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    body_bytes(limit).and_then(|bytes: bytes::Bytes| async move {
+        serde_json::from_slice::<T>(&bytes)
+            .map_err(|error| warp::reject::custom(ApiError::invalid_json(error)))
+    })
+}
+
+/// The raw body, refused with 413 past `limit` bytes (declared or streamed).
+pub fn body_bytes(limit: u64) -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and_then(move |declared: Option<u64>| async move {
+            match declared {
+                Some(length) if length > limit => {
+                    Err(warp::reject::custom(ApiError::PayloadTooLarge))
+                }
+                _ => Ok(()),
+            }
+        })
+        .untuple_one()
+        .and(warp::body::stream())
+        .and_then(move |body| read_limited(body, limit))
+}
+
+async fn read_limited<S, B>(body: S, limit: u64) -> Result<bytes::Bytes, Rejection>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut body = std::pin::pin!(body);
+    let mut collected = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|error| {
+            warp::reject::custom(ApiError::BadRequest(format!("Cannot read body: {error}")))
+        })?;
+        if (collected.len() + chunk.remaining()) as u64 > limit {
+            return Err(warp::reject::custom(ApiError::PayloadTooLarge));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            collected.extend_from_slice(part);
+            let read = part.len();
+            chunk.advance(read);
+        }
+    }
+    Ok(collected.freeze())
+}
+
+/// Runs a handler inside a span carrying the correlation id and turns its result into the JSON
+/// reply, echoing the correlation id.
+pub async fn respond<T, F>(correlation_id: String, handler: F) -> Response
+where
+    T: Serialize,
+    F: Future<Output = Result<T, ApiError>>,
+{
+    let span = info_span!("request", correlation_id = %correlation_id);
+    let mut response = match handler.instrument(span.clone()).await {
+        Ok(body) => warp::reply::json(&body).into_response(),
+        Err(error) => span.in_scope(|| error.into_response()),
+    };
+    if let Ok(value) = HeaderValue::from_str(&correlation_id) {
+        response.headers_mut().insert(CORRELATION_ID, value);
+    }
+    response
+}
+
+/// `GET /health`: 200 `{"status":"up","dependencies":{..}}` when every check passes, else 503 with
+/// the failing dependency named.
+pub fn health<F, Fut>(checks: F) -> BoxedFilter<(Response,)>
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Vec<(&'static str, bool)>> + Send,
+{
+    warp::path!("health")
+        .and(warp::get())
+        .then(move || {
+            let checks = checks.clone();
+            async move { health_reply(checks().await) }
+        })
+        .boxed()
+}
+
+fn health_reply(results: Vec<(&'static str, bool)>) -> Response {
+    let dependencies: serde_json::Map<String, serde_json::Value> = results
+        .iter()
+        .map(|(name, up)| (name.to_string(), (if *up { "up" } else { "down" }).into()))
+        .collect();
+    let down: Vec<&str> = results
+        .iter()
+        .filter(|(_, up)| !up)
+        .map(|(n, _)| *n)
+        .collect();
+    if down.is_empty() {
+        let body = serde_json::json!({"status": "up", "dependencies": dependencies});
+        warp::reply::json(&body).into_response()
+    } else {
+        let body = serde_json::json!({"status": "down", "error": "Service unavailable",
+                                      "down": down, "dependencies": dependencies});
+        warp::reply::with_status(warp::reply::json(&body), StatusCode::SERVICE_UNAVAILABLE)
+            .into_response()
+    }
+}
+
+/// A CORS preflight on any path: `OPTIONS` with `Access-Control-Request-Method`.
+fn preflight() -> BoxedFilter<(Response,)> {
+    warp::options()
+        .and(warp::header::header::<String>(
+            "access-control-request-method",
+        ))
+        .map(|_| {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                "access-control-allow-methods",
+                HeaderValue::from_static(ALLOW_METHODS),
+            );
+            headers.insert(
+                "access-control-allow-headers",
+                HeaderValue::from_static(ALLOW_HEADERS),
+            );
+            headers.insert("access-control-max-age", HeaderValue::from_static("86400"));
+            response
+        })
+        .boxed()
+}
+
+/// Turns every rejection into a JSON error: ours as they are, warp's 404/405/413 and body errors
+/// by their meaning, anything unknown as a 500 that is logged.
+async fn json_rejection(rejection: Rejection) -> Result<Response, Infallible> {
+    use warp::reject::{InvalidHeader, MethodNotAllowed, PayloadTooLarge};
+    let error = if let Some(error) = rejection.find::<ApiError>() {
+        error.clone()
+    } else if rejection.is_not_found() {
+        ApiError::NotFound
+    } else if rejection.find::<MethodNotAllowed>().is_some() {
+        ApiError::MethodNotAllowed
+    } else if rejection.find::<PayloadTooLarge>().is_some() {
+        ApiError::PayloadTooLarge
+    } else if let Some(error) = rejection.find::<InvalidHeader>() {
+        ApiError::BadRequest(error.to_string())
+    } else if let Some(error) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
+        ApiError::invalid_json(error)
+    } else {
+        ApiError::internal(format!("unhandled rejection: {rejection:?}"))
+    };
+    Ok(error.into_response())
+}
+
+/// The whole application around a service's routes: preflight first, JSON errors for every
+/// rejection, CORS on every response and the client's correlation id echoed on error replies too.
+pub fn app(routes: BoxedFilter<(Response,)>) -> BoxedFilter<(Response,)> {
+    let handled = preflight()
+        .or(routes)
+        .unify()
+        .recover(json_rejection)
+        .unify();
+    optional_header(CORRELATION_ID)
+        .and(handled)
+        .map(|correlation_id: Option<String>, mut response: Response| {
+            let headers = response.headers_mut();
+            headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+            if let Some(value) = correlation_id
+                .filter(|_| !headers.contains_key(CORRELATION_ID))
+                .and_then(|id| HeaderValue::from_str(&id).ok())
+            {
+                headers.insert(CORRELATION_ID, value);
+            }
+            response
+        })
+        .boxed()
+}

@@ -1,0 +1,15 @@
+//! What every service shares: configuration from the environment, the error type and its JSON
+//! replies, the HTTP conventions of CONTRACT section 2 (CORS, correlation ids, body limits, JSON
+//! 404/405), the server bootstrap with graceful shutdown, tracing, MongoDB helpers and the token
+//! guard that checks bearer tokens through auth (CONTRACT section 3).
+
+pub mod config;
+pub mod error;
+pub mod guard;
+pub mod http;
+pub mod mongo;
+pub mod server;
+pub mod telemetry;
+
+pub use error::{ApiError, FieldError};
+pub use guard::{TokenGuard, User};

@@ -1,0 +1,163 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Channel, Connection, ConnectionProperties, Event};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::Topology;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RabbitError {
+    #[error("RabbitMQ is unavailable")]
+    Unavailable,
+    #[error("RabbitMQ did not answer in time")]
+    Timeout,
+    #[error("the broker refused the message")]
+    Nacked,
+    #[error("cannot encode or decode a message: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Protocol(#[from] lapin::Error),
+}
+
+/// A live connection with its confirmed publishing channel. Replaced as a whole on reconnect.
+#[derive(Clone)]
+pub(crate) struct Link {
+    pub connection: Arc<Connection>,
+    pub publisher: Channel,
+}
+
+/// A handle on the supervised RabbitMQ connection; cheap to clone.
+///
+/// A background task keeps one connection open: it reconnects with exponential backoff, redeclares
+/// the topology on every new connection and publishes the new [`Link`] on a watch channel, from
+/// which consumers restart and publishers pick it up. The service never has to restart because the
+/// broker did.
+#[derive(Clone)]
+pub struct Rabbit {
+    link: watch::Receiver<Option<Link>>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Rabbit {
+    /// Starts the supervisor and returns at once: the service starts even while the broker is down.
+    pub fn start(url: &str, topology: Topology, shutdown: CancellationToken) -> Self {
+        let (sender, link) = watch::channel(None);
+        tokio::spawn(supervise(
+            url.to_owned(),
+            topology,
+            sender,
+            shutdown.clone(),
+        ));
+        Self { link, shutdown }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.link.borrow().is_some()
+    }
+
+    /// Waits up to `timeout` for a connection.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        self.current_link(timeout).await.is_ok()
+    }
+
+    /// The current link, waiting up to `timeout` for one while reconnecting.
+    pub(crate) async fn current_link(&self, timeout: Duration) -> Result<Link, RabbitError> {
+        let mut link = self.link.clone();
+        let wait = link.wait_for(|link| link.is_some());
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(link)) => Ok(link.clone().expect("waited for Some")),
+            _ => Err(RabbitError::Unavailable),
+        }
+    }
+
+    /// Waits for a link other than `previous`; `None` once shutting down.
+    pub(crate) async fn next_link(&self, previous: Option<&Link>) -> Option<Link> {
+        let mut receiver = self.link.clone();
+        let is_new = |link: &Option<Link>| match (link, previous) {
+            (Some(link), Some(previous)) => !Arc::ptr_eq(&link.connection, &previous.connection),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        tokio::select! {
+            link = receiver.wait_for(is_new) => link.ok().and_then(|link| link.clone()),
+            _ = self.shutdown.cancelled() => None,
+        }
+    }
+}
+
+async fn supervise(
+    url: String,
+    topology: Topology,
+    sender: watch::Sender<Option<Link>>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    while !shutdown.is_cancelled() {
+        match open(&url, &topology).await {
+            Ok(link) => {
+                info!("connected to RabbitMQ");
+                backoff = FIRST_BACKOFF;
+                sender.send_replace(Some(link.clone()));
+                tokio::select! {
+                    _ = closed(&link.connection) => warn!("RabbitMQ connection lost; reconnecting"),
+                    _ = shutdown.cancelled() => {
+                        sender.send_replace(None);
+                        let _ = link.connection.close(200, "shutdown".into()).await;
+                        return;
+                    }
+                }
+                sender.send_replace(None);
+            }
+            Err(error) => warn!(%error, retry_in = ?backoff, "cannot connect to RabbitMQ"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn open(url: &str, topology: &Topology) -> lapin::Result<Link> {
+    let connection = Connection::connect(url, ConnectionProperties::default()).await?;
+    let publisher = connection.create_channel().await?;
+    topology.declare(&publisher).await?;
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(Link {
+        connection: Arc::new(connection),
+        publisher,
+    })
+}
+
+/// Resolves when the connection has failed or was closed by the broker.
+async fn closed(connection: &Connection) {
+    let mut events = connection.events_listener();
+    loop {
+        // The status check covers a close that raised no event.
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Event::Error(error)) => {
+                    warn!(%error, "RabbitMQ connection error");
+                    return;
+                }
+                None => return,
+                Some(_) => {}
+            },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                if !connection.status().connected() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::connection::Link;
+use crate::envelope::DIRECT_REPLY_TO;
+use crate::{Envelope, Rabbit, ReplyTo, topology};
+
+/// Where a consumer reads from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A durable queue of the topology.
+    Queue(String),
+    /// A server-named, exclusive, auto-delete queue of this instance bound to a fanout exchange,
+    /// declared anew on every connection: every instance gets every message (the logout broadcast).
+    Broadcast { exchange: String },
+}
+
+/// A consumer's settings.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    pub source: Source,
+    /// Unacked messages in flight, handled concurrently.
+    pub prefetch: u16,
+    /// Attempts for a handler that keeps answering [`HandlerError::Failed`] before the message is
+    /// dead-lettered.
+    pub max_attempts: u32,
+}
+
+impl Consumer {
+    pub fn queue(name: &str) -> Self {
+        Self {
+            source: Source::Queue(name.into()),
+            prefetch: 16,
+            max_attempts: 5,
+        }
+    }
+
+    pub fn broadcast(exchange: &str) -> Self {
+        Self {
+            source: Source::Broadcast {
+                exchange: exchange.into(),
+            },
+            ..Self::queue("")
+        }
+    }
+
+    fn name(&self) -> &str {
+        match &self.source {
+            Source::Queue(name) => name,
+            Source::Broadcast { exchange } => exchange,
+        }
+    }
+}
+
+/// Why a handler could not finish a message. The message is acked only after `Ok(())`.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The message can never succeed (bad payload, unknown reference): dead-letter it now.
+    #[error("invalid message: {0}")]
+    Invalid(String),
+    /// A dependency is down: keep the message and retry with backoff until it is back, however long.
+    #[error("dependency unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: retried a few times, then dead-lettered so it cannot block the queue.
+    #[error("handler failed: {0}")]
+    Failed(String),
+}
+
+/// A delivered message with its envelope.
+#[derive(Debug)]
+pub struct Message<T> {
+    pub envelope: Envelope<T>,
+    /// The AMQP `message_id`, for de-duplication.
+    pub message_id: Option<String>,
+    pub redelivered: bool,
+    reply_to_property: Option<String>,
+}
+
+impl<T> Message<T> {
+    /// Where a reply must go, or `None` when the envelope asks for none. For RabbitMQ direct
+    /// reply-to the envelope names the pseudo-queue and the broker has put the requester's private
+    /// name in the AMQP `reply_to` property, which is the one that routes.
+    pub fn reply_to(&self) -> Option<ReplyTo> {
+        let Envelope {
+            exchange,
+            routing_key,
+            ..
+        } = &self.envelope;
+        if exchange.is_empty() && routing_key.is_empty() {
+            return None;
+        }
+        let routing_key = match &self.reply_to_property {
+            Some(property) if exchange.is_empty() && routing_key.starts_with(DIRECT_REPLY_TO) => {
+                property.clone()
+            }
+            _ => routing_key.clone(),
+        };
+        Some(ReplyTo {
+            exchange: exchange.clone(),
+            routing_key,
+        })
+    }
+}
+
+impl Rabbit {
+    /// Consumes from `consumer.source` until shutdown, across reconnects. Each message is parsed as
+    /// an [`Envelope<T>`]: one that does not parse is dead-lettered at once; the others go to
+    /// `handler`, are acked only after it succeeded, and are retried or dead-lettered as its
+    /// [`HandlerError`] says. Deliveries received before a reconnect cannot be acked after it and
+    /// come back, so handlers must be idempotent.
+    pub fn consume<T, H, Fut>(&self, consumer: Consumer, handler: H) -> JoinHandle<()>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+        H: Fn(Arc<Message<T>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send,
+    {
+        let rabbit = self.clone();
+        let span = info_span!("consumer", source = consumer.name());
+        tokio::spawn(
+            async move {
+                let handler = Arc::new(handler);
+                let mut previous: Option<Link> = None;
+                while let Some(link) = rabbit.next_link(previous.as_ref()).await {
+                    match rabbit.consume_on(&link, &consumer, &handler).await {
+                        Ok(()) => info!("consumer stopped"),
+                        Err(error) => warn!(%error, "consumer interrupted"),
+                    }
+                    if rabbit.shutdown.is_cancelled() {
+                        return;
+                    }
+                    previous = Some(link);
+                }
+            }
+            .instrument(span),
+        )
+    }
+
+    async fn consume_on<T, H, Fut>(
+        &self,
+        link: &Link,
+        consumer: &Consumer,
+        handler: &Arc<H>,
+    ) -> lapin::Result<()>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+        H: Fn(Arc<Message<T>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send,
+    {
+        let channel = link.connection.create_channel().await?;
+        channel
+            .basic_qos(consumer.prefetch, BasicQosOptions::default())
+            .await?;
+        let queue = match &consumer.source {
+            Source::Queue(name) => name.clone(),
+            Source::Broadcast { exchange } => {
+                let options = QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                };
+                let queue = channel
+                    .queue_declare("".into(), options, FieldTable::default())
+                    .await?;
+                let name = queue.name().to_string();
+                topology::bind(&channel, &name, exchange, "").await?;
+                name
+            }
+        };
+        let deliveries = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        info!(queue, "consuming");
+        let shutdown = self.shutdown.clone();
+        deliveries
+            .take_until(shutdown.cancelled())
+            .for_each_concurrent(usize::from(consumer.prefetch), |delivery| async {
+                match delivery {
+                    Ok(delivery) => handle(delivery, consumer, handler.as_ref(), &shutdown).await,
+                    Err(error) => warn!(%error, "delivery failed"),
+                }
+            })
+            .await;
+        // Closing the channel hands unacked messages back to the broker at once.
+        if channel.status().connected() {
+            let _ = channel.close(200, "consumer stopped".into()).await;
+        }
+        Ok(())
+    }
+}
+
+async fn handle<T, H, Fut>(
+    delivery: Delivery,
+    consumer: &Consumer,
+    handler: &H,
+    shutdown: &tokio_util::sync::CancellationToken,
+) where
+    T: DeserializeOwned,
+    H: Fn(Arc<Message<T>>) -> Fut,
+    Fut: Future<Output = Result<(), HandlerError>>,
+{
+    let envelope = match serde_json::from_slice::<Envelope<T>>(&delivery.data) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            warn!(%error, "unparseable message; dead-lettering it");
+            return dead_letter(&delivery).await;
+        }
+    };
+    let properties = &delivery.properties;
+    let message = Arc::new(Message {
+        envelope,
+        message_id: properties.message_id().as_ref().map(|id| id.to_string()),
+        redelivered: delivery.redelivered,
+        reply_to_property: properties.reply_to().as_ref().map(|to| to.to_string()),
+    });
+    let span = info_span!("message", kind = %message.envelope.kind,
+                          correlation_id = %message.envelope.correlation_id);
+    async {
+        let mut attempt = 1;
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            match handler(message.clone()).await {
+                Ok(()) => {
+                    if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
+                        warn!(%error, "ack failed; the broker will redeliver");
+                    }
+                    return;
+                }
+                Err(error @ HandlerError::Invalid(_)) => {
+                    warn!(%error, "dead-lettering message");
+                    return dead_letter(&delivery).await;
+                }
+                Err(error @ HandlerError::Failed(_)) if attempt >= consumer.max_attempts => {
+                    error!(%error, attempt, "message keeps failing; dead-lettering it");
+                    return dead_letter(&delivery).await;
+                }
+                Err(error) => warn!(%error, attempt, retry_in = ?backoff, "retrying message"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                // Left unacked: the broker redelivers it once the channel closes.
+                _ = shutdown.cancelled() => return,
+            }
+            attempt += 1;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Rejects without requeue; the queue's dead-letter exchange routes it to `<queue>.dlq`.
+async fn dead_letter(delivery: &Delivery) {
+    let options = BasicRejectOptions { requeue: false };
+    if let Err(error) = delivery.acker.reject(options).await {
+        warn!(%error, "reject failed; the broker will redeliver");
+    }
+}

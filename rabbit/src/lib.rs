@@ -1,0 +1,23 @@
+//! Everything the services share about RabbitMQ: the JSON envelope every message travels in, the
+//! durable topology with its dead-letter queues, and a supervised connection that recovers by
+//! itself (backoff, topology redeclared, consumers resumed). On top of it: a publisher that waits
+//! for broker confirms, a consumer loop that acks only after its handler succeeded, and RabbitMQ
+//! direct reply-to requests.
+
+mod connection;
+mod consumer;
+mod envelope;
+mod publisher;
+mod request;
+mod topology;
+
+pub use connection::{Rabbit, RabbitError};
+pub use consumer::{Consumer, HandlerError, Message, Source};
+pub use envelope::{Envelope, ReplyTo};
+pub use lapin::ExchangeKind;
+pub use topology::{DEAD_LETTER_EXCHANGE, Exchange, Queue, Topology};
+
+/// The fanout exchange auth broadcasts revoked tokens on (CONTRACT section 9).
+pub const AUTH_EXCHANGE: &str = "auth";
+/// Message type of the logout broadcast.
+pub const LOGOUT: &str = "logout";

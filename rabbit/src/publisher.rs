@@ -1,0 +1,84 @@
+use std::time::Duration;
+
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Channel, Confirmation};
+use serde::Serialize;
+
+use crate::envelope::ReplyTo;
+use crate::{Envelope, Message, Rabbit, RabbitError};
+
+/// How long a publish may wait for a connection and for the broker's confirm.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Rabbit {
+    /// Publishes a persistent message and returns once the broker has confirmed it, so a caller
+    /// can ack its own input or report success only after the message is safe.
+    pub async fn publish<T: Serialize>(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        envelope: &Envelope<T>,
+    ) -> Result<(), RabbitError> {
+        let body = serde_json::to_vec(envelope)?;
+        let properties = properties(&envelope.correlation_id);
+        tokio::time::timeout(PUBLISH_TIMEOUT, async {
+            let link = self.current_link(PUBLISH_TIMEOUT).await?;
+            confirmed_publish(&link.publisher, exchange, routing_key, &body, properties).await
+        })
+        .await
+        .map_err(|_| RabbitError::Timeout)?
+    }
+
+    /// Publishes the reply to `request` where its envelope asks for it, echoing its
+    /// `correlation_id`. A request that expects no reply is left alone.
+    pub async fn reply<Req, Resp: Serialize>(
+        &self,
+        request: &Message<Req>,
+        message: Resp,
+    ) -> Result<(), RabbitError> {
+        let Some(ReplyTo {
+            exchange,
+            routing_key,
+        }) = request.reply_to()
+        else {
+            return Ok(());
+        };
+        let reply = Envelope::new(
+            request.envelope.kind.clone(),
+            request.envelope.correlation_id.clone(),
+            message,
+        );
+        self.publish(&exchange, &routing_key, &reply).await
+    }
+}
+
+pub(crate) fn properties(correlation_id: &str) -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
+        .with_message_id(uuid::Uuid::new_v4().to_string().into())
+        .with_correlation_id(correlation_id.into())
+}
+
+pub(crate) async fn confirmed_publish(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<(), RabbitError> {
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await?
+        .await?;
+    match confirm {
+        Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Nack(_) => Err(RabbitError::Nacked),
+    }
+}

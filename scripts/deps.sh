@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Makes RabbitMQ (5672, management on 15672), Redis (6379) and a MongoDB-compatible server (27017)
+# listen on 127.0.0.1 when they do not already. Idempotent: a server that already answers is left
+# alone, and an already reachable MONGO_URL is used as is. Debian packages for RabbitMQ and Redis,
+# FerretDB built from its Go module for MongoDB (MongoDB itself is not packaged for Debian).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEPS_DIR="${DEPS_DIR:-$ROOT/.deps}"
+FERRETDB_VERSION="v1.24.2"
+mkdir -p "$DEPS_DIR/log"
+
+log() { printf '[deps] %s\n' "$*" >&2; }
+
+listening() { # host port
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+wait_for() { # name host port seconds
+  local name=$1 host=$2 port=$3 seconds=$4
+  for _ in $(seq "$seconds"); do
+    listening "$host" "$port" && { log "$name is up on $host:$port"; return 0; }
+    sleep 1
+  done
+  log "$name did not come up on $host:$port within ${seconds}s; logs in $DEPS_DIR/log"
+  return 1
+}
+
+# Starts a server in its own session with no descriptor of ours: a daemon that inherited our
+# stdout would keep whoever reads it (CI, a pipe) waiting until the daemon exits.
+daemon() { # log-file command args...
+  python3 - "$@" <<'PY'
+import subprocess, sys
+log = open(sys.argv[1], "ab")
+subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                 cwd="/", start_new_session=True, close_fds=True)
+PY
+}
+
+apt_updated=""
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+  log "installing ${missing[*]}"
+  # Keep the packages from starting their services: we start them ourselves, the same way
+  # on every machine, whether or not it has an init system.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+}
+
+start_redis() {
+  listening 127.0.0.1 6379 && { log "redis already listening"; return 0; }
+  apt_install redis-server
+  mkdir -p "$DEPS_DIR/redis"
+  daemon "$DEPS_DIR/log/redis.log" redis-server --bind 127.0.0.1 --port 6379 \
+    --dir "$DEPS_DIR/redis" --save "" --appendonly no
+  wait_for redis 127.0.0.1 6379 30
+}
+
+start_rabbitmq() {
+  if listening 127.0.0.1 5672 && listening 127.0.0.1 15672; then
+    log "rabbitmq already listening"; return 0
+  fi
+  apt_install rabbitmq-server
+  # The management plugin gives tests a fast HTTP API for per-test vhosts and for closing
+  # connections from the broker side.
+  rabbitmq-plugins --offline enable rabbitmq_management >/dev/null
+  if ! listening 127.0.0.1 5672; then
+    daemon "$DEPS_DIR/log/rabbitmq.log" rabbitmq-server
+  fi
+  wait_for rabbitmq 127.0.0.1 5672 120
+  wait_for rabbitmq-management 127.0.0.1 15672 60
+}
+
+mongo_host_port() { # prints "host port" of MONGO_URL's first host
+  local url=${MONGO_URL:-mongodb://localhost:27017}
+  local rest=${url#*://}; rest=${rest#*@}; rest=${rest%%/*}; rest=${rest%%,*}; rest=${rest%%\?*}
+  local host=${rest%%:*} port=27017
+  [[ $rest == *:* ]] && port=${rest##*:}
+  [ "$host" = localhost ] && host=127.0.0.1
+  echo "$host $port"
+}
+
+start_mongo() {
+  read -r host port < <(mongo_host_port)
+  listening "$host" "$port" && { log "MongoDB-compatible server already answers at $host:$port"; return 0; }
+  if [ -n "${MONGO_URL:-}" ] && [ "$host:$port" != "127.0.0.1:27017" ]; then
+    log "MONGO_URL=$MONGO_URL is not reachable"; return 1
+  fi
+  local bin="$DEPS_DIR/bin/ferretdb"
+  if [ ! -x "$bin" ]; then
+    log "building FerretDB $FERRETDB_VERSION from its Go module (a few minutes, once)"
+    # `go install pkg@version` also asks the proxy for the module's version list (a deprecation
+    # check), which the proxy refuses for FerretDB; downloading the exact version does not. It is
+    # then built as its own main module with the version.txt its release tooling would write.
+    local src build="$DEPS_DIR/ferretdb-build"
+    src=$(cd / && go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+    rm -rf "$build" && cp -r "$src" "$build" && chmod -R u+w "$build"
+    echo "$FERRETDB_VERSION" > "$build/build/version/version.txt"
+    (cd "$build" && go build -o "$bin" ./cmd/ferretdb)
+  fi
+  mkdir -p "$DEPS_DIR/ferretdb/data" "$DEPS_DIR/ferretdb/state"
+  daemon "$DEPS_DIR/log/ferretdb.log" "$bin" --handler=sqlite \
+    --sqlite-url="file:$DEPS_DIR/ferretdb/data/" --listen-addr=127.0.0.1:27017 \
+    --telemetry=disable --state-dir="$DEPS_DIR/ferretdb/state" --log-level=warn
+  wait_for ferretdb 127.0.0.1 27017 60
+}
+
+start_redis
+start_rabbitmq
+start_mongo

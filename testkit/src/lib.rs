@@ -1,0 +1,129 @@
+//! Test infrastructure for integration tests against the real servers that `scripts/deps.sh`
+//! starts. Every test gets its own RabbitMQ vhost and its own MongoDB database, so tests run in
+//! parallel without seeing each other's exchanges, queues or documents.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+/// `MONGO_URL`, or the local server the scripts start.
+pub fn mongo_url() -> String {
+    std::env::var("MONGO_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into())
+}
+
+/// A name no other test uses, e.g. for a database: `prefix_<16 hex digits>`.
+pub fn unique_name(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}_{}", &id[..16])
+}
+
+const MANAGEMENT: &str = "127.0.0.1:15672";
+const AUTHORIZATION: &str = "Basic Z3Vlc3Q6Z3Vlc3Q="; // guest:guest
+
+/// A RabbitMQ vhost of one test, deleted (with everything in it) when dropped.
+pub struct Vhost {
+    pub name: String,
+}
+
+impl Vhost {
+    pub async fn create() -> Self {
+        let name = unique_name("test");
+        let http = reqwest::Client::new();
+        for url in [
+            format!("http://{MANAGEMENT}/api/vhosts/{name}"),
+            format!("http://{MANAGEMENT}/api/permissions/{name}/guest"),
+        ] {
+            let body = serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"});
+            let response = http
+                .put(url)
+                .header("authorization", AUTHORIZATION)
+                .json(&body)
+                .send()
+                .await
+                .expect("RabbitMQ management API reachable (run scripts/deps.sh)");
+            assert!(response.status().is_success(), "{response:?}");
+        }
+        Self { name }
+    }
+
+    pub fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+
+    /// Names of the client connections open on this vhost.
+    pub async fn connections(&self) -> Vec<String> {
+        let url = format!("http://{MANAGEMENT}/api/vhosts/{}/connections", self.name);
+        let list: serde_json::Value = reqwest::Client::new()
+            .get(url)
+            .header("authorization", AUTHORIZATION)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|connection| connection["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Closes every client connection of this vhost from the broker side, as a broker restart
+    /// would, without disturbing the other tests.
+    pub async fn close_connections(&self) -> usize {
+        let names = self.connections().await;
+        for name in &names {
+            let url = format!("http://{MANAGEMENT}/api/connections/{}", encode(name));
+            reqwest::Client::new()
+                .delete(url)
+                .header("authorization", AUTHORIZATION)
+                .send()
+                .await
+                .unwrap();
+        }
+        names.len()
+    }
+}
+
+impl Drop for Vhost {
+    /// Blocking on purpose: the test's runtime may be gone by now, and the request is local.
+    fn drop(&mut self) {
+        let request = format!(
+            "DELETE /api/vhosts/{} HTTP/1.1\r\nHost: {MANAGEMENT}\r\nAuthorization: {AUTHORIZATION}\r\nConnection: close\r\n\r\n",
+            self.name
+        );
+        if let Ok(mut stream) = std::net::TcpStream::connect(MANAGEMENT) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = stream.write_all(request.as_bytes());
+            let _ = stream.read(&mut [0; 64]);
+        }
+    }
+}
+
+fn encode(name: &str) -> String {
+    name.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.
+pub async fn eventually<F, Fut>(timeout: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
