@@ -68,6 +68,10 @@ start_rabbitmq() {
   # The management plugin gives tests a fast HTTP API for per-test vhosts and for closing
   # connections from the broker side.
   rabbitmq-plugins --offline enable rabbitmq_management >/dev/null
+  # Tests list and close connections through the management API, which only sees a connection
+  # after a statistics tick (5 s by default).
+  local conf=/etc/rabbitmq/rabbitmq.conf
+  grep -qs '^collect_statistics_interval' "$conf" || echo 'collect_statistics_interval = 500' >> "$conf"
   if ! listening 127.0.0.1 5672; then
     daemon "$DEPS_DIR/log/rabbitmq.log" rabbitmq-server
   fi

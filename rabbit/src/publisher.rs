@@ -3,6 +3,7 @@ use std::time::Duration;
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, Confirmation};
 use serde::Serialize;
+use tracing::warn;
 
 use crate::envelope::ReplyTo;
 use crate::{Envelope, Message, Rabbit, RabbitError};
@@ -22,8 +23,24 @@ impl Rabbit {
         let body = serde_json::to_vec(envelope)?;
         let properties = properties(&envelope.correlation_id);
         tokio::time::timeout(PUBLISH_TIMEOUT, async {
-            let link = self.current_link(PUBLISH_TIMEOUT).await?;
-            confirmed_publish(&link.publisher, exchange, routing_key, &body, properties).await
+            let mut link = self.current_link(PUBLISH_TIMEOUT).await?;
+            loop {
+                let properties = properties.clone();
+                match confirmed_publish(&link.publisher, exchange, routing_key, &body, properties)
+                    .await
+                {
+                    // The connection dropped under us: publish again on the next one. A message
+                    // the broker did take is then sent twice, which idempotent consumers absorb.
+                    Err(RabbitError::Protocol(error)) => {
+                        warn!(%error, "publish failed; retrying on the next connection");
+                        link = self
+                            .next_link(Some(&link))
+                            .await
+                            .ok_or(RabbitError::Unavailable)?;
+                    }
+                    result => return result,
+                }
+            }
         })
         .await
         .map_err(|_| RabbitError::Timeout)?

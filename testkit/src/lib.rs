@@ -70,9 +70,20 @@ impl Vhost {
     }
 
     /// Closes every client connection of this vhost from the broker side, as a broker restart
-    /// would, without disturbing the other tests.
-    pub async fn close_connections(&self) -> usize {
-        let names = self.connections().await;
+    /// would, without disturbing the other tests. Panics when the broker lists none within a few
+    /// seconds, so that a test meant to survive a dropped connection cannot pass without one.
+    pub async fn close_connections(&self) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut names = self.connections().await;
+        while names.is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no connection on vhost {} to close",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            names = self.connections().await;
+        }
         for name in &names {
             let url = format!("http://{MANAGEMENT}/api/connections/{}", encode(name));
             reqwest::Client::new()
@@ -82,7 +93,18 @@ impl Vhost {
                 .await
                 .unwrap();
         }
-        names.len()
+        names
+    }
+
+    /// Waits until the broker lists a connection other than `closed` on this vhost.
+    pub async fn wait_for_new_connection(&self, closed: &[String]) -> bool {
+        eventually(Duration::from_secs(20), || async {
+            self.connections()
+                .await
+                .iter()
+                .any(|name| !closed.contains(name))
+        })
+        .await
     }
 }
 
@@ -104,7 +126,9 @@ impl Drop for Vhost {
 fn encode(name: &str) -> String {
     name.bytes()
         .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (byte as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                (byte as char).to_string()
+            }
             _ => format!("%{byte:02X}"),
         })
         .collect()

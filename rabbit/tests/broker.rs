@@ -1,0 +1,354 @@
+//! The rabbit crate against a real RabbitMQ, each test in a vhost of its own.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lapin::options::{BasicGetOptions, BasicPublishOptions};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use rabbit::{
+    Consumer, Envelope, ExchangeKind, HandlerError, Message, Rabbit, RabbitError, Topology,
+};
+use serde::{Deserialize, Serialize};
+use testkit::{Vhost, eventually};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Job {
+    n: u32,
+}
+
+fn topology() -> Topology {
+    Topology::default()
+        .exchange("work", ExchangeKind::Direct)
+        .queue("work.jobs", "work", "job")
+}
+
+/// A connected `Rabbit` on the test's vhost, stopped when the test ends.
+struct Broker {
+    rabbit: Rabbit,
+    vhost: Vhost,
+    _shutdown: tokio_util::sync::DropGuard,
+}
+
+async fn broker() -> Broker {
+    let vhost = Vhost::create().await;
+    let shutdown = CancellationToken::new();
+    let rabbit = Rabbit::start(&vhost.amqp_url(), topology(), shutdown.clone());
+    assert!(rabbit.wait_connected(WAIT).await, "connects to RabbitMQ");
+    Broker {
+        rabbit,
+        vhost,
+        _shutdown: shutdown.drop_guard(),
+    }
+}
+
+async fn publish_job(rabbit: &Rabbit, n: u32) {
+    let envelope = Envelope::new("job", format!("c-{n}"), Job { n });
+    rabbit.publish("work", "job", &envelope).await.unwrap();
+}
+
+/// Publishes raw bytes, as a misbehaving producer would.
+async fn publish_raw(vhost: &Vhost, body: &[u8]) {
+    let connection = Connection::connect(&vhost.amqp_url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .basic_publish(
+            "work".into(),
+            "job".into(),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+/// Drains `queue` and returns the bodies it held.
+async fn drain(vhost: &Vhost, queue: &str) -> Vec<Vec<u8>> {
+    let connection = Connection::connect(&vhost.amqp_url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut bodies = Vec::new();
+    let options = BasicGetOptions { no_ack: true };
+    while let Some(message) = channel.basic_get(queue.into(), options).await.unwrap() {
+        bodies.push(message.delivery.data);
+    }
+    bodies
+}
+
+/// Waits until `queue` has yielded at least `count` messages (or the wait is over); returns them.
+async fn take(vhost: &Vhost, queue: &str, count: usize) -> Vec<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut taken = Vec::new();
+    while taken.len() < count && tokio::time::Instant::now() < deadline {
+        taken.extend(drain(vhost, queue).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    taken
+}
+
+/// Counts how many times the handler saw each job.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<HashMap<u32, u32>>>);
+
+impl Seen {
+    fn record(&self, n: u32) -> u32 {
+        let mut seen = self.0.lock().unwrap();
+        let count = seen.entry(n).or_default();
+        *count += 1;
+        *count
+    }
+
+    fn total(&self) -> u32 {
+        self.0.lock().unwrap().values().sum()
+    }
+
+    fn snapshot(&self) -> HashMap<u32, u32> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn counting_consumer(rabbit: &Rabbit, seen: &Seen) {
+    let seen = seen.clone();
+    rabbit.consume(
+        Consumer::queue("work.jobs"),
+        move |message: Arc<Message<Job>>| {
+            let seen = seen.clone();
+            async move {
+                seen.record(message.envelope.message.n);
+                Ok(())
+            }
+        },
+    );
+}
+
+#[tokio::test]
+async fn a_handled_message_is_never_delivered_again_even_across_a_reconnect() {
+    let broker = broker().await;
+    let seen = Seen::default();
+    counting_consumer(&broker.rabbit, &seen);
+    for n in 0..20 {
+        publish_job(&broker.rabbit, n).await;
+    }
+    assert!(eventually(WAIT, || async { seen.total() == 20 }).await);
+
+    let closed = broker.vhost.close_connections().await;
+    assert!(broker.vhost.wait_for_new_connection(&closed).await);
+    publish_job(&broker.rabbit, 20).await;
+    assert!(eventually(WAIT, || async { seen.total() == 21 }).await);
+
+    let seen = seen.snapshot();
+    assert_eq!(seen.len(), 21);
+    assert!(seen.values().all(|&count| count == 1), "{seen:?}");
+    assert!(drain(&broker.vhost, "work.jobs").await.is_empty());
+}
+
+#[tokio::test]
+async fn consuming_and_publishing_resume_after_the_broker_drops_the_connection() {
+    let broker = broker().await;
+    let seen = Seen::default();
+    counting_consumer(&broker.rabbit, &seen);
+    publish_job(&broker.rabbit, 1).await;
+    assert!(eventually(WAIT, || async { seen.total() == 1 }).await);
+
+    broker.vhost.close_connections().await;
+    // Publishing right away waits for the new connection instead of failing.
+    publish_job(&broker.rabbit, 2).await;
+    assert!(eventually(WAIT, || async { seen.total() == 2 }).await);
+}
+
+#[tokio::test]
+async fn an_unparseable_message_is_dead_lettered_and_consuming_goes_on() {
+    let broker = broker().await;
+    let seen = Seen::default();
+    counting_consumer(&broker.rabbit, &seen);
+    publish_raw(&broker.vhost, b"not json at all").await;
+    publish_raw(
+        &broker.vhost,
+        br#"{"type":"job","correlation_id":"c","message":{"n":"NaN"}}"#,
+    )
+    .await;
+    publish_job(&broker.rabbit, 7).await;
+
+    assert!(eventually(WAIT, || async { seen.total() == 1 }).await);
+    let dead = take(&broker.vhost, "work.jobs.dlq", 2).await;
+    assert_eq!(dead.len(), 2);
+    assert!(dead.contains(&b"not json at all".to_vec()));
+}
+
+/// A consumer whose handler answers `error` a given number of times, then succeeds.
+fn failing_consumer(
+    rabbit: &Rabbit,
+    max_attempts: u32,
+    failures: u32,
+    error: fn() -> HandlerError,
+) -> Seen {
+    let seen = Seen::default();
+    let attempts = seen.clone();
+    let consumer = Consumer {
+        max_attempts,
+        ..Consumer::queue("work.jobs")
+    };
+    rabbit.consume(consumer, move |message: Arc<Message<Job>>| {
+        let attempt = attempts.record(message.envelope.message.n);
+        async move {
+            if attempt <= failures {
+                Err(error())
+            } else {
+                Ok(())
+            }
+        }
+    });
+    seen
+}
+
+#[tokio::test]
+async fn a_message_that_keeps_failing_is_dead_lettered_after_its_attempts() {
+    let broker = broker().await;
+    let attempts = failing_consumer(&broker.rabbit, 3, u32::MAX, || {
+        HandlerError::Failed("boom".into())
+    });
+    publish_job(&broker.rabbit, 1).await;
+
+    let dead = take(&broker.vhost, "work.jobs.dlq", 1).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(attempts.snapshot()[&1], 3);
+    let envelope: Envelope<Job> = serde_json::from_slice(&dead[0]).unwrap();
+    assert_eq!(envelope.message, Job { n: 1 });
+}
+
+#[tokio::test]
+async fn an_invalid_message_is_dead_lettered_at_once() {
+    let broker = broker().await;
+    let attempts = failing_consumer(&broker.rabbit, 5, u32::MAX, || {
+        HandlerError::Invalid("unknown order".into())
+    });
+    publish_job(&broker.rabbit, 1).await;
+
+    assert_eq!(take(&broker.vhost, "work.jobs.dlq", 1).await.len(), 1);
+    assert_eq!(attempts.snapshot()[&1], 1);
+}
+
+#[tokio::test]
+async fn a_message_waits_while_a_dependency_is_unavailable_and_is_never_dead_lettered() {
+    let broker = broker().await;
+    // More failures than max_attempts: being unavailable is not failing.
+    let attempts = failing_consumer(&broker.rabbit, 2, 4, || {
+        HandlerError::Unavailable("mongodb".into())
+    });
+    publish_job(&broker.rabbit, 1).await;
+
+    assert!(eventually(Duration::from_secs(30), || async { attempts.total() == 5 }).await);
+    assert!(drain(&broker.vhost, "work.jobs.dlq").await.is_empty());
+    assert!(drain(&broker.vhost, "work.jobs").await.is_empty());
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Doubled {
+    n: u32,
+    doubled: u32,
+}
+
+#[tokio::test]
+async fn parallel_requests_each_get_their_own_reply_through_direct_reply_to() {
+    let broker = broker().await;
+    let responder = broker.rabbit.clone();
+    broker.rabbit.consume(
+        Consumer::queue("work.jobs"),
+        move |message: Arc<Message<Job>>| {
+            let responder = responder.clone();
+            async move {
+                let n = message.envelope.message.n;
+                responder
+                    .reply(&message, Doubled { n, doubled: n * 2 })
+                    .await
+                    .map_err(|error| HandlerError::Failed(error.to_string()))
+            }
+        },
+    );
+
+    let requests = (0..20).map(|n| {
+        let rabbit = broker.rabbit.clone();
+        async move {
+            // One correlation id for all, as one HTTP request fanning out would use.
+            let envelope = Envelope::new("job", "same-correlation-id", Job { n });
+            let reply: Envelope<Doubled> =
+                rabbit.request("work", "job", envelope, WAIT).await.unwrap();
+            (n, reply)
+        }
+    });
+    for (n, reply) in futures_util::future::join_all(requests).await {
+        assert_eq!(reply.message.n, n);
+        assert_eq!(reply.message.doubled, n * 2);
+        assert_eq!(reply.correlation_id, "same-correlation-id");
+    }
+}
+
+#[tokio::test]
+async fn a_request_nobody_answers_times_out() {
+    let broker = broker().await;
+    let envelope = Envelope::new("job", "c", Job { n: 1 });
+    let result: Result<Envelope<Doubled>, _> = broker
+        .rabbit
+        .request("work", "job", envelope, Duration::from_millis(500))
+        .await;
+    assert!(matches!(result, Err(RabbitError::Timeout)), "{result:?}");
+}
+
+#[tokio::test]
+async fn every_instance_receives_a_broadcast_also_after_a_reconnect() {
+    let broker = broker().await;
+    let fanout = Topology::default().exchange("news", ExchangeKind::Fanout);
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let shutdown = CancellationToken::new();
+        let rabbit = Rabbit::start(&broker.vhost.amqp_url(), fanout.clone(), shutdown.clone());
+        let seen = Seen::default();
+        let record = seen.clone();
+        rabbit.consume(
+            Consumer::broadcast("news"),
+            move |message: Arc<Message<Job>>| {
+                record.record(message.envelope.message.n);
+                async { Ok(()) }
+            },
+        );
+        instances.push((rabbit, seen, shutdown.drop_guard()));
+    }
+    let publisher = &instances[0].0;
+    let publish = |n| async move {
+        publisher
+            .publish("news", "", &Envelope::new("news", "c", Job { n }))
+            .await
+            .unwrap();
+    };
+    // The exclusive queues exist once both consumers are up; retry the first publish until then.
+    assert!(
+        eventually(WAIT, || async {
+            publish(1).await;
+            instances
+                .iter()
+                .all(|(_, seen, _)| seen.snapshot().contains_key(&1))
+        })
+        .await
+    );
+
+    let closed = broker.vhost.close_connections().await;
+    assert!(broker.vhost.wait_for_new_connection(&closed).await);
+    assert!(
+        eventually(WAIT, || async {
+            publish(2).await;
+            instances
+                .iter()
+                .all(|(_, seen, _)| seen.snapshot().contains_key(&2))
+        })
+        .await
+    );
+}
