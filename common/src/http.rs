@@ -145,13 +145,22 @@ fn health_reply(results: Vec<(&'static str, bool)>) -> Response {
     }
 }
 
-/// A CORS preflight on any path: `OPTIONS` with `Access-Control-Request-Method`.
+/// A CORS preflight on any path: `OPTIONS` with `Access-Control-Request-Method`. Any other
+/// request passes as "not found", the one rejection warp ranks below a route's own 404 or 405.
 fn preflight() -> BoxedFilter<(Response,)> {
-    warp::options()
-        .and(warp::header::header::<String>(
-            "access-control-request-method",
-        ))
-        .map(|_| {
+    warp::method()
+        .and(optional_header("access-control-request-method"))
+        .and_then(
+            |method: warp::http::Method, requested: Option<String>| async move {
+                if method == warp::http::Method::OPTIONS && requested.is_some() {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            },
+        )
+        .untuple_one()
+        .map(|| {
             let mut response = StatusCode::NO_CONTENT.into_response();
             let headers = response.headers_mut();
             headers.insert(

@@ -1,0 +1,181 @@
+//! The token guard against a real HTTP server standing in for auth, and a real RabbitMQ for the
+//! logout broadcast.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{ApiError, TokenGuard};
+use rabbit::{AUTH_EXCHANGE, Envelope, ExchangeKind, LOGOUT, Rabbit, Topology};
+use serde_json::json;
+use testkit::{Vhost, eventually};
+use tokio_util::sync::CancellationToken;
+use warp::http::StatusCode;
+use warp::{Filter, Reply};
+
+const TTL: Duration = Duration::from_secs(600);
+
+/// Answers `/users/current` like auth: tokens named `user-*` belong to a user, `admin-*` to an
+/// admin, revoked or other tokens get 401. Counts the calls and takes a little time, as a real
+/// lookup does, so that concurrent misses overlap.
+#[derive(Clone, Default)]
+struct StandIn {
+    calls: Arc<AtomicUsize>,
+    revoked: Arc<Mutex<HashSet<String>>>,
+}
+
+impl StandIn {
+    async fn start(&self) -> SocketAddr {
+        let state = self.clone();
+        let route = warp::path!("users" / "current")
+            .and(warp::header::<String>("authorization"))
+            .then(move |authorization: String| {
+                let state = state.clone();
+                async move {
+                    state.calls.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let token = authorization.trim_start_matches("Bearer ").to_owned();
+                    let permissions = match token.split('-').next() {
+                        _ if state.revoked.lock().unwrap().contains(&token) => None,
+                        Some("user") => Some(vec!["user"]),
+                        Some("admin") => Some(vec!["user", "admin"]),
+                        _ => None,
+                    };
+                    match permissions {
+                        Some(permissions) => warp::reply::with_status(
+                            warp::reply::json(&json!({"id": "1", "name": "n", "login": token,
+                                "permissions": permissions, "enabled": true})),
+                            StatusCode::OK,
+                        ),
+                        None => warp::reply::with_status(
+                            warp::reply::json(&json!({"error": "Unauthorized"})),
+                            StatusCode::UNAUTHORIZED,
+                        ),
+                    }
+                }
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(warp::serve(route).incoming(listener).run());
+        addr
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+async fn guard_with_stand_in() -> (TokenGuard, StandIn) {
+    let stand_in = StandIn::default();
+    let addr = stand_in.start().await;
+    (TokenGuard::new(&format!("http://{addr}"), TTL), stand_in)
+}
+
+#[tokio::test]
+async fn concurrent_checks_of_one_token_call_auth_once() {
+    let (guard, stand_in) = guard_with_stand_in().await;
+    let checks = (0..50).map(|_| guard.check(Some("Bearer user-a"), Some("user"), "c"));
+    for result in futures_util::future::join_all(checks).await {
+        assert_eq!(result.unwrap().login, "user-a");
+    }
+    assert_eq!(stand_in.calls(), 1);
+
+    guard.check(Some("bearer user-a"), None, "c").await.unwrap();
+    assert_eq!(stand_in.calls(), 1, "served from the cache");
+}
+
+#[tokio::test]
+async fn refused_tokens_are_unauthorized_and_missing_permissions_forbidden() {
+    let (guard, stand_in) = guard_with_stand_in().await;
+    let check = |header: Option<&'static str>, permission| guard.check(header, permission, "c");
+    assert!(matches!(
+        check(None, None).await,
+        Err(ApiError::Unauthorized)
+    ));
+    assert!(matches!(
+        check(Some("Basic user-a"), None).await,
+        Err(ApiError::Unauthorized)
+    ));
+    assert_eq!(stand_in.calls(), 0, "malformed headers never reach auth");
+
+    assert!(matches!(
+        check(Some("Bearer forged"), None).await,
+        Err(ApiError::Unauthorized)
+    ));
+    assert!(matches!(
+        check(Some("Bearer user-a"), Some("admin")).await,
+        Err(ApiError::Forbidden)
+    ));
+    assert!(check(Some("Bearer admin-a"), Some("admin")).await.is_ok());
+}
+
+#[tokio::test]
+async fn auth_unreachable_gives_503_never_401() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_port = listener.local_addr().unwrap();
+    drop(listener);
+    let guard = TokenGuard::new(&format!("http://{closed_port}"), TTL);
+    let result = guard.check(Some("Bearer user-a"), None, "c").await;
+    assert!(
+        matches!(result, Err(ApiError::Unavailable("auth"))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_logout_broadcast_evicts_the_token_without_waiting_for_the_ttl() {
+    let (guard, stand_in) = guard_with_stand_in().await;
+    let vhost = Vhost::create().await;
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let topology = Topology::default().exchange(AUTH_EXCHANGE, ExchangeKind::Fanout);
+    let rabbit = Rabbit::start(&vhost.amqp_url(), topology, shutdown);
+    guard.listen_for_logouts(&rabbit);
+
+    guard.check(Some("Bearer user-a"), None, "c").await.unwrap();
+    guard.check(Some("Bearer user-b"), None, "c").await.unwrap();
+    stand_in.revoked.lock().unwrap().insert("user-a".into());
+    let logout = Envelope::new(LOGOUT, "c", "Bearer user-a".to_owned());
+
+    // Published until the instance's logout queue exists and the eviction shows.
+    let evicted = eventually(Duration::from_secs(15), || async {
+        rabbit.publish(AUTH_EXCHANGE, "", &logout).await.unwrap();
+        matches!(
+            guard.check(Some("Bearer user-a"), None, "c").await,
+            Err(ApiError::Unauthorized)
+        )
+    })
+    .await;
+    assert!(evicted);
+    let calls = stand_in.calls();
+    guard.check(Some("Bearer user-b"), None, "c").await.unwrap();
+    assert_eq!(stand_in.calls(), calls, "other tokens stay cached");
+}
+
+#[tokio::test]
+async fn the_admin_filter_answers_403_json_through_the_app() {
+    let (guard, _stand_in) = guard_with_stand_in().await;
+    let route = warp::path!("admin")
+        .and(guard.admin())
+        .map(|_user| warp::reply::json(&json!({})).into_response())
+        .boxed();
+    let app = common::http::app(route);
+    let request = |token: &str| {
+        warp::test::request()
+            .path("/admin")
+            .header("authorization", format!("Bearer {token}"))
+    };
+    let response = request("user-a").reply(&app).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(response.body(), r#"{"error":"Forbidden"}"#);
+    assert_eq!(
+        request("admin-a").reply(&app).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        request("nobody").reply(&app).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
