@@ -84,7 +84,12 @@ impl Auth {
 
     pub async fn health(&self) -> Vec<(&'static str, bool)> {
         vec![
-            ("mongodb", common::mongo::ping(self.store.db()).await),
+            // Not ready before the unique login index exists: signups would be refused.
+            (
+                "mongodb",
+                self.indexes_ready.load(Ordering::Acquire)
+                    && common::mongo::ping(self.store.db()).await,
+            ),
             ("rabbitmq", self.rabbit.is_connected()),
         ]
     }
@@ -121,9 +126,9 @@ impl Auth {
             updated: now,
         };
         match self.store.insert_user(&user).await {
-            Err(error) if common::mongo::is_duplicate_key(&error) => {
-                Err(ApiError::field("login", "already exists"))
-            }
+            Err(error) if common::mongo::is_duplicate_key(&error) => Err(ApiError::Duplicate(
+                FieldError::new("login", "already exists"),
+            )),
             result => result.map_err(ApiError::from),
         }?;
         self.new_token(user.id).await

@@ -46,6 +46,9 @@ pub enum ApiError {
     /// 409 `{"error": "Already exist"}`
     #[error("already exists")]
     Conflict,
+    /// 409 `{"messages": [{"path", "message"}]}`: a unique field already in use, e.g. a login.
+    #[error("duplicate: {0:?}")]
+    Duplicate(FieldError),
     /// 413 `{"error": "Payload too large"}`
     #[error("payload too large")]
     PayloadTooLarge,
@@ -80,7 +83,7 @@ impl ApiError {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict => StatusCode::CONFLICT,
+            Self::Conflict | Self::Duplicate(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Refused(status, _) => *status,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -91,6 +94,7 @@ impl ApiError {
     fn body(&self) -> serde_json::Value {
         let text = match self {
             Self::Validation(messages) => return json!({ "messages": messages }),
+            Self::Duplicate(message) => return json!({ "messages": [message] }),
             Self::BadRequest(text) => text.as_str(),
             Self::Unauthorized => "Unauthorized",
             Self::Forbidden => "Forbidden",

@@ -200,21 +200,21 @@ async fn json_rejection(rejection: Rejection) -> Result<Response, Infallible> {
 }
 
 /// The whole application around a service's routes: preflight first, JSON errors for every
-/// rejection, CORS on every response and the client's correlation id echoed on error replies too.
+/// rejection, CORS on every response, and a correlation id on every response: the handler's, else
+/// the client's, else a new one.
 pub fn app(routes: BoxedFilter<(Response,)>) -> BoxedFilter<(Response,)> {
     let handled = preflight()
         .or(routes)
         .unify()
         .recover(json_rejection)
         .unify();
-    optional_header(CORRELATION_ID)
+    correlation_id()
         .and(handled)
-        .map(|correlation_id: Option<String>, mut response: Response| {
+        .map(|correlation_id: String, mut response: Response| {
             let headers = response.headers_mut();
             headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
-            if let Some(value) = correlation_id
-                .filter(|_| !headers.contains_key(CORRELATION_ID))
-                .and_then(|id| HeaderValue::from_str(&id).ok())
+            if !headers.contains_key(CORRELATION_ID)
+                && let Ok(value) = HeaderValue::from_str(&correlation_id)
             {
                 headers.insert(CORRELATION_ID, value);
             }

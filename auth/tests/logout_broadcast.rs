@@ -1,0 +1,110 @@
+//! The logout broadcast on the `auth` fanout (CONTRACT section 9): other services evict exactly
+//! these token strings from their caches.
+
+mod support;
+
+use serde_json::json;
+use support::{PASSWORD, spawn_auth};
+
+#[tokio::test]
+async fn signout_broadcasts_the_token() {
+    let app = spawn_auth().await;
+    let logouts = app.listen_for_logouts().await;
+    let token = app.signup("alice01").await;
+
+    app.get("/users/signout", Some(&token))
+        .await
+        .assert_is(200, json!({}));
+
+    assert!(
+        logouts.eventually_contain(&[&token]).await,
+        "{:?}",
+        logouts.received()
+    );
+}
+
+#[tokio::test]
+async fn a_password_change_broadcasts_the_other_tokens() {
+    let app = spawn_auth().await;
+    let logouts = app.listen_for_logouts().await;
+    let used = app.signup("alice01").await;
+    let (second, third) = (
+        app.new_token("alice01").await,
+        app.new_token("alice01").await,
+    );
+
+    let body = json!({"currentPassword": PASSWORD, "newPassword": "a brand new password"});
+    app.post("/users/password", Some(&used), &body)
+        .await
+        .assert_is(200, json!({}));
+
+    assert!(
+        logouts.eventually_contain(&[&second, &third]).await,
+        "{:?}",
+        logouts.received()
+    );
+    assert!(
+        !logouts.received().contains(&used),
+        "the token in use stays valid"
+    );
+}
+
+#[tokio::test]
+async fn disable_broadcasts_every_token_of_the_user() {
+    let app = spawn_auth().await;
+    let admin = app.admin().await;
+    let logouts = app.listen_for_logouts().await;
+    let first = app.signup("alice01").await;
+    let second = app.new_token("alice01").await;
+    let id = app.user_id(&first).await;
+
+    let reply = app.admin_action(&admin, &id, "disable", &json!({})).await;
+
+    reply.assert_is(200, json!({}));
+    assert!(
+        logouts.eventually_contain(&[&first, &second]).await,
+        "{:?}",
+        logouts.received()
+    );
+}
+
+#[tokio::test]
+async fn grant_broadcasts_the_users_tokens() {
+    let app = spawn_auth().await;
+    let admin = app.admin().await;
+    let logouts = app.listen_for_logouts().await;
+    let token = app.signup("alice01").await;
+    let id = app.user_id(&token).await;
+
+    let body = json!({"permissions": ["editor"]});
+    let reply = app.admin_action(&admin, &id, "grant", &body).await;
+
+    reply.assert_is(200, json!({}));
+    assert!(
+        logouts.eventually_contain(&[&token]).await,
+        "{:?}",
+        logouts.received()
+    );
+}
+
+#[tokio::test]
+async fn revoke_broadcasts_the_users_tokens() {
+    let app = spawn_auth().await;
+    let admin = app.admin().await;
+    let token = app.signup("alice01").await;
+    let id = app.user_id(&token).await;
+    let body = json!({"permissions": ["editor"]});
+    app.admin_action(&admin, &id, "grant", &body)
+        .await
+        .assert_is(200, json!({}));
+    let logouts = app.listen_for_logouts().await;
+
+    let reply = app.admin_action(&admin, &id, "revoke", &body).await;
+
+    reply.assert_is(200, json!({}));
+    assert!(
+        logouts.eventually_contain(&[&token]).await,
+        "{:?}",
+        logouts.received()
+    );
+}

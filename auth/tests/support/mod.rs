@@ -1,0 +1,295 @@
+//! Starts the real auth service for one test, zero-to-production style: port 0, a fresh MongoDB
+//! database and a fresh RabbitMQ vhost, so tests run in parallel without seeing each other.
+//!
+//! Every test binary compiles this module but uses only part of it.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mongodb::bson::{Document, doc};
+use rabbit::{
+    AUTH_EXCHANGE, Consumer, Envelope, ExchangeKind, HandlerError, LOGOUT, Message, Rabbit,
+    Topology,
+};
+use reqwest::header::HeaderMap;
+use reqwest::{RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+use testkit::Vhost;
+use tokio_util::sync::CancellationToken;
+
+/// The service's signing secret, known to the tests so that they can forge tokens with it.
+pub const SECRET: &str = "integration-test-secret-at-least-32-bytes-long";
+pub const PASSWORD: &str = "correct horse battery";
+/// How long the service or the test consumer may take to connect before a test gives up.
+const STARTUP: Duration = Duration::from_secs(10);
+/// How long a broadcast may take to arrive; a bound for giving up, never a speed asserted.
+const DELIVERY: Duration = Duration::from_secs(5);
+
+/// A running auth service, stopped when dropped.
+pub struct TestAuth {
+    pub base_url: String,
+    pub http: reqwest::Client,
+    /// The service's database, for what an operator does with Mongo tooling.
+    pub db: mongodb::Database,
+    /// Deleted, with everything in it, when the test ends.
+    pub vhost: Vhost,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestAuth {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// An HTTP answer with its body parsed as JSON (`null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts the status and the whole body at once, so a failure shows both.
+    pub fn assert_is(&self, status: u16, body: Value) {
+        assert_eq!(
+            (self.status.as_u16(), &self.body),
+            (status, &body),
+            "{self:?}"
+        );
+    }
+
+    /// Asserts a 400 `{"messages": [...]}` whose paths are exactly `paths`, each with a message.
+    pub fn assert_field_errors(&self, paths: &[&str]) {
+        assert_eq!(self.status, StatusCode::BAD_REQUEST, "{self:?}");
+        let messages = self.body["messages"].as_array().expect("a messages array");
+        let mut sent: Vec<&str> = messages
+            .iter()
+            .map(|entry| entry["path"].as_str().expect("a path"))
+            .collect();
+        sent.sort_unstable();
+        let mut expected = paths.to_vec();
+        expected.sort_unstable();
+        assert_eq!(sent, expected, "{self:?}");
+        assert!(
+            messages.iter().all(|entry| entry["message"]
+                .as_str()
+                .is_some_and(|text| !text.is_empty())),
+            "{self:?}"
+        );
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|value| value.to_str().expect("a visible ASCII header"))
+    }
+}
+
+/// A started auth service whose /health reports "up": the readiness a load balancer sees.
+pub async fn spawn_auth() -> TestAuth {
+    let vhost = Vhost::create().await;
+    let mongo_db = testkit::unique_name("auth");
+    let config = auth::Config {
+        port: 0,
+        mongo_url: testkit::mongo_url(),
+        mongo_db: mongo_db.clone(),
+        rabbit_url: vhost.amqp_url(),
+        jwt_secret: SECRET.into(),
+    };
+    let shutdown = CancellationToken::new();
+    let running = auth::run(config, shutdown.clone())
+        .await
+        .expect("auth starts");
+    let db = mongodb::Client::with_uri_str(testkit::mongo_url())
+        .await
+        .expect("a valid MongoDB URL")
+        .database(&mongo_db);
+    let app = TestAuth {
+        base_url: format!("http://127.0.0.1:{}", running.addr.port()),
+        http: reqwest::Client::new(),
+        db,
+        vhost,
+        shutdown,
+    };
+    let up = testkit::eventually(STARTUP, || async {
+        app.get("/health", None).await.status == StatusCode::OK
+    })
+    .await;
+    assert!(up, "auth never reported healthy");
+    app
+}
+
+impl TestAuth {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub async fn send(&self, request: RequestBuilder) -> Reply {
+        let response = request.send().await.expect("auth answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("a complete body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| json!({"not JSON": String::from_utf8_lossy(&bytes)}))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(with_token(self.http.get(self.url(path)), token))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        self.send(with_token(self.http.post(self.url(path)), token).json(body))
+            .await
+    }
+
+    pub async fn current(&self, token: &str) -> Reply {
+        self.get("/users/current", Some(token)).await
+    }
+
+    /// Signs up `login` (name "Test User", password [`PASSWORD`]) and returns its token.
+    pub async fn signup(&self, login: &str) -> String {
+        let body = json!({"name": "Test User", "login": login, "password": PASSWORD});
+        let reply = self.post("/users/signup", None, &body).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        token_of(&reply)
+    }
+
+    pub async fn signin(&self, login: &str, password: &str) -> Reply {
+        let body = json!({"login": login, "password": password});
+        self.post("/users/signin", None, &body).await
+    }
+
+    /// Signs in `login` with [`PASSWORD`] and returns the new token.
+    pub async fn new_token(&self, login: &str) -> String {
+        let reply = self.signin(login, PASSWORD).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        token_of(&reply)
+    }
+
+    pub async fn user_id(&self, token: &str) -> String {
+        let reply = self.current(token).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        reply.body["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// What an operator does in mongosh:
+    /// `users.updateOne({login}, {$addToSet: {permissions: "admin"}})`.
+    pub async fn make_admin(&self, login: &str) {
+        self.update_user(login, doc! {"$addToSet": {"permissions": "admin"}})
+            .await;
+    }
+
+    /// `users.updateOne({login}, update)`, straight in MongoDB as with mongosh.
+    pub async fn update_user(&self, login: &str, update: Document) {
+        let result = self
+            .db
+            .collection::<Document>("users")
+            .update_one(doc! {"login": login}, update)
+            .await
+            .expect("MongoDB answers");
+        assert_eq!(result.matched_count, 1, "no user {login}");
+    }
+
+    /// The token of a fresh admin, login `admin01`.
+    pub async fn admin(&self) -> String {
+        let token = self.signup("admin01").await;
+        self.make_admin("admin01").await;
+        token
+    }
+
+    /// `POST /users/{id}/{action}` (enable, disable, grant, revoke) with `body`.
+    pub async fn admin_action(&self, token: &str, id: &str, action: &str, body: &Value) -> Reply {
+        self.post(&format!("/users/{id}/{action}"), Some(token), body)
+            .await
+    }
+
+    /// A consumer bound to the `auth` fanout of this test's vhost, ready when this returns.
+    pub async fn listen_for_logouts(&self) -> Logouts {
+        Logouts::start(&self.vhost.amqp_url()).await
+    }
+}
+
+fn with_token(request: RequestBuilder, token: Option<&str>) -> RequestBuilder {
+    match token {
+        Some(token) => request.header("authorization", format!("bearer {token}")),
+        None => request,
+    }
+}
+
+pub fn token_of(reply: &Reply) -> String {
+    let token = reply.body["token"].as_str().expect("a token");
+    assert!(!token.is_empty());
+    token.to_owned()
+}
+
+/// The tokens broadcast on the `auth` fanout since the consumer started.
+pub struct Logouts {
+    received: Arc<Mutex<Vec<String>>>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Logouts {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Logouts {
+    async fn start(amqp_url: &str) -> Self {
+        let shutdown = CancellationToken::new();
+        let topology = Topology::default().exchange(AUTH_EXCHANGE, ExchangeKind::Fanout);
+        let rabbit = Rabbit::start(amqp_url, topology, shutdown.clone());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = received.clone();
+        rabbit.consume(
+            Consumer::broadcast(AUTH_EXCHANGE),
+            move |message: Arc<Message<String>>| {
+                let sink = sink.clone();
+                async move {
+                    sink.lock().unwrap().push(message.envelope.message.clone());
+                    Ok::<_, HandlerError>(())
+                }
+            },
+        );
+        // The queue is server-named and bound asynchronously: it is ready once a probe of ours
+        // on the same fanout comes back.
+        let probe = testkit::unique_name("probe");
+        let (rabbit, probe, sink) = (&rabbit, probe.as_str(), &received);
+        let ready = testkit::eventually(STARTUP, || async move {
+            let envelope = Envelope::new(LOGOUT, "test-probe", probe);
+            let _ = rabbit.publish(AUTH_EXCHANGE, "", &envelope).await;
+            sink.lock().unwrap().iter().any(|token| token == probe)
+        })
+        .await;
+        assert!(ready, "the test consumer never received its probe");
+        Self { received, shutdown }
+    }
+
+    pub fn received(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until every one of `tokens` was broadcast; false if one never was.
+    pub async fn eventually_contain(&self, tokens: &[&str]) -> bool {
+        testkit::eventually(DELIVERY, || async {
+            let received = self.received();
+            tokens
+                .iter()
+                .all(|token| received.iter().any(|got| got == token))
+        })
+        .await
+    }
+}
