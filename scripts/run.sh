@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs the system without Docker on a bare Debian machine: brings up RabbitMQ, Redis and the
+# MongoDB-compatible server as the tests do, builds the services in release mode and starts them
+# on their contract ports. Ctrl-C stops them cleanly.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# service:port, in the order they start.
+SERVICES=(auth:3000)
+
+bash scripts/deps.sh
+names=("${SERVICES[@]%%:*}")
+cargo build --release $(printf -- '-p %s ' "${names[@]}")
+
+pids=()
+stop() {
+  echo "stopping ${names[*]}"
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+for service in "${SERVICES[@]}"; do
+  name=${service%%:*} port=${service##*:}
+  PORT=$port "target/release/$name" &
+  pids+=($!)
+  echo "$name listening on http://localhost:$port (health: http://localhost:$port/health)"
+done
+echo "RabbitMQ management: http://localhost:15672 (guest/guest). Press Ctrl-C to stop."
+wait -n "${pids[@]}"
