@@ -18,7 +18,8 @@ stop() {
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
 }
-trap stop INT TERM EXIT
+trap stop EXIT
+trap "exit 130" INT TERM
 
 for service in "${SERVICES[@]}"; do
   name=${service%%:*} port=${service##*:}
