@@ -107,7 +107,10 @@ async fn supervise(
                 backoff = FIRST_BACKOFF;
                 sender.send_replace(Some(link.clone()));
                 tokio::select! {
-                    _ = closed(&link.connection) => warn!("RabbitMQ connection lost; reconnecting"),
+                    _ = unusable(&link) => {
+                        warn!("RabbitMQ connection or publishing channel lost; reconnecting");
+                        let _ = link.connection.close(200, "reconnecting".into()).await;
+                    }
                     _ = shutdown.cancelled() => {
                         sender.send_replace(None);
                         let _ = link.connection.close(200, "shutdown".into()).await;
@@ -139,9 +142,11 @@ async fn open(url: &str, topology: &Topology) -> lapin::Result<Link> {
     })
 }
 
-/// Resolves when the connection has failed or was closed by the broker.
-async fn closed(connection: &Connection) {
-    let mut events = connection.events_listener();
+/// Resolves when the connection has failed or was closed by the broker, or when the broker closed
+/// the publishing channel (a channel error such as a refused or misrouted publish), which would
+/// otherwise fail every later publish on a connection that still looks healthy.
+async fn unusable(link: &Link) {
+    let mut events = link.connection.events_listener();
     loop {
         // The status check covers a close that raised no event.
         tokio::select! {
@@ -153,8 +158,8 @@ async fn closed(connection: &Connection) {
                 None => return,
                 Some(_) => {}
             },
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                if !connection.status().connected() {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                if !link.connection.status().connected() || !link.publisher.status().connected() {
                     return;
                 }
             }

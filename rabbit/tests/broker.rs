@@ -352,3 +352,22 @@ async fn every_instance_receives_a_broadcast_also_after_a_reconnect() {
         .await
     );
 }
+
+#[tokio::test]
+async fn a_publish_the_broker_refuses_does_not_break_later_publishes() {
+    let broker = broker().await;
+    let seen = Seen::default();
+    counting_consumer(&broker.rabbit, &seen);
+    // The broker closes the channel of a publish to a missing exchange.
+    let stray = Envelope::new("job", "c", Job { n: 0 });
+    assert!(
+        broker
+            .rabbit
+            .publish("no-such-exchange", "job", &stray)
+            .await
+            .is_err()
+    );
+
+    publish_job(&broker.rabbit, 1).await;
+    assert!(eventually(WAIT, || async { seen.total() == 1 }).await);
+}
