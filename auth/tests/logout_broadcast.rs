@@ -108,3 +108,30 @@ async fn revoke_broadcasts_the_users_tokens() {
         logouts.received()
     );
 }
+
+#[tokio::test]
+async fn a_signout_while_rabbitmq_refuses_the_broadcast_is_broadcast_once_it_accepts_it() {
+    let app = spawn_auth().await;
+    let logouts = app.listen_for_logouts().await;
+    let token = app.signup("alice01").await;
+    // Only the server-named queues stay writable: publishes to the auth fanout are refused.
+    app.vhost.set_write_permission("^amq\\.gen.*").await;
+
+    app.get("/users/signout", Some(&token))
+        .await
+        .assert_is(200, json!({}));
+    app.get("/users/current", Some(&token))
+        .await
+        .assert_is(401, json!({"error": "Unauthorized"}));
+    assert!(
+        !logouts.received().contains(&token),
+        "the broker refused it"
+    );
+
+    app.vhost.set_write_permission(".*").await;
+    let delivered = testkit::eventually(std::time::Duration::from_secs(30), || async {
+        logouts.received().contains(&token)
+    })
+    .await;
+    assert!(delivered, "the sweeper sends it once the broker accepts it");
+}

@@ -46,6 +46,21 @@ impl Vhost {
         Self { name }
     }
 
+    /// Sets which resources the `guest` user may publish to on this vhost (a regex; `.*` for all),
+    /// to make the broker refuse publishes as a misconfigured or failing broker would.
+    pub async fn set_write_permission(&self, write: &str) {
+        let url = format!("http://{MANAGEMENT}/api/permissions/{}/guest", self.name);
+        let body = serde_json::json!({"configure": ".*", "write": write, "read": ".*"});
+        let response = reqwest::Client::new()
+            .put(url)
+            .header("authorization", AUTHORIZATION)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{response:?}");
+    }
+
     pub fn amqp_url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
     }
