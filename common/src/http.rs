@@ -97,9 +97,19 @@ where
     T: Serialize,
     F: Future<Output = Result<T, ApiError>>,
 {
+    let json = async { handler.await.map(|body| warp::reply::json(&body)) };
+    respond_with(correlation_id, json).await
+}
+
+/// [`respond`] for handlers that build their own reply (bytes, extra headers, 304).
+pub async fn respond_with<R, F>(correlation_id: String, handler: F) -> Response
+where
+    R: Reply,
+    F: Future<Output = Result<R, ApiError>>,
+{
     let span = info_span!("request", correlation_id = %correlation_id);
     let mut response = match handler.instrument(span.clone()).await {
-        Ok(body) => warp::reply::json(&body).into_response(),
+        Ok(reply) => reply.into_response(),
         Err(error) => span.in_scope(|| error.into_response()),
     };
     if let Ok(value) = HeaderValue::from_str(&correlation_id) {
@@ -180,7 +190,7 @@ fn preflight() -> BoxedFilter<(Response,)> {
 /// Turns every rejection into a JSON error: ours as they are, warp's 404/405/413 and body errors
 /// by their meaning, anything unknown as a 500 that is logged.
 async fn json_rejection(rejection: Rejection) -> Result<Response, Infallible> {
-    use warp::reject::{InvalidHeader, MethodNotAllowed, PayloadTooLarge};
+    use warp::reject::{InvalidHeader, InvalidQuery, MethodNotAllowed, PayloadTooLarge};
     let error = if let Some(error) = rejection.find::<ApiError>() {
         error.clone()
     } else if rejection.is_not_found() {
@@ -189,6 +199,8 @@ async fn json_rejection(rejection: Rejection) -> Result<Response, Infallible> {
         ApiError::MethodNotAllowed
     } else if rejection.find::<PayloadTooLarge>().is_some() {
         ApiError::PayloadTooLarge
+    } else if rejection.find::<InvalidQuery>().is_some() {
+        ApiError::BadRequest("Invalid query string".into())
     } else if let Some(error) = rejection.find::<InvalidHeader>() {
         ApiError::BadRequest(error.to_string())
     } else if let Some(error) = rejection.find::<warp::filters::body::BodyDeserializeError>() {

@@ -1,0 +1,190 @@
+//! Routes and handlers (CONTRACT section 5): parse, call the service, build the reply.
+
+use std::sync::Arc;
+
+use common::http::{correlation_id, health, json_body, optional_header, respond, respond_with};
+use common::{ApiError, TokenGuard};
+use rabbit::Rabbit;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::{Reply, Response};
+
+use crate::codec::data_url;
+use crate::service::{Images, SIZES, Served, Variant};
+
+/// Images never change, so browsers and proxies may keep them for a year.
+const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+#[derive(Deserialize)]
+struct Upload {
+    image: Option<String>,
+}
+
+/// How a GET answers: the JSON document with a data URL, or the JPEG bytes.
+#[derive(Clone, Copy)]
+enum Representation {
+    Json,
+    Jpeg,
+}
+
+pub fn routes(
+    images: Arc<Images>,
+    guard: &TokenGuard,
+    rabbit: Rabbit,
+    body_limit: u64,
+) -> BoxedFilter<(Response,)> {
+    let state = {
+        let images = images.clone();
+        warp::any().map(move || images.clone())
+    };
+
+    let upload = warp::path!("images" / "create")
+        .or(warp::path!("images"))
+        .unify()
+        .and(warp::post())
+        .and(guard.user())
+        .and(state.clone())
+        .and(correlation_id())
+        .and(json_body::<Upload>(body_limit))
+        .then(|_user, images: Arc<Images>, cid, upload: Upload| {
+            respond(cid, async move {
+                let image = upload
+                    .image
+                    .ok_or_else(|| ApiError::field("image", "is required"))?;
+                let id = images.upload(image).await?;
+                Ok(json!({ "id": id }))
+            })
+        });
+
+    let download = |path: BoxedFilter<(String,)>, representation: Representation| {
+        path.and(warp::get())
+            .and(state.clone())
+            .and(correlation_id())
+            .and(size())
+            .and(optional_header("if-none-match"))
+            .then(
+                move |id: String, images: Arc<Images>, cid, size, if_none_match: Option<String>| {
+                    respond_with(cid, async move {
+                        let size = size?;
+                        let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+                        let variant = match (representation, size) {
+                            (Representation::Json, None) => Variant::Original,
+                            (_, size) => Variant::Jpeg(size),
+                        };
+                        let etag = etag(id, variant, representation);
+                        if matches(if_none_match.as_deref(), &etag) {
+                            // Existence is not checked: an ETag we issued names an image that exists.
+                            return Ok(cached(StatusCode::NOT_MODIFIED.into_response(), &etag));
+                        }
+                        let served = images.get(id, variant).await?;
+                        Ok(cached(reply(id, served, representation), &etag))
+                    })
+                },
+            )
+    };
+    let json = download(warp::path!("images" / String).boxed(), Representation::Json);
+    let jpeg = download(
+        warp::path!("images" / String / "jpeg").boxed(),
+        Representation::Jpeg,
+    );
+
+    let health = health(move || {
+        let images = images.clone();
+        let rabbitmq = rabbit.is_connected();
+        async move {
+            vec![
+                ("redis", images.store().ping().await),
+                ("rabbitmq", rabbitmq),
+            ]
+        }
+    });
+
+    upload
+        .boxed()
+        .or(json.boxed())
+        .unify()
+        .or(jpeg.boxed())
+        .unify()
+        .or(health)
+        .unify()
+        .boxed()
+}
+
+/// `Size` from the query string, else from the header; absent is the original size.
+fn size()
+-> impl Filter<Extract = (Result<Option<u32>, ApiError>,), Error = std::convert::Infallible> + Clone
+{
+    warp::query::raw()
+        .or(warp::any().map(String::new))
+        .unify()
+        .and(optional_header("size"))
+        .map(|query: String, header: Option<String>| {
+            let from_query = query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(name, _)| *name == "Size")
+                .map(|(_, value)| value.to_owned());
+            match from_query.or(header) {
+                None => Ok(None),
+                Some(value) => value
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|size| SIZES.contains(size))
+                    .map(Some)
+                    .ok_or_else(|| {
+                        ApiError::field("Size", "must be one of 160, 320, 640, 800, 1024, 1200")
+                    }),
+            }
+        })
+}
+
+fn reply(id: Uuid, served: Served, representation: Representation) -> Response {
+    match representation {
+        Representation::Json => {
+            warp::reply::json(&json!({"id": id, "image": data_url(served.mime, &served.bytes)}))
+                .into_response()
+        }
+        Representation::Jpeg => {
+            let mut response = Response::new(served.bytes.into());
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+            response
+        }
+    }
+}
+
+/// Strong: the bytes behind an image id and variant never change.
+fn etag(id: Uuid, variant: Variant, representation: Representation) -> String {
+    let kind = match representation {
+        Representation::Json => "json",
+        Representation::Jpeg => "jpeg",
+    };
+    format!("\"{}-{}-{kind}\"", id.simple(), variant.field())
+}
+
+fn matches(if_none_match: Option<&str>, etag: &str) -> bool {
+    if_none_match.is_some_and(|header| {
+        header
+            .split(',')
+            .map(|tag| tag.trim().trim_start_matches("W/"))
+            .any(|tag| tag == etag || tag == "*")
+    })
+}
+
+fn cached(mut response: Response, etag: &str) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        headers.insert(header::ETAG, value);
+    }
+    response
+}
