@@ -6,11 +6,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # service:port, in the order they start.
-SERVICES=(auth:3000)
+SERVICES=(auth:3000 image:3001)
 
 bash scripts/deps.sh
 names=("${SERVICES[@]%%:*}")
-cargo build --release $(printf -- '-p %s ' "${names[@]}")
+# The image service's package is image-service (its binary is image).
+packages=("${names[@]/#image/image-service}")
+cargo build --release $(printf -- '-p %s ' "${packages[@]}")
 
 pids=()
 stop() {
