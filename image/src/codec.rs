@@ -11,6 +11,8 @@ use image::{DynamicImage, ImageFormat, ImageReader, Limits, Rgb, RgbImage};
 
 /// JPEG quality of every variant: visually lossless for photos at a third of the size of 95.
 const JPEG_QUALITY: u8 = 85;
+/// The chunk every complete PNG ends with: length 0, `IEND`, CRC.
+const PNG_IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -116,8 +118,13 @@ pub fn accept(declared: Format, bytes: Vec<u8>, max_pixels: u64) -> Result<Accep
             limit: max_pixels,
         });
     }
-    // A JPEG decoder fills a truncated scan with grey rather than failing: require the end marker.
-    if format == Format::Jpeg && !ends_with_jpeg_eoi(&bytes) {
+    // Decoders forgive a missing end (a JPEG's truncated scan is filled with grey, a PNG decodes
+    // without its end chunk): require the format's end marker.
+    let complete = match format {
+        Format::Jpeg => ends_with_jpeg_eoi(&bytes),
+        Format::Png => bytes.ends_with(&PNG_IEND),
+    };
+    if !complete {
         return Err(Refusal::Corrupt);
     }
     decode(&bytes, format, max_pixels).map_err(|_| Refusal::Corrupt)?;

@@ -77,7 +77,10 @@ pub fn routes(
                         };
                         let etag = etag(id, variant, representation);
                         if matches(if_none_match.as_deref(), &etag) {
-                            // Existence is not checked: an ETag we issued names an image that exists.
+                            // `*` or a guessed tag must not make an unknown id look like an image.
+                            if !images.exists(id).await? {
+                                return Err(ApiError::NotFound);
+                            }
                             return Ok(cached(StatusCode::NOT_MODIFIED.into_response(), &etag));
                         }
                         let served = images.get(id, variant).await?;

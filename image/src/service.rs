@@ -77,6 +77,14 @@ impl Images {
         self.resizes.load(Ordering::Relaxed)
     }
 
+    /// True when the image exists; answered from memory when it was served recently.
+    pub async fn exists(&self, id: Uuid) -> Result<bool, ApiError> {
+        if self.served.contains_key(&(id, Variant::Original)) {
+            return Ok(true);
+        }
+        self.store.exists(id).await
+    }
+
     /// Stores an upload after checking it is a real JPEG or PNG within the limits.
     pub async fn upload(&self, data_url: String) -> Result<Uuid, ApiError> {
         let max_pixels = self.max_pixels;

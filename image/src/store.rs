@@ -99,6 +99,11 @@ impl Store {
         })
     }
 
+    pub async fn exists(&self, id: Uuid) -> Result<bool, ApiError> {
+        let mut redis = self.redis.clone();
+        redis.exists(key(id)).await.map_err(unavailable)
+    }
+
     /// Stores a computed variant; the first writer wins, so concurrent instances agree.
     pub async fn put_variant(&self, id: Uuid, field: &str, bytes: &[u8]) -> Result<(), ApiError> {
         let mut redis = self.redis.clone();
