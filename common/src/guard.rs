@@ -3,6 +3,7 @@
 //! revocation.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -51,6 +52,9 @@ pub struct TokenGuard {
     /// `None` remembers a token auth refused: a refused token never becomes valid again (signout,
     /// password change and disable revoke tokens for good), so forged tokens cost one call each.
     cache: Cache<String, Option<Arc<User>>>,
+    /// Counts evictions. An eviction cannot reach an answer still on its way from auth (moka
+    /// inserts it after), so a check that saw the count move re-asks instead of trusting it.
+    evictions: Arc<AtomicU64>,
 }
 
 impl TokenGuard {
@@ -66,6 +70,7 @@ impl TokenGuard {
                 .max_capacity(MAX_CACHED_TOKENS)
                 .time_to_live(ttl)
                 .build(),
+            evictions: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -79,17 +84,44 @@ impl TokenGuard {
         let token = authorization
             .and_then(bearer_token)
             .ok_or(ApiError::Unauthorized)?;
-        // Concurrent misses for one token wait for a single call to auth.
         let user = self
-            .cache
-            .try_get_with_by_ref(token, self.ask_auth(token, correlation_id))
-            .await
-            .map_err(|error| (*error).clone())?
+            .cached_answer(token, correlation_id)
+            .await?
             .ok_or(ApiError::Unauthorized)?;
         match permission {
             Some(permission) if !user.has(permission) => Err(ApiError::Forbidden),
             _ => Ok(user),
         }
+    }
+
+    /// Auth's answer for `token`, from the cache or from one call shared by concurrent misses.
+    async fn cached_answer(
+        &self,
+        token: &str,
+        correlation_id: &str,
+    ) -> Result<Option<Arc<User>>, ApiError> {
+        const ATTEMPTS: usize = 3;
+        for _ in 1..ATTEMPTS {
+            let evictions = self.evictions.load(Ordering::Acquire);
+            let answer = self.get_or_ask(token, correlation_id).await?;
+            if self.evictions.load(Ordering::Acquire) == evictions {
+                return Ok(answer);
+            }
+            // Maybe answered before a revocation and cached after its eviction: ask again.
+            self.cache.invalidate(token).await;
+        }
+        self.get_or_ask(token, correlation_id).await
+    }
+
+    async fn get_or_ask(
+        &self,
+        token: &str,
+        correlation_id: &str,
+    ) -> Result<Option<Arc<User>>, ApiError> {
+        self.cache
+            .try_get_with_by_ref(token, self.ask_auth(token, correlation_id))
+            .await
+            .map_err(|error| (*error).clone())
     }
 
     async fn ask_auth(
@@ -125,22 +157,32 @@ impl TokenGuard {
     /// Forgets a token (a leading `Bearer ` is tolerated, as in the logout broadcast).
     pub async fn evict(&self, token: &str) {
         let token = bearer_token(token).unwrap_or(token);
+        self.evictions.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate(token).await;
     }
 
-    /// Evicts every token auth broadcasts on the `auth` fanout, across reconnects, until shutdown.
+    /// Forgets every token: logouts broadcast while this instance was not subscribed are lost.
+    fn evict_all(&self) {
+        self.evictions.fetch_add(1, Ordering::AcqRel);
+        self.cache.invalidate_all();
+    }
+
+    /// Evicts every token auth broadcasts on the `auth` fanout, across reconnects, until shutdown,
+    /// and the whole cache each time the instance (re)subscribes.
     pub fn listen_for_logouts(&self, rabbit: &Rabbit) -> JoinHandle<()> {
         let guard = self.clone();
-        rabbit.consume(
-            Consumer::broadcast(AUTH_EXCHANGE),
-            move |message: Arc<rabbit::Message<String>>| {
-                let guard = guard.clone();
-                async move {
-                    guard.evict(&message.envelope.message).await;
-                    Ok(())
-                }
-            },
-        )
+        let forget = self.clone();
+        let consumer = Consumer {
+            on_subscribed: Some(Arc::new(move || forget.evict_all())),
+            ..Consumer::broadcast(AUTH_EXCHANGE)
+        };
+        rabbit.consume(consumer, move |message: Arc<rabbit::Message<String>>| {
+            let guard = guard.clone();
+            async move {
+                guard.evict(&message.envelope.message).await;
+                Ok(())
+            }
+        })
     }
 
     /// Any valid token.

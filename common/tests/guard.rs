@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use common::{ApiError, TokenGuard};
 use rabbit::{AUTH_EXCHANGE, Envelope, ExchangeKind, LOGOUT, Rabbit, Topology};
 use serde_json::json;
@@ -24,6 +26,8 @@ const TTL: Duration = Duration::from_secs(600);
 struct StandIn {
     calls: Arc<AtomicUsize>,
     revoked: Arc<Mutex<HashSet<String>>>,
+    /// Notified when a request has been answered in principle and is on its way back.
+    answering: Arc<Notify>,
 }
 
 impl StandIn {
@@ -35,7 +39,6 @@ impl StandIn {
                 let state = state.clone();
                 async move {
                     state.calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
                     let token = authorization.trim_start_matches("Bearer ").to_owned();
                     let permissions = match token.split('-').next() {
                         _ if state.revoked.lock().unwrap().contains(&token) => None,
@@ -43,6 +46,8 @@ impl StandIn {
                         Some("admin") => Some(vec!["user", "admin"]),
                         _ => None,
                     };
+                    state.answering.notify_one();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     match permissions {
                         Some(permissions) => warp::reply::with_status(
                             warp::reply::json(&json!({"id": "1", "name": "n", "login": token,
@@ -178,4 +183,55 @@ async fn the_admin_filter_answers_403_json_through_the_app() {
         request("nobody").reply(&app).await.status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[tokio::test]
+async fn a_logout_during_a_check_is_not_undone_by_the_answer_in_flight() {
+    let (guard, stand_in) = guard_with_stand_in().await;
+    let check = tokio::spawn({
+        let guard = guard.clone();
+        async move { guard.check(Some("Bearer user-a"), None, "c").await }
+    });
+    // auth has judged the token valid and its answer is on the way when the token is revoked.
+    stand_in.answering.notified().await;
+    stand_in.revoked.lock().unwrap().insert("user-a".into());
+    guard.evict("user-a").await;
+
+    let in_flight = check.await.unwrap();
+    assert!(
+        matches!(in_flight, Err(ApiError::Unauthorized)),
+        "{in_flight:?}"
+    );
+    let later = guard.check(Some("Bearer user-a"), None, "c").await;
+    assert!(matches!(later, Err(ApiError::Unauthorized)), "{later:?}");
+}
+
+#[tokio::test]
+async fn a_resubscription_forgets_every_cached_token() {
+    let (guard, stand_in) = guard_with_stand_in().await;
+    let vhost = Vhost::create().await;
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let topology = Topology::default().exchange(AUTH_EXCHANGE, ExchangeKind::Fanout);
+    let rabbit = Rabbit::start(&vhost.amqp_url(), topology, shutdown);
+    guard.listen_for_logouts(&rabbit);
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            vhost.consumer_count().await == 1
+        })
+        .await
+    );
+
+    guard.check(Some("Bearer user-a"), None, "c").await.unwrap();
+    let calls = stand_in.calls();
+    // While the logout queue is gone, broadcasts reach nobody: a new subscription must not trust
+    // what was cached before it.
+    let closed = vhost.close_connections().await;
+    assert!(vhost.wait_for_new_connection(&closed).await);
+    let forgotten = eventually(Duration::from_secs(15), || async {
+        guard.check(Some("Bearer user-a"), None, "c").await.unwrap();
+        stand_in.calls() > calls
+    })
+    .await;
+    assert!(forgotten);
 }

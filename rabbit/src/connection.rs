@@ -21,6 +21,8 @@ pub enum RabbitError {
     Timeout,
     #[error("the broker refused the message")]
     Nacked,
+    #[error("the broker refused the publish: {0}")]
+    Refused(lapin::Error),
     #[error("cannot encode or decode a message: {0}")]
     Json(#[from] serde_json::Error),
     #[error(transparent)]

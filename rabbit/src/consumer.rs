@@ -1,8 +1,9 @@
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, QueueDeclareOptions,
@@ -27,7 +28,7 @@ pub enum Source {
 }
 
 /// A consumer's settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Consumer {
     pub source: Source,
     /// Unacked messages in flight, handled concurrently.
@@ -35,6 +36,9 @@ pub struct Consumer {
     /// Attempts for a handler that keeps answering [`HandlerError::Failed`] before the message is
     /// dead-lettered.
     pub max_attempts: u32,
+    /// Called each time consuming (re)starts. For a [`Source::Broadcast`] queue, whatever was
+    /// broadcast while it did not exist is lost; this is where a cache learns to forget.
+    pub on_subscribed: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl Consumer {
@@ -43,6 +47,7 @@ impl Consumer {
             source: Source::Queue(name.into()),
             prefetch: 16,
             max_attempts: 5,
+            on_subscribed: None,
         }
     }
 
@@ -131,13 +136,23 @@ impl Rabbit {
             async move {
                 let handler = Arc::new(handler);
                 let mut previous: Option<Link> = None;
-                while let Some(link) = rabbit.next_link(previous.as_ref()).await {
+                loop {
+                    // The broker can end a consumer and leave the connection up (consumer
+                    // timeout, cancel, channel error): then resume on the same connection.
+                    let link = match previous.take() {
+                        Some(link) if link.connection.status().connected() => link,
+                        previous => match rabbit.next_link(previous.as_ref()).await {
+                            Some(link) => link,
+                            None => return,
+                        },
+                    };
                     match rabbit.consume_on(&link, &consumer, &handler).await {
                         Ok(()) => info!("consumer stopped"),
                         Err(error) => warn!(%error, "consumer interrupted"),
                     }
-                    if rabbit.shutdown.is_cancelled() {
-                        return;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = rabbit.shutdown.cancelled() => return,
                     }
                     previous = Some(link);
                 }
@@ -186,6 +201,9 @@ impl Rabbit {
             )
             .await?;
         info!(queue, "consuming");
+        if let Some(on_subscribed) = &consumer.on_subscribed {
+            on_subscribed();
+        }
         let shutdown = self.shutdown.clone();
         deliveries
             .take_until(shutdown.cancelled())
@@ -234,7 +252,12 @@ async fn handle<T, H, Fut>(
         let mut attempt = 1;
         let mut backoff = Duration::from_millis(250);
         loop {
-            match handler(message.clone()).await {
+            // A panicking handler is a failing one: it must not take the consumer down.
+            let outcome = AssertUnwindSafe(async { handler(message.clone()).await })
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(HandlerError::Failed("handler panicked".into())));
+            match outcome {
                 Ok(()) => {
                     if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
                         warn!(%error, "ack failed; the broker will redeliver");
@@ -250,6 +273,10 @@ async fn handle<T, H, Fut>(
                     return dead_letter(&delivery).await;
                 }
                 Err(error) => warn!(%error, attempt, retry_in = ?backoff, "retrying message"),
+            }
+            if !delivery.acker.usable() {
+                // Its channel is gone: the broker has already handed the message back.
+                return;
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}

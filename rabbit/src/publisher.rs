@@ -31,6 +31,9 @@ impl Rabbit {
                 {
                     // The connection dropped under us: publish again on the next one. A message
                     // the broker did take is then sent twice, which idempotent consumers absorb.
+                    Err(RabbitError::Protocol(error)) if refused(&error) => {
+                        return Err(RabbitError::Refused(error));
+                    }
                     Err(RabbitError::Protocol(error)) => {
                         warn!(%error, "publish failed; retrying on the next connection");
                         link = self
@@ -98,4 +101,10 @@ pub(crate) async fn confirmed_publish(
         Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
         Confirmation::Nack(_) => Err(RabbitError::Nacked),
     }
+}
+
+/// A channel-level refusal (unknown exchange, access refused): sending again cannot help.
+fn refused(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(error)
+        if matches!(error.kind(), lapin::protocol::AMQPErrorKind::Soft(_)))
 }

@@ -371,3 +371,33 @@ async fn a_publish_the_broker_refuses_does_not_break_later_publishes() {
     publish_job(&broker.rabbit, 1).await;
     assert!(eventually(WAIT, || async { seen.total() == 1 }).await);
 }
+
+#[tokio::test]
+async fn a_panicking_handler_neither_stops_the_consumer_nor_loses_the_message() {
+    let broker = broker().await;
+    let seen = Seen::default();
+    let record = seen.clone();
+    let consumer = Consumer {
+        max_attempts: 2,
+        ..Consumer::queue("work.jobs")
+    };
+    broker
+        .rabbit
+        .consume(consumer, move |message: Arc<Message<Job>>| {
+            let n = message.envelope.message.n;
+            record.record(n);
+            async move {
+                assert_ne!(n, 0, "a handler bug");
+                Ok(())
+            }
+        });
+    publish_job(&broker.rabbit, 0).await;
+    publish_job(&broker.rabbit, 1).await;
+
+    assert!(eventually(WAIT, || async { seen.snapshot().contains_key(&1) }).await);
+    let dead = take(&broker.vhost, "work.jobs.dlq", 1).await;
+    assert_eq!(dead.len(), 1);
+    let envelope: Envelope<Job> = serde_json::from_slice(&dead[0]).unwrap();
+    assert_eq!(envelope.message, Job { n: 0 });
+    assert_eq!(seen.snapshot()[&0], 2, "retried, then dead-lettered");
+}

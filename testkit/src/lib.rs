@@ -84,6 +84,21 @@ impl Vhost {
             .collect()
     }
 
+    /// How many consumers the broker lists on this vhost.
+    pub async fn consumer_count(&self) -> usize {
+        let url = format!("http://{MANAGEMENT}/api/consumers/{}", self.name);
+        let list: serde_json::Value = reqwest::Client::new()
+            .get(url)
+            .header("authorization", AUTHORIZATION)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list.as_array().map_or(0, Vec::len)
+    }
+
     /// Closes every client connection of this vhost from the broker side, as a broker restart
     /// would, without disturbing the other tests. Panics when the broker lists none within a few
     /// seconds, so that a test meant to survive a dropped connection cannot pass without one.
