@@ -54,6 +54,10 @@ impl Broadcaster {
     /// Flushes after a change; a failure is logged and left to the sweeper, since the change
     /// itself is already stored and the caller's request succeeded.
     pub async fn flush_user(&self, user: ObjectId, correlation_id: &str) {
+        if !self.rabbit.is_connected() {
+            warn!("RabbitMQ unavailable: logout broadcast left to the sweeper");
+            return;
+        }
         if let Err(error) = self.flush(Some(user), correlation_id).await {
             warn!(%error, "logout broadcast postponed; the sweeper will retry");
         }

@@ -36,11 +36,11 @@ impl Hasher {
     /// the same time either way.
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, ApiError> {
         let password = password.to_owned();
-        let (hash, known) = match hash {
-            Some(hash) => (hash.to_owned(), true),
-            None => (DUMMY_HASH.clone(), false),
-        };
-        let matches = self.run(move || verify_now(&password, &hash)).await?;
+        let known = hash.is_some();
+        let hash = hash.map(str::to_owned);
+        let matches = self
+            .run(move || verify_now(&password, hash.as_deref().unwrap_or(&DUMMY_HASH)))
+            .await?;
         Ok(known && matches)
     }
 
@@ -48,10 +48,20 @@ impl Hasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _permit = self.permits.acquire().await.map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(work)
+        // The permit goes with the work: a client that hangs up must not free it while the hash
+        // still runs.
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(ApiError::internal)
+            .map_err(ApiError::internal)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(ApiError::internal)
     }
 }
 

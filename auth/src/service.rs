@@ -203,11 +203,13 @@ impl Auth {
         }
         let hash = self.hasher.hash(new).await?;
         let user = session.user.id;
-        self.store
-            .update_user(user, doc! {"$set": {"password": hash}})
-            .await?;
+        // Tokens first: a crash between the two writes leaves sessions ended, never a changed
+        // password with the old sessions alive.
         self.store
             .revoke_tokens(user, Tokens::AllBut(session.token_id))
+            .await?;
+        self.store
+            .update_user(user, doc! {"$set": {"password": hash}})
             .await?;
         self.broadcaster.flush_user(user, correlation_id).await;
         Ok(())
@@ -231,6 +233,11 @@ impl Auth {
                 "An admin cannot disable itself".into(),
             ));
         }
+        // Disabling revokes the tokens first: a crash between the two writes leaves a user who
+        // must sign in again, never a disabled user whose tokens come back with `enable`.
+        if !enabled {
+            self.store.revoke_tokens(user, Tokens::All).await?;
+        }
         if !self
             .store
             .update_user(user, doc! {"$set": {"enabled": enabled}})
@@ -240,8 +247,6 @@ impl Auth {
         }
         if enabled {
             self.store.mark_for_eviction(user).await?;
-        } else {
-            self.store.revoke_tokens(user, Tokens::All).await?;
         }
         self.broadcaster.flush_user(user, correlation_id).await;
         Ok(())
