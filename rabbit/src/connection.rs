@@ -4,7 +4,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection, ConnectionProperties, Event};
-use tokio::sync::watch;
+use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -33,7 +33,32 @@ pub enum RabbitError {
 #[derive(Clone)]
 pub(crate) struct Link {
     pub connection: Arc<Connection>,
-    pub publisher: Channel,
+    /// Replaced on its own when the broker closes it over a refused publish.
+    publisher: Arc<Mutex<Channel>>,
+}
+
+impl Link {
+    pub async fn publisher(&self) -> Channel {
+        self.publisher.lock().await.clone()
+    }
+
+    /// Opens a new confirmed publishing channel in place of `closed`, unless another publish
+    /// already did.
+    pub async fn replace_publisher(&self, closed: &Channel) -> lapin::Result<()> {
+        let mut publisher = self.publisher.lock().await;
+        if publisher.id() == closed.id() {
+            *publisher = confirmed_channel(&self.connection).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn confirmed_channel(connection: &Connection) -> lapin::Result<Channel> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
 }
 
 /// A handle on the supervised RabbitMQ connection; cheap to clone.
@@ -110,7 +135,7 @@ async fn supervise(
                 sender.send_replace(Some(link.clone()));
                 tokio::select! {
                     _ = unusable(&link) => {
-                        warn!("RabbitMQ connection or publishing channel lost; reconnecting");
+                        warn!("RabbitMQ connection lost; reconnecting");
                         let _ = link.connection.close(200, "reconnecting".into()).await;
                     }
                     _ = shutdown.cancelled() => {
@@ -133,26 +158,27 @@ async fn supervise(
 
 async fn open(url: &str, topology: &Topology) -> lapin::Result<Link> {
     let connection = Connection::connect(url, ConnectionProperties::default()).await?;
-    let publisher = connection.create_channel().await?;
-    topology.declare(&publisher).await?;
-    publisher
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+    let declaring = connection.create_channel().await?;
+    topology.declare(&declaring).await?;
+    let _ = declaring.close(200, "topology declared".into()).await;
+    let publisher = confirmed_channel(&connection).await?;
     Ok(Link {
         connection: Arc::new(connection),
-        publisher,
+        publisher: Arc::new(Mutex::new(publisher)),
     })
 }
 
-/// Resolves when the connection has failed or was closed by the broker, or when the broker closed
-/// the publishing channel (a channel error such as a refused or misrouted publish), which would
-/// otherwise fail every later publish on a connection that still looks healthy.
+/// Resolves when the connection has failed or was closed by the broker. A channel error (a refused
+/// publish, a cancelled consumer) is left to that channel's owner, which opens another.
 async fn unusable(link: &Link) {
     let mut events = link.connection.events_listener();
     loop {
         // The status check covers a close that raised no event.
         tokio::select! {
             event = events.next() => match event {
+                Some(Event::Error(error)) if is_channel_error(&error) => {
+                    warn!(%error, "RabbitMQ channel error");
+                }
                 Some(Event::Error(error)) => {
                     warn!(%error, "RabbitMQ connection error");
                     return;
@@ -161,10 +187,16 @@ async fn unusable(link: &Link) {
                 Some(_) => {}
             },
             _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                if !link.connection.status().connected() || !link.publisher.status().connected() {
+                if !link.connection.status().connected() {
                     return;
                 }
             }
         }
     }
+}
+
+/// A soft error closes only its channel; the connection stays usable.
+pub(crate) fn is_channel_error(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(error)
+        if matches!(error.kind(), lapin::protocol::AMQPErrorKind::Soft(_)))
 }

@@ -5,6 +5,7 @@ use lapin::{BasicProperties, Channel, Confirmation};
 use serde::Serialize;
 use tracing::warn;
 
+use crate::connection::is_channel_error;
 use crate::envelope::ReplyTo;
 use crate::{Envelope, Message, Rabbit, RabbitError};
 
@@ -25,15 +26,18 @@ impl Rabbit {
         tokio::time::timeout(PUBLISH_TIMEOUT, async {
             let mut link = self.current_link(PUBLISH_TIMEOUT).await?;
             loop {
+                let publisher = link.publisher().await;
                 let properties = properties.clone();
-                match confirmed_publish(&link.publisher, exchange, routing_key, &body, properties)
-                    .await
+                match confirmed_publish(&publisher, exchange, routing_key, &body, properties).await
                 {
-                    // The connection dropped under us: publish again on the next one. A message
-                    // the broker did take is then sent twice, which idempotent consumers absorb.
-                    Err(RabbitError::Protocol(error)) if refused(&error) => {
+                    // The broker refused it and closed the channel: sending again cannot help,
+                    // but the next publish needs a channel.
+                    Err(RabbitError::Protocol(error)) if is_channel_error(&error) => {
+                        link.replace_publisher(&publisher).await?;
                         return Err(RabbitError::Refused(error));
                     }
+                    // The connection dropped under us: publish again on the next one. A message
+                    // the broker did take is then sent twice, which idempotent consumers absorb.
                     Err(RabbitError::Protocol(error)) => {
                         warn!(%error, "publish failed; retrying on the next connection");
                         link = self
@@ -101,10 +105,4 @@ pub(crate) async fn confirmed_publish(
         Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
         Confirmation::Nack(_) => Err(RabbitError::Nacked),
     }
-}
-
-/// A channel-level refusal (unknown exchange, access refused): sending again cannot help.
-fn refused(error: &lapin::Error) -> bool {
-    matches!(error.kind(), lapin::ErrorKind::ProtocolError(error)
-        if matches!(error.kind(), lapin::protocol::AMQPErrorKind::Soft(_)))
 }

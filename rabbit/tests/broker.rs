@@ -354,22 +354,45 @@ async fn every_instance_receives_a_broadcast_also_after_a_reconnect() {
 }
 
 #[tokio::test]
-async fn a_publish_the_broker_refuses_does_not_break_later_publishes() {
+async fn a_publish_the_broker_refuses_fails_alone_and_disturbs_no_consumer() {
     let broker = broker().await;
     let seen = Seen::default();
-    counting_consumer(&broker.rabbit, &seen);
+    let record = seen.clone();
+    let subscriptions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = subscriptions.clone();
+    let consumer = Consumer {
+        on_subscribed: Some(Arc::new(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })),
+        ..Consumer::queue("work.jobs")
+    };
+    broker
+        .rabbit
+        .consume(consumer, move |message: Arc<Message<Job>>| {
+            record.record(message.envelope.message.n);
+            async { Ok(()) }
+        });
+    publish_job(&broker.rabbit, 0).await;
+    assert!(eventually(WAIT, || async { seen.total() == 1 }).await);
+
     // The broker closes the channel of a publish to a missing exchange.
-    let stray = Envelope::new("job", "c", Job { n: 0 });
+    let stray = Envelope::new("job", "c", Job { n: 99 });
+    let refused = broker
+        .rabbit
+        .publish("no-such-exchange", "job", &stray)
+        .await;
     assert!(
-        broker
-            .rabbit
-            .publish("no-such-exchange", "job", &stray)
-            .await
-            .is_err()
+        matches!(refused, Err(RabbitError::Refused(_))),
+        "{refused:?}"
     );
 
     publish_job(&broker.rabbit, 1).await;
-    assert!(eventually(WAIT, || async { seen.total() == 1 }).await);
+    assert!(eventually(WAIT, || async { seen.total() == 2 }).await);
+    let subscribed = subscriptions.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        subscribed, 1,
+        "the connection and its consumers were left alone"
+    );
 }
 
 #[tokio::test]
