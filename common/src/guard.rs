@@ -186,21 +186,21 @@ impl TokenGuard {
     }
 
     /// Any valid token.
-    pub fn authenticated(&self) -> BoxedFilter<(Arc<User>,)> {
+    pub fn authenticated(&self) -> BoxedFilter<(Caller,)> {
         self.filter(None)
     }
 
     /// A valid token holding the `user` permission.
-    pub fn user(&self) -> BoxedFilter<(Arc<User>,)> {
+    pub fn user(&self) -> BoxedFilter<(Caller,)> {
         self.filter(Some("user"))
     }
 
     /// A valid token holding the `admin` permission.
-    pub fn admin(&self) -> BoxedFilter<(Arc<User>,)> {
+    pub fn admin(&self) -> BoxedFilter<(Caller,)> {
         self.filter(Some("admin"))
     }
 
-    fn filter(&self, permission: Option<&'static str>) -> BoxedFilter<(Arc<User>,)> {
+    fn filter(&self, permission: Option<&'static str>) -> BoxedFilter<(Caller,)> {
         let guard = self.clone();
         optional_header("authorization")
             .and(correlation_id())
@@ -208,15 +208,29 @@ impl TokenGuard {
                 move |authorization: Option<String>, correlation_id: String| {
                     let guard = guard.clone();
                     async move {
-                        guard
+                        match guard
                             .check(authorization.as_deref(), permission, &correlation_id)
                             .await
-                            .map_err(Rejection::from)
+                        {
+                            Ok(user) => Ok(Caller {
+                                user,
+                                correlation_id,
+                            }),
+                            Err(error) => Err(Rejection::from(error)),
+                        }
                     }
                 },
             )
             .boxed()
     }
+}
+
+/// The authenticated caller of a request, with the request's correlation id: the one sent to auth
+/// is the one the handler logs, publishes and echoes, even when the client sent none.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: Arc<User>,
+    pub correlation_id: String,
 }
 
 #[cfg(test)]

@@ -12,4 +12,4 @@ pub mod server;
 pub mod telemetry;
 
 pub use error::{ApiError, FieldError};
-pub use guard::{TokenGuard, User};
+pub use guard::{Caller, TokenGuard, User};

@@ -28,6 +28,8 @@ struct StandIn {
     revoked: Arc<Mutex<HashSet<String>>>,
     /// Notified when a request has been answered in principle and is on its way back.
     answering: Arc<Notify>,
+    /// The `correlation_id` header of the last call.
+    correlation_id: Arc<Mutex<Option<String>>>,
 }
 
 impl StandIn {
@@ -35,32 +37,36 @@ impl StandIn {
         let state = self.clone();
         let route = warp::path!("users" / "current")
             .and(warp::header::<String>("authorization"))
-            .then(move |authorization: String| {
-                let state = state.clone();
-                async move {
-                    state.calls.fetch_add(1, Ordering::SeqCst);
-                    let token = authorization.trim_start_matches("Bearer ").to_owned();
-                    let permissions = match token.split('-').next() {
-                        _ if state.revoked.lock().unwrap().contains(&token) => None,
-                        Some("user") => Some(vec!["user"]),
-                        Some("admin") => Some(vec!["user", "admin"]),
-                        _ => None,
-                    };
-                    state.answering.notify_one();
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    match permissions {
-                        Some(permissions) => warp::reply::with_status(
-                            warp::reply::json(&json!({"id": "1", "name": "n", "login": token,
+            .and(warp::header::optional::<String>("correlation_id"))
+            .then(
+                move |authorization: String, correlation_id: Option<String>| {
+                    let state = state.clone();
+                    async move {
+                        state.calls.fetch_add(1, Ordering::SeqCst);
+                        *state.correlation_id.lock().unwrap() = correlation_id;
+                        let token = authorization.trim_start_matches("Bearer ").to_owned();
+                        let permissions = match token.split('-').next() {
+                            _ if state.revoked.lock().unwrap().contains(&token) => None,
+                            Some("user") => Some(vec!["user"]),
+                            Some("admin") => Some(vec!["user", "admin"]),
+                            _ => None,
+                        };
+                        state.answering.notify_one();
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        match permissions {
+                            Some(permissions) => warp::reply::with_status(
+                                warp::reply::json(&json!({"id": "1", "name": "n", "login": token,
                                 "permissions": permissions, "enabled": true})),
-                            StatusCode::OK,
-                        ),
-                        None => warp::reply::with_status(
-                            warp::reply::json(&json!({"error": "Unauthorized"})),
-                            StatusCode::UNAUTHORIZED,
-                        ),
+                                StatusCode::OK,
+                            ),
+                            None => warp::reply::with_status(
+                                warp::reply::json(&json!({"error": "Unauthorized"})),
+                                StatusCode::UNAUTHORIZED,
+                            ),
+                        }
                     }
-                }
-            });
+                },
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(warp::serve(route).incoming(listener).run());
@@ -234,4 +240,26 @@ async fn a_resubscription_forgets_every_cached_token() {
     })
     .await;
     assert!(forgotten);
+}
+
+#[tokio::test]
+async fn auth_sees_the_correlation_id_the_response_echoes() {
+    let (guard, stand_in) = guard_with_stand_in().await;
+    let route = warp::path!("me")
+        .and(guard.authenticated())
+        .then(|caller: common::Caller| {
+            common::http::respond(caller.correlation_id, async { Ok(json!({})) })
+        })
+        .boxed();
+    let response = warp::test::request()
+        .path("/me")
+        .header("authorization", "Bearer user-a")
+        .reply(&common::http::app(route))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let echoed = response.headers()["correlation_id"].to_str().unwrap();
+    assert_eq!(
+        stand_in.correlation_id.lock().unwrap().as_deref(),
+        Some(echoed)
+    );
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use common::http::{correlation_id, health, json_body, optional_header, respond, respond_with};
-use common::{ApiError, TokenGuard};
+use common::{ApiError, Caller, TokenGuard};
 use rabbit::Rabbit;
 use serde::Deserialize;
 use serde_json::json;
@@ -48,10 +48,9 @@ pub fn routes(
         .and(warp::post())
         .and(guard.user())
         .and(state.clone())
-        .and(correlation_id())
         .and(json_body::<Upload>(body_limit))
-        .then(|_user, images: Arc<Images>, cid, upload: Upload| {
-            respond(cid, async move {
+        .then(|caller: Caller, images: Arc<Images>, upload: Upload| {
+            respond(caller.correlation_id, async move {
                 let image = upload
                     .image
                     .ok_or_else(|| ApiError::field("image", "is required"))?;
