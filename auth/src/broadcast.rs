@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::oid::ObjectId;
 use rabbit::{AUTH_EXCHANGE, Envelope, LOGOUT, Rabbit};
 use tokio::task::JoinHandle;
@@ -14,6 +15,8 @@ use crate::jwt::{Claims, Jwt};
 use crate::store::{Store, TokenDoc};
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// Broadcasts awaiting their confirm at once.
+const PUBLISH_WINDOW: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BroadcastError {
@@ -42,13 +45,24 @@ impl Broadcaster {
         correlation_id: &str,
     ) -> Result<usize, BroadcastError> {
         let pending = self.store.pending_evictions(user).await?;
-        for token in &pending {
-            let raw = self.jwt.issue(&claims(token));
-            let envelope = Envelope::new(LOGOUT, correlation_id, raw);
-            self.rabbit.publish(AUTH_EXCHANGE, "", &envelope).await?;
-            self.store.eviction_sent(token).await?;
-        }
+        // Confirms are awaited in a window rather than one round trip after another.
+        let sends: Vec<_> = pending
+            .iter()
+            .map(|token| self.send(token, correlation_id))
+            .collect();
+        futures_util::stream::iter(sends)
+            .buffer_unordered(PUBLISH_WINDOW)
+            .try_collect::<()>()
+            .await?;
         Ok(pending.len())
+    }
+
+    async fn send(&self, token: &TokenDoc, correlation_id: &str) -> Result<(), BroadcastError> {
+        let raw = self.jwt.issue(&claims(token));
+        let envelope = Envelope::new(LOGOUT, correlation_id, raw);
+        self.rabbit.publish(AUTH_EXCHANGE, "", &envelope).await?;
+        self.store.eviction_sent(token).await?;
+        Ok(())
     }
 
     /// Flushes after a change; a failure is logged and left to the sweeper, since the change

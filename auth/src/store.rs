@@ -172,17 +172,19 @@ impl Store {
 
     /// Clears the marker, unless a newer change set another one meanwhile (that change's
     /// broadcast is then still owed).
+    /// A revoked token's document is deleted then: an unknown token is refused like a revoked
+    /// one, and the collection keeps only live tokens.
     pub async fn eviction_sent(&self, token: &TokenDoc) -> mongodb::error::Result<()> {
         let Some(marker) = token.evict else {
             return Ok(());
         };
-        self.tokens
-            .update_one(
-                doc! {"_id": token.id, "evict": marker},
-                doc! {"$unset": {"evict": ""}},
-            )
-            .await
-            .map(drop)
+        let unchanged = doc! {"_id": token.id, "evict": marker};
+        if token.enabled {
+            let update = doc! {"$unset": {"evict": ""}};
+            self.tokens.update_one(unchanged, update).await.map(drop)
+        } else {
+            self.tokens.delete_one(unchanged).await.map(drop)
+        }
     }
 }
 

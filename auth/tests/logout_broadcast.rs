@@ -135,3 +135,38 @@ async fn a_signout_while_rabbitmq_refuses_the_broadcast_is_broadcast_once_it_acc
     .await;
     assert!(delivered, "the sweeper sends it once the broker accepts it");
 }
+
+#[tokio::test]
+async fn a_revoked_token_is_deleted_once_its_broadcast_is_confirmed() {
+    let app = spawn_auth().await;
+    let logouts = app.listen_for_logouts().await;
+    let token = app.signup("alice01").await;
+    let kept = app.new_token("alice01").await;
+    let tokens = app.db.collection::<mongodb::bson::Document>("tokens");
+    assert_eq!(
+        tokens
+            .count_documents(mongodb::bson::doc! {})
+            .await
+            .unwrap(),
+        2
+    );
+
+    app.get("/users/signout", Some(&token))
+        .await
+        .assert_is(200, json!({}));
+
+    assert!(logouts.eventually_contain(&[&token]).await);
+    let pruned = testkit::eventually(std::time::Duration::from_secs(10), || async {
+        tokens
+            .count_documents(mongodb::bson::doc! {})
+            .await
+            .unwrap()
+            == 1
+    })
+    .await;
+    assert!(pruned, "only the live token is left");
+    app.get("/users/current", Some(&token))
+        .await
+        .assert_is(401, json!({"error": "Unauthorized"}));
+    assert_eq!(app.get("/users/current", Some(&kept)).await.status, 200);
+}
