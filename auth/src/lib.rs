@@ -17,6 +17,7 @@ use rabbit::{AUTH_EXCHANGE, ExchangeKind, Rabbit, Topology};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use common::server::StartError;
 pub use config::Config;
 
 /// A started auth service.
@@ -24,14 +25,6 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Ends once the server has drained after shutdown.
     pub server: JoinHandle<()>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] common::config::ConfigError),
-    #[error("cannot listen: {0}")]
-    Listen(#[from] std::io::Error),
 }
 
 /// Starts auth on `config.port` (0 for any free port, as tests do). It starts even while MongoDB

@@ -8,6 +8,15 @@ use tracing::info;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
+/// Why a service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
 /// A running HTTP server: where it listens, and the task that ends once in-flight requests are
 /// done after shutdown.
 pub struct Server {

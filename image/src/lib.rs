@@ -15,6 +15,7 @@ use rabbit::{AUTH_EXCHANGE, ExchangeKind, Rabbit, Topology};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use common::server::StartError;
 pub use config::Config;
 pub use service::SIZES;
 
@@ -32,14 +33,6 @@ impl Running {
     pub fn resizes(&self) -> u64 {
         self.images.resizes()
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] common::config::ConfigError),
-    #[error("cannot listen: {0}")]
-    Listen(#[from] std::io::Error),
 }
 
 /// Starts the service on `config.port` (0 for any free port). It starts while Redis, RabbitMQ or

@@ -67,36 +67,17 @@ impl Vhost {
 
     /// Names of the client connections open on this vhost.
     pub async fn connections(&self) -> Vec<String> {
-        let url = format!("http://{MANAGEMENT}/api/vhosts/{}/connections", self.name);
-        let list: serde_json::Value = reqwest::Client::new()
-            .get(url)
-            .header("authorization", AUTHORIZATION)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        list.as_array()
-            .into_iter()
-            .flatten()
+        let list = management_list(&format!("vhosts/{}/connections", self.name)).await;
+        list.iter()
             .filter_map(|connection| connection["name"].as_str().map(str::to_owned))
             .collect()
     }
 
     /// How many consumers the broker lists on this vhost.
     pub async fn consumer_count(&self) -> usize {
-        let url = format!("http://{MANAGEMENT}/api/consumers/{}", self.name);
-        let list: serde_json::Value = reqwest::Client::new()
-            .get(url)
-            .header("authorization", AUTHORIZATION)
-            .send()
+        management_list(&format!("consumers/{}", self.name))
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        list.as_array().map_or(0, Vec::len)
+            .len()
     }
 
     /// Closes every client connection of this vhost from the broker side, as a broker restart
@@ -151,6 +132,20 @@ impl Drop for Vhost {
             let _ = stream.read(&mut [0; 64]);
         }
     }
+}
+
+/// A list the management API answers at `/api/<path>`.
+async fn management_list(path: &str) -> Vec<serde_json::Value> {
+    let list: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{MANAGEMENT}/api/{path}"))
+        .header("authorization", AUTHORIZATION)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list.as_array().cloned().unwrap_or_default()
 }
 
 fn encode(name: &str) -> String {
