@@ -6,6 +6,10 @@ use std::future::Future;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
 /// `MONGO_URL`, or the local server the scripts start.
 pub fn mongo_url() -> String {
     std::env::var("MONGO_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into())
@@ -174,5 +178,101 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An HTTP answer as tests look at it: status, headers, the raw bytes and the body as JSON
+/// (`null` when empty, `{"not JSON": ...}` when it is something else).
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub bytes: Vec<u8>,
+    pub body: Value,
+}
+
+impl Reply {
+    pub async fn read(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("a complete body").to_vec();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(
+                |_| serde_json::json!({"not JSON": String::from_utf8_lossy(&bytes)}),
+            )
+        };
+        Self {
+            status,
+            headers,
+            bytes,
+            body,
+        }
+    }
+
+    /// The body as JSON; panics (showing the reply) when it is not.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or_else(|_| panic!("a JSON body: {self}"))
+    }
+
+    /// Asserts the status and the whole body at once, so a failure shows both.
+    pub fn assert_is(&self, status: u16, body: Value) {
+        assert_eq!(
+            (self.status.as_u16(), &self.body),
+            (status, &body),
+            "{self}"
+        );
+    }
+
+    /// Asserts a 400 `{"messages": [...]}` whose paths are exactly `paths`, each with a message.
+    pub fn assert_field_errors(&self, paths: &[&str]) {
+        assert_eq!(self.status, StatusCode::BAD_REQUEST, "{self}");
+        let messages = self.body["messages"]
+            .as_array()
+            .unwrap_or_else(|| panic!("a messages array: {self}"));
+        let mut sent: Vec<&str> = messages
+            .iter()
+            .map(|entry| entry["path"].as_str().expect("a path"))
+            .collect();
+        sent.sort_unstable();
+        let mut expected = paths.to_vec();
+        expected.sort_unstable();
+        assert_eq!(sent, expected, "{self}");
+        let described = messages.iter().all(|entry| {
+            entry["message"]
+                .as_str()
+                .is_some_and(|text| !text.is_empty())
+        });
+        assert!(described, "{self}");
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|value| value.to_str().expect("a visible ASCII header"))
+    }
+
+    /// The UUID `id` of a successful answer that created something.
+    pub fn id(&self) -> String {
+        assert_eq!(self.status, StatusCode::OK, "{self}");
+        let id = self.body["id"].as_str().expect("an id").to_owned();
+        uuid::Uuid::parse_str(&id).unwrap_or_else(|_| panic!("a UUID id: {self}"));
+        id
+    }
+}
+
+impl std::fmt::Display for Reply {
+    /// Status, headers and the body, shortened: bodies are often whole images.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = String::from_utf8_lossy(&self.bytes);
+        let shown: String = text.chars().take(300).collect();
+        let (status, headers, size) = (self.status, &self.headers, self.bytes.len());
+        write!(f, "{status} {headers:?} {size} bytes: {shown}")
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
     }
 }

@@ -12,7 +12,6 @@ use rabbit::{
     AUTH_EXCHANGE, Consumer, Envelope, ExchangeKind, HandlerError, LOGOUT, Message, Rabbit,
     Topology,
 };
-use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use testkit::Vhost;
@@ -43,50 +42,7 @@ impl Drop for TestAuth {
     }
 }
 
-/// An HTTP answer with its body parsed as JSON (`null` when empty).
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Value,
-}
-
-impl Reply {
-    /// Asserts the status and the whole body at once, so a failure shows both.
-    pub fn assert_is(&self, status: u16, body: Value) {
-        assert_eq!(
-            (self.status.as_u16(), &self.body),
-            (status, &body),
-            "{self:?}"
-        );
-    }
-
-    /// Asserts a 400 `{"messages": [...]}` whose paths are exactly `paths`, each with a message.
-    pub fn assert_field_errors(&self, paths: &[&str]) {
-        assert_eq!(self.status, StatusCode::BAD_REQUEST, "{self:?}");
-        let messages = self.body["messages"].as_array().expect("a messages array");
-        let mut sent: Vec<&str> = messages
-            .iter()
-            .map(|entry| entry["path"].as_str().expect("a path"))
-            .collect();
-        sent.sort_unstable();
-        let mut expected = paths.to_vec();
-        expected.sort_unstable();
-        assert_eq!(sent, expected, "{self:?}");
-        assert!(
-            messages.iter().all(|entry| entry["message"]
-                .as_str()
-                .is_some_and(|text| !text.is_empty())),
-            "{self:?}"
-        );
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(name)
-            .map(|value| value.to_str().expect("a visible ASCII header"))
-    }
-}
+pub use testkit::Reply;
 
 /// A started auth service whose /health reports "up": the readiness a load balancer sees.
 pub async fn spawn_auth() -> TestAuth {
@@ -128,21 +84,7 @@ impl TestAuth {
     }
 
     pub async fn send(&self, request: RequestBuilder) -> Reply {
-        let response = request.send().await.expect("auth answers");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("a complete body");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| json!({"not JSON": String::from_utf8_lossy(&bytes)}))
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply::read(request.send().await.expect("auth answers")).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {

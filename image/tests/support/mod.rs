@@ -16,7 +16,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 use mongodb::bson::{Document, doc};
-use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use testkit::Vhost;
@@ -215,79 +214,7 @@ async fn wait_for_logout_consumer(vhost: &Vhost) {
     );
 }
 
-/// An HTTP answer: status, headers and the raw body.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub bytes: Vec<u8>,
-}
-
-impl Reply {
-    /// The body as JSON; panics (showing the reply) when it is not.
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes).unwrap_or_else(|_| panic!("a JSON body: {self}"))
-    }
-
-    /// Asserts the status and the whole JSON body at once, so a failure shows both.
-    pub fn assert_is(&self, status: u16, body: Value) {
-        let actual = serde_json::from_slice::<Value>(&self.bytes).unwrap_or(Value::Null);
-        assert_eq!((self.status.as_u16(), &actual), (status, &body), "{self}");
-    }
-
-    /// Asserts a 400 `{"messages": [...]}` whose paths are exactly `paths`, each with a message.
-    pub fn assert_field_errors(&self, paths: &[&str]) {
-        assert_eq!(self.status, StatusCode::BAD_REQUEST, "{self}");
-        let body = self.json();
-        let messages = body["messages"]
-            .as_array()
-            .unwrap_or_else(|| panic!("a messages array: {self}"));
-        let mut sent: Vec<&str> = messages
-            .iter()
-            .map(|entry| entry["path"].as_str().expect("a path"))
-            .collect();
-        sent.sort_unstable();
-        let mut expected = paths.to_vec();
-        expected.sort_unstable();
-        assert_eq!(sent, expected, "{self}");
-        assert!(
-            messages.iter().all(|entry| entry["message"]
-                .as_str()
-                .is_some_and(|text| !text.is_empty())),
-            "{self}"
-        );
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(name)
-            .map(|value| value.to_str().expect("a visible ASCII header"))
-    }
-
-    /// The id of a successful upload.
-    pub fn id(&self) -> String {
-        assert_eq!(self.status, StatusCode::OK, "{self}");
-        let body = self.json();
-        let id = body["id"].as_str().expect("an id").to_owned();
-        uuid::Uuid::parse_str(&id).unwrap_or_else(|_| panic!("a UUID id: {self}"));
-        id
-    }
-}
-
-impl std::fmt::Display for Reply {
-    /// Status, headers and the body, shortened: bodies are often whole images.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text = String::from_utf8_lossy(&self.bytes);
-        let shown: String = text.chars().take(300).collect();
-        write!(
-            f,
-            "{} {:?} {} bytes: {shown}",
-            self.status,
-            self.headers,
-            self.bytes.len()
-        )
-    }
-}
+pub use testkit::Reply;
 
 impl TestImage {
     pub fn url(&self, path: &str) -> String {
@@ -295,15 +222,7 @@ impl TestImage {
     }
 
     pub async fn send(&self, request: RequestBuilder) -> Reply {
-        let response = request.send().await.expect("the service answers");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("a complete body").to_vec();
-        let reply = Reply {
-            status,
-            headers,
-            bytes,
-        };
+        let reply = Reply::read(request.send().await.expect("the service answers")).await;
         if let Some(id) = created_image(&reply) {
             self.created.lock().unwrap().push(id);
         }
