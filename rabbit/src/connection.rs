@@ -53,7 +53,7 @@ impl Link {
     }
 }
 
-async fn confirmed_channel(connection: &Connection) -> lapin::Result<Channel> {
+pub(crate) async fn confirmed_channel(connection: &Connection) -> lapin::Result<Channel> {
     let channel = connection.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())

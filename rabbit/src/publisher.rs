@@ -5,7 +5,7 @@ use lapin::{BasicProperties, Channel, Confirmation};
 use serde::Serialize;
 use tracing::warn;
 
-use crate::connection::is_channel_error;
+use crate::connection::{Link, confirmed_channel, is_channel_error};
 use crate::envelope::ReplyTo;
 use crate::{Envelope, Message, Rabbit, RabbitError};
 
@@ -27,26 +27,32 @@ impl Rabbit {
             let mut link = self.current_link(PUBLISH_TIMEOUT).await?;
             loop {
                 let publisher = link.publisher().await;
-                let properties = properties.clone();
-                match confirmed_publish(&publisher, exchange, routing_key, &body, properties).await
+                let error = match confirmed_publish(
+                    &publisher,
+                    exchange,
+                    routing_key,
+                    &body,
+                    properties.clone(),
+                )
+                .await
                 {
-                    // The broker refused it and closed the channel: sending again cannot help,
-                    // but the next publish needs a channel.
-                    Err(RabbitError::Protocol(error)) if is_channel_error(&error) => {
-                        link.replace_publisher(&publisher).await?;
-                        return Err(RabbitError::Refused(error));
-                    }
-                    // The connection dropped under us: publish again on the next one. A message
-                    // the broker did take is then sent twice, which idempotent consumers absorb.
-                    Err(RabbitError::Protocol(error)) => {
-                        warn!(%error, "publish failed; retrying on the next connection");
-                        link = self
-                            .next_link(Some(&link))
-                            .await
-                            .ok_or(RabbitError::Unavailable)?;
-                    }
+                    Err(RabbitError::Protocol(error)) => error,
                     result => return result,
+                };
+                if is_channel_error(&error) {
+                    // The channel is shared: a refusal (unknown exchange, no permission) closes
+                    // it under every publish in flight, so this one may be another's. Repair it
+                    // for the others and retry alone, where a refusal is surely this publish's.
+                    link.replace_publisher(&publisher).await?;
+                    return publish_alone(&link, exchange, routing_key, &body, properties).await;
                 }
+                // The connection dropped under us: publish again on the next one. A message the
+                // broker did take is then sent twice, which idempotent consumers absorb.
+                warn!(%error, "publish failed; retrying on the next connection");
+                link = self
+                    .next_link(Some(&link))
+                    .await
+                    .ok_or(RabbitError::Unavailable)?;
             }
         })
         .await
@@ -82,6 +88,27 @@ pub(crate) fn properties(correlation_id: &str) -> BasicProperties {
         .with_delivery_mode(2)
         .with_message_id(uuid::Uuid::new_v4().to_string().into())
         .with_correlation_id(correlation_id.into())
+}
+
+/// Publishes on a confirmed channel of its own, closed afterwards.
+async fn publish_alone(
+    link: &Link,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<(), RabbitError> {
+    let channel = confirmed_channel(&link.connection).await?;
+    let result = confirmed_publish(&channel, exchange, routing_key, body, properties).await;
+    if channel.status().connected() {
+        let _ = channel.close(200, "published".into()).await;
+    }
+    match result {
+        Err(RabbitError::Protocol(error)) if is_channel_error(&error) => {
+            Err(RabbitError::Refused(error))
+        }
+        result => result,
+    }
 }
 
 pub(crate) async fn confirmed_publish(

@@ -424,3 +424,24 @@ async fn a_panicking_handler_neither_stops_the_consumer_nor_loses_the_message() 
     assert_eq!(envelope.message, Job { n: 0 });
     assert_eq!(seen.snapshot()[&0], 2, "retried, then dead-lettered");
 }
+
+#[tokio::test]
+async fn publishes_alongside_a_refused_one_still_succeed() {
+    let broker = broker().await;
+    let seen = Seen::default();
+    counting_consumer(&broker.rabbit, &seen);
+    // The refusal closes the shared publishing channel under the publishes in flight with it.
+    let stray = Envelope::new("job", "c", Job { n: 999 });
+    let refused = broker.rabbit.publish("no-such-exchange", "job", &stray);
+    let jobs = (0..20).map(|n| {
+        let envelope = Envelope::new("job", format!("c-{n}"), Job { n });
+        let rabbit = broker.rabbit.clone();
+        async move { rabbit.publish("work", "job", &envelope).await }
+    });
+    let (refused, published) = tokio::join!(refused, futures_util::future::join_all(jobs));
+    assert!(refused.is_err());
+    for result in published {
+        assert!(result.is_ok(), "{result:?}");
+    }
+    assert!(eventually(WAIT, || async { seen.snapshot().len() == 20 }).await);
+}
