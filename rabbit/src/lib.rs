@@ -6,6 +6,7 @@
 
 mod connection;
 mod consumer;
+pub mod contract;
 mod envelope;
 mod publisher;
 mod request;
@@ -18,6 +19,6 @@ pub use lapin::ExchangeKind;
 pub use topology::{DEAD_LETTER_EXCHANGE, Exchange, Queue, Topology};
 
 /// The fanout exchange auth broadcasts revoked tokens on (CONTRACT section 9).
-pub const AUTH_EXCHANGE: &str = "auth";
+pub const AUTH_EXCHANGE: &str = contract::exchange::AUTH;
 /// Message type of the logout broadcast.
-pub const LOGOUT: &str = "logout";
+pub const LOGOUT: &str = contract::kind::LOGOUT;

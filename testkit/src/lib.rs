@@ -276,3 +276,48 @@ impl std::fmt::Debug for Reply {
         std::fmt::Display::fmt(self, f)
     }
 }
+
+/// How long a service may take to report healthy before a test gives up.
+pub const STARTUP: Duration = Duration::from_secs(15);
+
+/// Waits until `GET {base_url}/health` answers 200; panics naming `service` otherwise.
+pub async fn wait_healthy(http: &reqwest::Client, base_url: &str, service: &str) {
+    let url = format!("{base_url}/health");
+    let up = eventually(STARTUP, || async {
+        http.get(&url)
+            .send()
+            .await
+            .is_ok_and(|response| response.status() == StatusCode::OK)
+    })
+    .await;
+    assert!(up, "{service} never reported healthy");
+}
+
+/// Adds `authorization: bearer <token>` when there is a token.
+pub fn with_token(
+    request: reqwest::RequestBuilder,
+    token: Option<&str>,
+) -> reqwest::RequestBuilder {
+    match token {
+        Some(token) => request.header("authorization", format!("bearer {token}")),
+        None => request,
+    }
+}
+
+impl Vhost {
+    /// Waits until at least `count` queues are bound to the fanout `exchange`: a service binds its
+    /// server-named logout queue asynchronously, and a broadcast sent before reaches nobody.
+    pub async fn wait_for_fanout_queues(&self, exchange: &str, count: usize) {
+        let path = format!("exchanges/{}/{exchange}/bindings/source", self.name);
+        let bound = eventually(STARTUP, || async {
+            let bindings = management_list(&path).await;
+            let queues = bindings
+                .iter()
+                .filter(|binding| binding["destination_type"] == "queue")
+                .count();
+            queues >= count
+        })
+        .await;
+        assert!(bound, "fewer than {count} queues bound to {exchange}");
+    }
+}
