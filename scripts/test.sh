@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The test command the README names: brings up RabbitMQ, Redis and the MongoDB-compatible server
-# when they are not already listening, then checks formatting and lints and runs every test of the
-# workspace against those real servers. Extra arguments go to `cargo test` (e.g. `-p auth`).
+# when they are not already listening, validates docker-compose.yml, then checks formatting and
+# lints and runs every test of the workspace against those real servers. Extra arguments go to
+# `cargo test` (e.g. `-p auth`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/deps.sh
+bash scripts/check-compose.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Every test has its own database and vhost, and most of their time is spent waiting on servers,
