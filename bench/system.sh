@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The whole system under load: starts the five services in release mode on ports 13000-13004
+# (fresh databases), seeds ARTICLES articles (default 100,000), drives each service with wrk and
+# the checkout flow with bench's `shop` driver, and prints one table: requests per second and
+# p50/p99 latency per scenario. DURATION (default 10s), CONNECTIONS (default 16) and SHOPPERS
+# (default 8, concurrent checkouts) tune it; everything stops at the end.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-16}
+ARTICLES=${ARTICLES:-100000}
+SHOPPERS=${SHOPPERS:-8}
+export AUTH=http://127.0.0.1:13000 IMAGE=http://127.0.0.1:13001 CATALOG=http://127.0.0.1:13002
+export CART=http://127.0.0.1:13003 ORDERS=http://127.0.0.1:13004
+
+bash scripts/deps.sh
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+cargo build --release -q -p auth -p image-service -p catalog -p cart -p orders -p bench
+
+work=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+run_id="bench_$(date +%s)"
+export JWT_SECRET=benchmark-secret-of-at-least-32-bytes RUST_LOG=warn AUTH_SERVICE_URL=$AUTH
+export AUTH_DB="${run_id}_auth"
+port=13000
+for service in auth image catalog cart orders; do
+  MONGO_DB="${run_id}_$service" PORT=$port "target/release/$service" >"$work/$service.log" 2>&1 &
+  pids+=($!)
+  port=$((port + 1))
+done
+for url in $AUTH $IMAGE $CATALOG $CART $ORDERS; do
+  for _ in $(seq 150); do curl -sf "$url/health" >/dev/null && break; sleep 0.2; done
+  curl -sf "$url/health" >/dev/null || { echo "$url never became healthy"; tail "$work"/*.log; exit 1; }
+done
+
+echo "seeding $ARTICLES articles..."
+eval "$(target/release/shop setup "$ARTICLES")"
+target/release/bench 800 600 40 "$work/upload.json" >/dev/null
+image_id=$(curl -sf "$IMAGE/images/create" -H "Authorization: Bearer $SHOPPER_TOKEN" \
+  --data-binary "@$work/upload.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+curl -sf "$IMAGE/images/$image_id/jpeg?Size=320" >/dev/null
+curl -sf "$ORDERS/orders" -H "Authorization: Bearer $SHOPPER_TOKEN" >/dev/null
+
+# wrk's summary reduced to: requests/s | p50 | p99 | requests | non-2xx.
+summarise() {
+  awk '/Requests\/sec/ {rps=$2} $1=="50%" {p50=$2} $1=="99%" {p99=$2} /Non-2xx/ {bad=$NF}
+       / requests in / {count=$1}
+       END {printf "%s | %s | %s | %s | %s\n", rps, p50, p99, count, (bad == "" ? 0 : bad)}'
+}
+load() { # description, then wrk arguments
+  local description=$1; shift
+  echo "  $description" >&2
+  rows+=("$description | $(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" | summarise)")
+}
+bearer() { echo "Authorization: Bearer $1"; }
+
+rows=()
+load "auth: GET /users/current" -H "$(bearer "$SHOPPER_TOKEN")" "$AUTH/users/current"
+load "image: GET /images/{id}/jpeg?Size=320, cached" "$IMAGE/images/$image_id/jpeg?Size=320"
+load "catalog: GET /articles/{id}" "$CATALOG/articles/$ARTICLE_ID"
+load "catalog: GET /articles/search/needle, $ARTICLES articles" "$CATALOG/articles/search/needle"
+load "catalog: GET /articles?limit=50" "$CATALOG/articles?limit=50"
+load "cart: GET /cart, cached token" -H "$(bearer "$SHOPPER_TOKEN")" "$CART/cart"
+load "cart: POST /cart/article and /decrement, alternating" -s bench/cart.lua "$CART" -- "$ARTICLE_ID" "$SHOPPER_TOKEN"
+load "orders: GET /orders" -H "$(bearer "$SHOPPER_TOKEN")" "$ORDERS/orders"
+echo "  checkout to VALIDATED, $SHOPPERS shoppers" >&2
+seconds=${DURATION%s}
+rows+=("$(target/release/shop checkouts "$SHOPPERS" "$((seconds * 2))")")
+
+echo
+echo "system benchmark on $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; wrk ${DURATION} x ${CONNECTIONS} connections;"
+echo "RabbitMQ, Redis and FerretDB on the same machine"
+echo
+echo "| scenario | requests/s | p50 | p99 | requests | non-2xx |"
+echo "|---|---|---|---|---|---|"
+printf '| %s |\n' "${rows[@]}"
