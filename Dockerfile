@@ -1,5 +1,6 @@
-# One build for the whole workspace, then one small image per service (`--target auth`, ...).
-# The build stage is shared, so `docker compose build` compiles the workspace once.
+# One build for the whole workspace, then one small image per service, chosen by the build
+# argument SERVICE (auth, image, catalog, cart or orders). The build stage does not depend on it,
+# so `docker compose build` compiles the workspace once for the five images.
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
@@ -13,43 +14,17 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && cp target/release/auth target/release/image target/release/catalog \
           target/release/cart target/release/orders /out/
 
-FROM debian:bookworm-slim AS runtime
+FROM debian:bookworm-slim AS service
 # curl only for the container health checks; the services use rustls and need no OpenSSL.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home service
+# Declared after the shared layers so that they are built once for all five images.
+ARG SERVICE
+COPY --from=build /out/${SERVICE} /usr/local/bin/service
 USER service
 ENV RUST_LOG=info LOG_FORMAT=json
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
     CMD curl -fsS "http://127.0.0.1:${PORT}/health" >/dev/null || exit 1
-
-FROM runtime AS auth
-COPY --from=build /out/auth /usr/local/bin/auth
-ENV PORT=3000
-EXPOSE 3000
-CMD ["auth"]
-
-FROM runtime AS image
-COPY --from=build /out/image /usr/local/bin/image
-ENV PORT=3001
-EXPOSE 3001
-CMD ["image"]
-
-FROM runtime AS catalog
-COPY --from=build /out/catalog /usr/local/bin/catalog
-ENV PORT=3002
-EXPOSE 3002
-CMD ["catalog"]
-
-FROM runtime AS cart
-COPY --from=build /out/cart /usr/local/bin/cart
-ENV PORT=3003
-EXPOSE 3003
-CMD ["cart"]
-
-FROM runtime AS orders
-COPY --from=build /out/orders /usr/local/bin/orders
-ENV PORT=3004
-EXPOSE 3004
-CMD ["orders"]
+CMD ["service"]

@@ -1,4 +1,4 @@
-use common::config::{ConfigError, text, url, var};
+use common::config::{ConfigError, mongo_url, rabbit_url, text, var};
 use tracing::warn;
 
 /// Only for development: a service started without `JWT_SECRET` says so in its log.
@@ -35,17 +35,9 @@ impl Config {
         };
         Ok(Self {
             port: var("PORT", 3000)?,
-            mongo_url: url(
-                "MONGO_URL",
-                "mongodb://localhost:27017",
-                &["mongodb", "mongodb+srv"],
-            )?,
+            mongo_url: mongo_url()?,
             mongo_db: text("MONGO_DB", "auth")?,
-            rabbit_url: url(
-                "RABBIT_URL",
-                "amqp://guest:guest@localhost:5672/%2f",
-                &["amqp", "amqps"],
-            )?,
+            rabbit_url: rabbit_url()?,
             jwt_secret,
         })
     }

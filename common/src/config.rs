@@ -78,6 +78,38 @@ pub fn seconds(name: &str, default: u64) -> Result<Duration, ConfigError> {
     Ok(Duration::from_secs(value))
 }
 
+/// `MONGO_URL`, the MongoDB server of the services that keep their data there.
+pub fn mongo_url() -> Result<String, ConfigError> {
+    url(
+        "MONGO_URL",
+        "mongodb://localhost:27017",
+        &["mongodb", "mongodb+srv"],
+    )
+}
+
+/// `RABBIT_URL`, the broker every service connects to.
+pub fn rabbit_url() -> Result<String, ConfigError> {
+    url(
+        "RABBIT_URL",
+        "amqp://guest:guest@localhost:5672/%2f",
+        &["amqp", "amqps"],
+    )
+}
+
+/// `AUTH_SERVICE_URL`, where every service but auth checks bearer tokens.
+pub fn auth_service_url() -> Result<String, ConfigError> {
+    url(
+        "AUTH_SERVICE_URL",
+        "http://localhost:3000",
+        &["http", "https"],
+    )
+}
+
+/// `TOKEN_CACHE_TTL_SECS`, how long a service trusts auth's answer about a token.
+pub fn token_cache_ttl() -> Result<Duration, ConfigError> {
+    seconds("TOKEN_CACHE_TTL_SECS", 600)
+}
+
 /// Prints the error and exits: for `main`, where a bad configuration must stop the service.
 pub fn or_exit<T>(result: Result<T, ConfigError>) -> T {
     result.unwrap_or_else(|error| {

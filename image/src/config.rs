@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use common::config::{ConfigError, seconds, url, var};
+use common::config::{ConfigError, auth_service_url, rabbit_url, token_cache_ttl, url, var};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -27,17 +27,9 @@ impl Config {
         Ok(Self {
             port: var("PORT", 3001)?,
             redis_url: url("REDIS_URL", "redis://localhost:6379", &["redis", "rediss"])?,
-            rabbit_url: url(
-                "RABBIT_URL",
-                "amqp://guest:guest@localhost:5672/%2f",
-                &["amqp", "amqps"],
-            )?,
-            auth_service_url: url(
-                "AUTH_SERVICE_URL",
-                "http://localhost:3000",
-                &["http", "https"],
-            )?,
-            token_cache_ttl: seconds("TOKEN_CACHE_TTL_SECS", 600)?,
+            rabbit_url: rabbit_url()?,
+            auth_service_url: auth_service_url()?,
+            token_cache_ttl: token_cache_ttl()?,
             body_limit: var("IMAGE_BODY_LIMIT", 16 * 1024 * 1024)?,
             max_pixels: var("IMAGE_MAX_PIXELS", 40_000_000)?,
             workers,

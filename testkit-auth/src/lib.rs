@@ -100,6 +100,15 @@ impl TestAuth {
         token
     }
 
+    /// Revokes `permissions` from user `id`, as admin `admin_token`.
+    pub async fn revoke(&self, admin_token: &str, id: &str, permissions: &[&str]) {
+        let url = format!("{}/users/{id}/revoke", self.url);
+        let body = json!({ "permissions": permissions });
+        let request = with_token(self.http.post(url), Some(admin_token)).json(&body);
+        let reply = self.send(request).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply}");
+    }
+
     /// Signs `token` out, which revokes it and broadcasts the logout.
     pub async fn signout(&self, token: &str) {
         let url = format!("{}/users/signout", self.url);

@@ -15,21 +15,18 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
-use mongodb::bson::{Document, doc};
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{Value, json};
-use testkit::Vhost;
+use testkit::{Vhost, with_token};
+use testkit_auth::TestAuth;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-pub const PASSWORD: &str = "correct horse battery";
-const JWT_SECRET: &str = "image-integration-test-secret-at-least-32-bytes";
 /// How long a service may take to report healthy before a test gives up.
 const STARTUP: Duration = Duration::from_secs(15);
 /// A bound for giving up on a request that never completes: a hang fails the test instead of
 /// stalling the suite. Never a speed asserted.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-const MANAGEMENT: &str = "http://127.0.0.1:15672";
 /// The widths a client may ask for (CONTRACT section 5).
 pub const SIZES: [u32; 6] = [160, 320, 640, 800, 1024, 1200];
 pub const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
@@ -38,10 +35,9 @@ pub const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 pub struct TestImage {
     /// The image service every helper talks to.
     pub image: ImageInstance,
-    pub auth_url: String,
+    /// The real auth service the image service asks about tokens.
+    pub auth: TestAuth,
     pub http: reqwest::Client,
-    /// Auth's database, for what an operator does with Mongo tooling.
-    pub auth_db: mongodb::Database,
     /// The configuration `image` was started with (`config.redis_url` is where the images are
     /// stored), to start further instances like it.
     pub config: image_service::Config,
@@ -51,13 +47,11 @@ pub struct TestImage {
     /// Ids of the images this test created, deleted from Redis when it ends: the local Redis is
     /// shared by every test and every run.
     created: Mutex<Vec<uuid::Uuid>>,
-    auth_shutdown: CancellationToken,
 }
 
 impl Drop for TestImage {
     /// Blocking on purpose: the test's runtime may be gone by now, and Redis is local.
     fn drop(&mut self) {
-        self.auth_shutdown.cancel();
         let created = std::mem::take(self.created.get_mut().unwrap_or_else(|e| e.into_inner()));
         if created.is_empty() {
             return;
@@ -108,22 +102,8 @@ pub async fn spawn_image_with(configure: impl FnOnce(&mut image_service::Config)
         .build()
         .expect("an HTTP client");
 
-    let mongo_db = testkit::unique_name("image_auth");
-    let auth_shutdown = CancellationToken::new();
-    let auth = auth::run(
-        auth::Config {
-            port: 0,
-            mongo_url: testkit::mongo_url(),
-            mongo_db: mongo_db.clone(),
-            rabbit_url: vhost.amqp_url(),
-            jwt_secret: JWT_SECRET.into(),
-        },
-        auth_shutdown.clone(),
-    )
-    .await
-    .expect("auth starts");
-    let auth_url = format!("http://127.0.0.1:{}", auth.addr.port());
-    wait_healthy(&http, &auth_url, "auth").await;
+    let auth = TestAuth::start(&vhost).await;
+    let auth_url = auth.url.clone();
 
     let mut config = image_service::Config {
         port: 0,
@@ -137,22 +117,15 @@ pub async fn spawn_image_with(configure: impl FnOnce(&mut image_service::Config)
     };
     configure(&mut config);
     let image = start_instance(&http, config.clone()).await;
-    wait_for_logout_consumer(&vhost).await;
-
-    let auth_db = mongodb::Client::with_uri_str(testkit::mongo_url())
-        .await
-        .expect("a valid MongoDB URL")
-        .database(&mongo_db);
+    vhost.wait_for_fanout_queues("auth", 1).await;
     TestImage {
         image,
-        auth_url,
+        auth,
         http,
-        auth_db,
         config,
         vhost,
         uploader: OnceCell::new(),
         created: Mutex::new(Vec::new()),
-        auth_shutdown,
     }
 }
 
@@ -162,56 +135,12 @@ async fn start_instance(http: &reqwest::Client, config: image_service::Config) -
         .await
         .expect("image starts");
     let base_url = format!("http://127.0.0.1:{}", running.addr.port());
-    wait_healthy(http, &base_url, "image").await;
+    testkit::wait_healthy(http, &base_url, "image").await;
     ImageInstance {
         base_url,
         running,
         shutdown,
     }
-}
-
-async fn wait_healthy(http: &reqwest::Client, base_url: &str, service: &str) {
-    let url = format!("{base_url}/health");
-    let up = testkit::eventually(STARTUP, || async {
-        http.get(&url)
-            .send()
-            .await
-            .is_ok_and(|response| response.status() == StatusCode::OK)
-    })
-    .await;
-    assert!(up, "{service} never reported healthy");
-}
-
-/// The image service's logout queue is server-named and bound asynchronously; a signout broadcast
-/// before the binding exists would reach nobody. Auth binds no queue to its own fanout, so any
-/// binding of `auth` on this test's vhost is the image service's.
-async fn wait_for_logout_consumer(vhost: &Vhost) {
-    let url = format!(
-        "{MANAGEMENT}/api/exchanges/{}/auth/bindings/source",
-        vhost.name
-    );
-    let http = reqwest::Client::new();
-    let bound = testkit::eventually(STARTUP, || async {
-        let Ok(response) = http
-            .get(&url)
-            .basic_auth("guest", Some("guest"))
-            .send()
-            .await
-        else {
-            return false;
-        };
-        let bindings: Value = response.json().await.unwrap_or(Value::Null);
-        bindings.as_array().is_some_and(|bindings| {
-            bindings
-                .iter()
-                .any(|binding| binding["destination_type"] == "queue")
-        })
-    })
-    .await;
-    assert!(
-        bound,
-        "image never bound its logout queue to the auth fanout"
-    );
 }
 
 pub use testkit::Reply;
@@ -281,75 +210,23 @@ impl TestImage {
 
     // --- auth -----------------------------------------------------------------------------------
 
-    pub fn auth(&self, path: &str) -> String {
-        format!("{}{path}", self.auth_url)
-    }
-
     /// Signs up `login` at auth; the token holds the `user` permission.
     pub async fn signup(&self, login: &str) -> String {
-        let body = json!({"name": "Test User", "login": login, "password": PASSWORD});
-        let reply = self
-            .send(self.http.post(self.auth("/users/signup")).json(&body))
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{reply}");
-        reply.json()["token"].as_str().expect("a token").to_owned()
-    }
-
-    pub async fn user_id(&self, token: &str) -> String {
-        let reply = self
-            .send(with_token(
-                self.http.get(self.auth("/users/current")),
-                Some(token),
-            ))
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{reply}");
-        reply.json()["id"].as_str().expect("an id").to_owned()
-    }
-
-    /// What an operator does in mongosh:
-    /// `users.updateOne({login}, {$addToSet: {permissions: "admin"}})`.
-    pub async fn make_admin(&self, login: &str) {
-        let result = self
-            .auth_db
-            .collection::<Document>("users")
-            .update_one(
-                doc! {"login": login},
-                doc! {"$addToSet": {"permissions": "admin"}},
-            )
-            .await
-            .expect("MongoDB answers");
-        assert_eq!(result.matched_count, 1, "no user {login}");
+        self.auth.signup(login).await
     }
 
     /// A token of a valid, enabled user who no longer holds `user`: an admin revoked it.
     pub async fn token_without_user_permission(&self) -> String {
-        let admin = self.signup("admin01").await;
-        self.make_admin("admin01").await;
-        let token = self.signup("visitor01").await;
-        let id = self.user_id(&token).await;
-        let revoke = json!({"permissions": ["user"]});
-        let reply = self
-            .send(
-                with_token(
-                    self.http.post(self.auth(&format!("/users/{id}/revoke"))),
-                    Some(&admin),
-                )
-                .json(&revoke),
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{reply}");
+        let admin = self.auth.admin("admin01").await;
+        let token = self.auth.signup("visitor01").await;
+        let id = self.auth.user_id(&token).await;
+        self.auth.revoke(&admin, &id, &["user"]).await;
         token
     }
 
     /// Signs `token` out at auth, which revokes it and broadcasts the logout.
     pub async fn signout(&self, token: &str) {
-        let reply = self
-            .send(with_token(
-                self.http.get(self.auth("/users/signout")),
-                Some(token),
-            ))
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{reply}");
+        self.auth.signout(token).await
     }
 
     // --- Redis ----------------------------------------------------------------------------------
@@ -381,13 +258,6 @@ fn created_image(reply: &Reply) -> Option<uuid::Uuid> {
     let body: Value = serde_json::from_slice(&reply.bytes).ok()?;
     let fields = body.as_object().filter(|fields| fields.len() == 1)?;
     uuid::Uuid::parse_str(fields.get("id")?.as_str()?).ok()
-}
-
-pub fn with_token(request: RequestBuilder, token: Option<&str>) -> RequestBuilder {
-    match token {
-        Some(token) => request.header("authorization", format!("bearer {token}")),
-        None => request,
-    }
 }
 
 // --- data URLs and test images --------------------------------------------------------------------
