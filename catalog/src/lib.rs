@@ -1,1 +1,69 @@
-//! The catalog service: under construction.
+//! The catalog service (CONTRACT sections 6 and 9): articles with price and stock in MongoDB,
+//! admin-only writes, public reads and search, and catalog's part in the message flows:
+//! answering `article-valid` and `article-data` requests, reserving stock when an order is
+//! placed and giving it back when the order turns out invalid.
+
+mod article;
+pub mod config;
+mod http;
+mod messaging;
+mod order;
+mod query;
+mod store;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::TokenGuard;
+use rabbit::Rabbit;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+pub use article::Article;
+pub use common::server::StartError;
+pub use config::Config;
+
+/// A started catalog service.
+pub struct Running {
+    pub addr: SocketAddr,
+    /// Ends once the server has drained after shutdown.
+    pub server: JoinHandle<()>,
+}
+
+/// Starts catalog on `config.port` (0 for any free port, as tests do). It starts while MongoDB,
+/// RabbitMQ or auth are down, answers 503 where it needs them and keeps messages waiting until
+/// they are back. Everything stops when `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let db = common::mongo::connect(&config.mongo_url, &config.mongo_db, "catalog").await?;
+    let store = store::Store::new(db);
+    tokio::spawn(ensure_indexes(store.clone(), shutdown.clone()));
+    let rabbit = Rabbit::start(
+        &config.rabbit_url,
+        rabbit::contract::topology(),
+        shutdown.clone(),
+    );
+    let guard = TokenGuard::new(&config.auth_service_url, config.token_cache_ttl);
+    guard.listen_for_logouts(&rabbit);
+    messaging::start(&rabbit, store.clone());
+    let routes = http::routes(store, &guard, rabbit);
+    let server = common::server::serve(routes, config.port, shutdown).await?;
+    Ok(Running {
+        addr: server.addr,
+        server: server.task,
+    })
+}
+
+/// The name index only speeds listings up, so the service does not wait for it: it is retried
+/// in the background until MongoDB accepts it.
+async fn ensure_indexes(store: store::Store, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(500);
+    while let Err(error) = store.ensure_indexes().await {
+        warn!(%error, "cannot create the article index yet");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,313 @@
+//! Articles as clients see them, the rules an article body follows, and the text folding that
+//! makes search case- and accent-insensitive. Pure logic, no I/O.
+
+use common::FieldError;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Keeps stock arithmetic far from overflow: no article holds more, no order line asks more.
+pub const MAX_STOCK: i64 = 1_000_000_000;
+const MAX_NAME: usize = 100;
+const MAX_DESCRIPTION: usize = 2048;
+const MAX_IMAGE: usize = 100;
+
+/// The article JSON of the contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Article {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub image: String,
+    pub price: f64,
+    pub stock: i64,
+    pub enabled: bool,
+}
+
+/// What an admin sets on create and on update: every field, each time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArticleInput {
+    pub name: String,
+    pub description: String,
+    pub image: String,
+    pub price: f64,
+    pub stock: i64,
+}
+
+impl ArticleInput {
+    /// The body's fields, or every field error at once. Unknown fields are ignored, except `_id`
+    /// and `enabled`: they belong to the catalog, and a client sending them must not believe they
+    /// were honoured.
+    pub fn parse(body: &Map<String, Value>) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        for owned in ["_id", "enabled"] {
+            if body.contains_key(owned) {
+                errors.push(FieldError::new(owned, "cannot be set"));
+            }
+        }
+        let name = text(body, "name", &mut errors).trim().to_owned();
+        if name.is_empty() {
+            errors.push(FieldError::new("name", "is required"));
+        } else if name.chars().count() > MAX_NAME {
+            errors.push(FieldError::new("name", "must be at most 100 characters"));
+        }
+        let description = text(body, "description", &mut errors);
+        if description.chars().count() > MAX_DESCRIPTION {
+            errors.push(FieldError::new(
+                "description",
+                "must be at most 2048 characters",
+            ));
+        }
+        let image = text(body, "image", &mut errors);
+        if image.chars().count() > MAX_IMAGE {
+            errors.push(FieldError::new("image", "must be at most 100 characters"));
+        }
+        let price = price(body.get("price")).unwrap_or_else(|message| {
+            errors.push(FieldError::new("price", message));
+            0.0
+        });
+        let stock = stock(body.get("stock")).unwrap_or_else(|message| {
+            errors.push(FieldError::new("stock", message));
+            0
+        });
+        if errors.is_empty() {
+            Ok(Self {
+                name,
+                description,
+                image,
+                price,
+                stock,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// A text field; missing or `null` reads as empty, like everywhere in the system.
+fn text(body: &Map<String, Value>, field: &str, errors: &mut Vec<FieldError>) -> String {
+    match body.get(field) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(text)) => text.clone(),
+        Some(_) => {
+            errors.push(FieldError::new(field, "must be a string"));
+            String::new()
+        }
+    }
+}
+
+fn price(value: Option<&Value>) -> Result<f64, &'static str> {
+    match value {
+        None | Some(Value::Null) => Err("is required"),
+        Some(Value::Number(number)) => match number.as_f64() {
+            Some(price) if price.is_finite() && price >= 0.0 => Ok(price),
+            _ => Err("must be a finite number of at least 0"),
+        },
+        Some(_) => Err("must be a number"),
+    }
+}
+
+fn stock(value: Option<&Value>) -> Result<i64, &'static str> {
+    let number = match value {
+        None | Some(Value::Null) => return Err("is required"),
+        Some(Value::Number(number)) => number,
+        Some(_) => return Err("must be a number"),
+    };
+    // `3.0` is the integer 3; `2.5` and `1e30` are not stock.
+    let stock = number.as_i64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|value| value.fract() == 0.0 && value.abs() <= MAX_STOCK as f64)
+            .map(|value| value as i64)
+    });
+    match stock {
+        Some(stock) if (0..=MAX_STOCK).contains(&stock) => Ok(stock),
+        Some(stock) if stock < 0 => Err("must be at least 0"),
+        Some(_) => Err("must be at most 1000000000"),
+        None if number.as_f64().is_some_and(|value| value.fract() == 0.0) => {
+            Err("must be at most 1000000000")
+        }
+        None => Err("must be an integer"),
+    }
+}
+
+/// Lower case with the accents of Latin letters removed (`Crème Brûlée` → `creme brulee`), so
+/// that search ignores both. Applied alike to stored text and to queries.
+pub fn fold(text: &str) -> String {
+    let mut folded = String::with_capacity(text.len());
+    for lower in text.chars().flat_map(char::to_lowercase) {
+        match unaccented(lower) {
+            Some(base) => folded.push_str(base),
+            None => folded.push(lower),
+        }
+    }
+    folded
+}
+
+/// The base letters of the accented lower-case letters of Latin-1 and Latin Extended-A.
+fn unaccented(letter: char) -> Option<&'static str> {
+    const TABLE: &[(&str, &str)] = &[
+        ("àáâãäåāăą", "a"),
+        ("çćĉċč", "c"),
+        ("ďđð", "d"),
+        ("èéêëēĕėęě", "e"),
+        ("ĝğġģ", "g"),
+        ("ĥħ", "h"),
+        ("ìíîïĩīĭįı", "i"),
+        ("ĵ", "j"),
+        ("ķ", "k"),
+        ("ĺļľŀł", "l"),
+        ("ñńņňŉ", "n"),
+        ("òóôõöøōŏő", "o"),
+        ("ŕŗř", "r"),
+        ("śŝşšſ", "s"),
+        ("ţťŧ", "t"),
+        ("ùúûüũūŭůűų", "u"),
+        ("ŵ", "w"),
+        ("ýÿŷ", "y"),
+        ("źżž", "z"),
+        ("ß", "ss"),
+        ("æ", "ae"),
+        ("œ", "oe"),
+        ("þ", "th"),
+    ];
+    if letter.is_ascii() {
+        return None;
+    }
+    TABLE
+        .iter()
+        .find(|(letters, _)| letters.contains(letter))
+        .map(|(_, base)| *base)
+}
+
+/// A regular expression matching `text` literally: every ASCII character that is not a letter or
+/// a digit is escaped, which both MongoDB (PCRE) and FerretDB (Go RE2) read as the character
+/// itself.
+pub fn literal_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() * 2);
+    for character in text.chars() {
+        if character.is_ascii() && !character.is_ascii_alphanumeric() {
+            pattern.push('\\');
+        }
+        pattern.push(character);
+    }
+    pattern
+}
+
+/// The text searched for an article: its name and description, folded.
+pub fn searchable(name: &str, description: &str) -> String {
+    format!("{}\n{}", fold(name), fold(description))
+}
+
+/// The sort key of an article: its folded name, so `apple` and `Banana` sort as a reader expects.
+pub fn sort_key(name: &str) -> String {
+    fold(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(body: Value) -> Result<ArticleInput, Vec<String>> {
+        ArticleInput::parse(body.as_object().unwrap())
+            .map_err(|errors| errors.into_iter().map(|error| error.path).collect())
+    }
+
+    fn valid() -> Value {
+        json!({"name": "Lamp", "description": "A lamp", "image": "", "price": 9.5, "stock": 3})
+    }
+
+    #[test]
+    fn a_complete_body_is_accepted() {
+        let input = parse(valid()).unwrap();
+        assert_eq!(input.name, "Lamp");
+        assert_eq!((input.price, input.stock), (9.5, 3));
+    }
+
+    #[test]
+    fn every_field_error_is_reported_at_once_with_its_json_path() {
+        let body = json!({"name": " ", "description": 5, "image": "x".repeat(101),
+                          "price": -1, "stock": 1.5});
+        assert_eq!(
+            parse(body).unwrap_err(),
+            ["name", "description", "image", "price", "stock"]
+        );
+    }
+
+    #[test]
+    fn null_or_missing_numbers_are_refused() {
+        assert_eq!(
+            parse(json!({"name": "Lamp", "price": null})).unwrap_err(),
+            ["price", "stock"]
+        );
+    }
+
+    #[test]
+    fn numbers_as_strings_are_refused() {
+        let mut body = valid();
+        body["price"] = json!("9.5");
+        body["stock"] = json!("3");
+        assert_eq!(parse(body).unwrap_err(), ["price", "stock"]);
+    }
+
+    #[test]
+    fn stock_must_be_a_non_negative_integer_within_bounds() {
+        for (stock, accepted) in [
+            (json!(0), true),
+            (json!(3.0), true),
+            (json!(MAX_STOCK), true),
+            (json!(-1), false),
+            (json!(0.5), false),
+            (json!(MAX_STOCK + 1), false),
+            (json!(1e30), false),
+        ] {
+            let mut body = valid();
+            body["stock"] = stock.clone();
+            assert_eq!(parse(body).is_ok(), accepted, "stock {stock}");
+        }
+    }
+
+    #[test]
+    fn ids_and_enabled_cannot_be_mass_assigned() {
+        let mut body = valid();
+        body["_id"] = json!("mine");
+        body["enabled"] = json!(true);
+        assert_eq!(parse(body).unwrap_err(), ["_id", "enabled"]);
+    }
+
+    #[test]
+    fn other_unknown_fields_are_ignored() {
+        let mut body = valid();
+        body["colour"] = json!("red");
+        assert!(parse(body).is_ok());
+    }
+
+    #[test]
+    fn missing_text_fields_read_as_empty() {
+        let input = parse(json!({"name": "Lamp", "price": 0, "stock": 0})).unwrap();
+        assert_eq!((input.description.as_str(), input.image.as_str()), ("", ""));
+    }
+
+    #[test]
+    fn lengths_count_characters_not_bytes() {
+        let mut body = valid();
+        body["name"] = json!("é".repeat(100));
+        assert!(parse(body).is_ok());
+    }
+
+    #[test]
+    fn folding_removes_case_and_latin_accents() {
+        assert_eq!(fold("Crème BRÛLÉE"), "creme brulee");
+        assert_eq!(fold("Straße Œuvre"), "strasse oeuvre");
+        assert_eq!(fold("Ελληνικά"), "ελληνικά");
+    }
+
+    #[test]
+    fn literal_patterns_escape_every_metacharacter() {
+        assert_eq!(literal_pattern("a.b*c"), r"a\.b\*c");
+        assert_eq!(literal_pattern(r"(x|y)+\d"), r"\(x\|y\)\+\\d");
+        assert_eq!(literal_pattern("é ü"), r"é\ ü");
+    }
+}

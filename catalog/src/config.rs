@@ -1,0 +1,39 @@
+use std::time::Duration;
+
+use common::config::{ConfigError, seconds, text, url, var};
+
+/// The catalog's settings; [`Config::from_env`] reads them from the contract's variables.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub mongo_url: String,
+    pub mongo_db: String,
+    pub rabbit_url: String,
+    pub auth_service_url: String,
+    pub token_cache_ttl: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            port: var("PORT", 3002)?,
+            mongo_url: url(
+                "MONGO_URL",
+                "mongodb://localhost:27017",
+                &["mongodb", "mongodb+srv"],
+            )?,
+            mongo_db: text("MONGO_DB", "catalog")?,
+            rabbit_url: url(
+                "RABBIT_URL",
+                "amqp://guest:guest@localhost:5672/%2f",
+                &["amqp", "amqps"],
+            )?,
+            auth_service_url: url(
+                "AUTH_SERVICE_URL",
+                "http://localhost:3000",
+                &["http", "https"],
+            )?,
+            token_cache_ttl: seconds("TOKEN_CACHE_TTL_SECS", 600)?,
+        })
+    }
+}

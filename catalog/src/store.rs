@@ -1,0 +1,274 @@
+//! MongoDB access: the `articles` collection, and stock reservations made exactly once without
+//! transactions.
+//!
+//! An article document holds what clients see plus two derived fields, `key` (the folded name,
+//! for sorting) and `search` (folded name and description, for search), and `reservations`: one
+//! entry per order that asked for the article, keyed by order id,
+//! `{"state": "reserved" | "refused" | "released", "quantity": n}`. Taking stock and recording
+//! which order took it is one single-document update, which MongoDB and FerretDB apply
+//! atomically: a redelivered message, a re-published order or a crash between two steps finds the
+//! record and changes nothing a second time.
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{DateTime, Document, doc};
+use mongodb::options::ReturnDocument;
+use mongodb::{Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+
+use crate::article::{Article, ArticleInput, searchable, sort_key};
+use crate::query::Page;
+
+type Result<T> = mongodb::error::Result<T>;
+
+/// The fields of the article JSON; reads never load the reservation records.
+fn article_fields() -> Document {
+    doc! {"name": 1, "description": 1, "image": 1, "price": 1, "stock": 1, "enabled": 1}
+}
+
+#[derive(Serialize, Deserialize)]
+struct ArticleDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    name: String,
+    description: String,
+    image: String,
+    price: f64,
+    stock: i64,
+    enabled: bool,
+    key: String,
+    search: String,
+    created: DateTime,
+    updated: DateTime,
+}
+
+/// What catalog answers about an article in an `article-data` reply.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Answer {
+    pub valid: bool,
+    pub price: f64,
+    pub stock: i64,
+}
+
+impl Answer {
+    /// An unknown article: invalid, price and stock 0.
+    pub const UNKNOWN: Self = Self {
+        valid: false,
+        price: 0.0,
+        stock: 0,
+    };
+
+    fn of(article: &Article, valid: bool) -> Self {
+        Self {
+            valid,
+            price: article.price,
+            stock: article.stock,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Database,
+    articles: Collection<Article>,
+    documents: Collection<Document>,
+}
+
+impl Store {
+    pub fn new(db: Database) -> Self {
+        Self {
+            articles: db.collection("articles"),
+            documents: db.collection("articles"),
+            db,
+        }
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// Listings and searches read enabled articles in name order.
+    pub async fn ensure_indexes(&self) -> Result<()> {
+        let by_name = IndexModel::builder()
+            .keys(doc! {"enabled": 1, "key": 1, "_id": 1})
+            .build();
+        self.documents.create_index(by_name).await?;
+        Ok(())
+    }
+
+    pub async fn create(&self, input: ArticleInput) -> Result<Article> {
+        let now = DateTime::now();
+        let document = ArticleDoc {
+            id: uuid::Uuid::new_v4().to_string(),
+            key: sort_key(&input.name),
+            search: searchable(&input.name, &input.description),
+            name: input.name,
+            description: input.description,
+            image: input.image,
+            price: input.price,
+            stock: input.stock,
+            enabled: true,
+            created: now,
+            updated: now,
+        };
+        self.db
+            .collection::<ArticleDoc>("articles")
+            .insert_one(&document)
+            .await?;
+        Ok(Article {
+            id: document.id,
+            name: document.name,
+            description: document.description,
+            image: document.image,
+            price: document.price,
+            stock: document.stock,
+            enabled: document.enabled,
+        })
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Article>> {
+        self.articles
+            .find_one(doc! {"_id": id})
+            .projection(article_fields())
+            .await
+    }
+
+    /// Replaces what an admin sets; `enabled` and the reservations stay as they are.
+    pub async fn update(&self, id: &str, input: ArticleInput) -> Result<Option<Article>> {
+        let set = doc! {
+            "name": &input.name,
+            "description": &input.description,
+            "image": &input.image,
+            "price": input.price,
+            "stock": input.stock,
+            "key": sort_key(&input.name),
+            "search": searchable(&input.name, &input.description),
+            "updated": DateTime::now(),
+        };
+        self.articles
+            .find_one_and_update(doc! {"_id": id}, doc! {"$set": set})
+            .projection(article_fields())
+            .return_document(ReturnDocument::After)
+            .await
+    }
+
+    /// Soft delete; false when there is no such article.
+    pub async fn disable(&self, id: &str) -> Result<bool> {
+        let result = self
+            .articles
+            .update_one(
+                doc! {"_id": id},
+                doc! {"$set": {"enabled": false, "updated": DateTime::now()}},
+            )
+            .await?;
+        Ok(result.matched_count == 1)
+    }
+
+    /// A page of the enabled articles, in name order.
+    pub async fn list(&self, page: Page) -> Result<Vec<Article>> {
+        self.enabled(doc! {"enabled": true}, page).await
+    }
+
+    /// A page of the enabled articles whose folded name or description matches `pattern` (a
+    /// regular expression of folded text, built by `article::literal_pattern`).
+    pub async fn search(&self, pattern: &str, page: Page) -> Result<Vec<Article>> {
+        self.enabled(doc! {"enabled": true, "search": {"$regex": pattern}}, page)
+            .await
+    }
+
+    async fn enabled(&self, filter: Document, page: Page) -> Result<Vec<Article>> {
+        self.articles
+            .find(filter)
+            .sort(doc! {"key": 1, "_id": 1})
+            .skip(page.skip)
+            .limit(page.limit)
+            .projection(article_fields())
+            .await?
+            .try_collect()
+            .await
+    }
+
+    /// Reserves `quantity` of the article for the order, once: the first time the article is
+    /// known, enabled and has the stock, it is decremented and recorded as reserved in the same
+    /// write; otherwise the refusal is recorded. Either record decides every later answer for
+    /// this order, so a repeated message gets the first answer again and never reserves twice,
+    /// even after the reservation was given back.
+    pub async fn reserve(&self, article_id: &str, order_id: &str, quantity: i64) -> Result<Answer> {
+        let record = format!("reservations.{order_id}");
+        let reserved = self
+            .articles
+            .find_one_and_update(
+                doc! {"_id": article_id, "enabled": true, "stock": {"$gte": quantity},
+                &record: {"$exists": false}},
+                doc! {"$inc": {"stock": -quantity},
+                "$set": {&record: {"state": "reserved", "quantity": quantity}}},
+            )
+            .projection(article_fields())
+            .return_document(ReturnDocument::After)
+            .await?;
+        if let Some(article) = reserved {
+            return Ok(Answer::of(&article, true));
+        }
+        // Nothing taken: unknown, disabled, short of stock, or this order has a record already.
+        // Recording the refusal is conditional too, so the first outcome stays the only one.
+        self.documents
+            .update_one(
+                doc! {"_id": article_id, &record: {"$exists": false}},
+                doc! {"$set": {&record: {"state": "refused"}}},
+            )
+            .await?;
+        let mut fields = article_fields();
+        fields.insert(&record, 1);
+        let Some(document) = self
+            .documents
+            .find_one(doc! {"_id": article_id})
+            .projection(fields)
+            .await?
+        else {
+            return Ok(Answer::UNKNOWN);
+        };
+        let state = reservation(&document, order_id).and_then(|entry| entry.get_str("state").ok());
+        let article: Article = mongodb::bson::from_document(document.clone())?;
+        Ok(Answer::of(
+            &article,
+            matches!(state, Some("reserved" | "released")),
+        ))
+    }
+
+    /// Gives back what the order reserved of the article, once; false when nothing was reserved
+    /// or it was given back already.
+    pub async fn release(&self, article_id: &str, order_id: &str) -> Result<bool> {
+        let state = format!("reservations.{order_id}.state");
+        let held = doc! {"_id": article_id, &state: "reserved"};
+        let Some(document) = self
+            .documents
+            .find_one(held.clone())
+            .projection(doc! {format!("reservations.{order_id}"): 1})
+            .await?
+        else {
+            return Ok(false);
+        };
+        let Some(quantity) =
+            reservation(&document, order_id).and_then(|entry| entry.get_i64("quantity").ok())
+        else {
+            return Ok(false);
+        };
+        // Conditional on the state read above: of two concurrent releases, one gives back.
+        let result = self
+            .documents
+            .update_one(
+                held,
+                doc! {"$inc": {"stock": quantity}, "$set": {&state: "released"}},
+            )
+            .await?;
+        Ok(result.modified_count == 1)
+    }
+}
+
+/// The reservation record of `order_id` in an article document.
+fn reservation<'a>(document: &'a Document, order_id: &str) -> Option<&'a Document> {
+    document
+        .get_document("reservations")
+        .ok()?
+        .get_document(order_id)
+        .ok()
+}
