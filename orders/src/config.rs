@@ -1,0 +1,51 @@
+use std::time::Duration;
+
+use common::config::{ConfigError, seconds, text, url, var};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub mongo_url: String,
+    pub mongo_db: String,
+    pub rabbit_url: String,
+    pub auth_service_url: String,
+    pub token_cache_ttl: Duration,
+    /// How often the `placed` batch runs (`ORDERS_BATCH_PLACED_SECS`).
+    pub placed_batch_interval: Duration,
+    /// How often the `validated` batch runs (`ORDERS_BATCH_VALIDATED_SECS`).
+    pub validated_batch_interval: Duration,
+    /// How often the `payment_defined` batch runs (`ORDERS_BATCH_PAYMENT_DEFINED_SECS`).
+    pub payment_defined_batch_interval: Duration,
+    /// How long an order may wait in PLACED without news before the `placed` batch re-publishes
+    /// its `order_placed` (`ORDERS_STUCK_PLACED_SECS`).
+    pub stuck_placed_after: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            port: var("PORT", 3004)?,
+            mongo_url: url(
+                "MONGO_URL",
+                "mongodb://localhost:27017",
+                &["mongodb", "mongodb+srv"],
+            )?,
+            mongo_db: text("MONGO_DB", "orders")?,
+            rabbit_url: url(
+                "RABBIT_URL",
+                "amqp://guest:guest@localhost:5672/%2f",
+                &["amqp", "amqps"],
+            )?,
+            auth_service_url: url(
+                "AUTH_SERVICE_URL",
+                "http://localhost:3000",
+                &["http", "https"],
+            )?,
+            token_cache_ttl: seconds("TOKEN_CACHE_TTL_SECS", 600)?,
+            placed_batch_interval: seconds("ORDERS_BATCH_PLACED_SECS", 60)?,
+            validated_batch_interval: seconds("ORDERS_BATCH_VALIDATED_SECS", 300)?,
+            payment_defined_batch_interval: seconds("ORDERS_BATCH_PAYMENT_DEFINED_SECS", 300)?,
+            stuck_placed_after: seconds("ORDERS_STUCK_PLACED_SECS", 120)?,
+        })
+    }
+}

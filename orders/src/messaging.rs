@@ -1,0 +1,180 @@
+//! RabbitMQ side of orders: the `place_order` and `article-data` consumers, and the messages
+//! orders publishes on `sell_flow`. Every publish waits for the broker's confirm, and a consumer
+//! acks only once its events are stored and its follow-up messages confirmed.
+
+use std::sync::Arc;
+
+use rabbit::contract::{
+    ArticleDataReply, OrderInvalid, OrderPlaced, OrderStatusChanged, PlaceOrder, exchange, kind,
+    queue,
+};
+use rabbit::{Consumer, Envelope, HandlerError, Message, Rabbit, RabbitError, ReplyTo};
+
+use crate::order::{Order, Status};
+use crate::service::{Orders, OrdersError};
+
+/// Starts both consumers; they run until shutdown, across reconnects.
+pub fn consume(rabbit: &Rabbit, orders: Arc<Orders>) {
+    let placing = orders.clone();
+    rabbit.consume(
+        Consumer::queue(queue::ORDERS_PLACE_ORDER),
+        move |message: Arc<Message<PlaceOrder>>| {
+            let orders = placing.clone();
+            async move {
+                let request = &message.envelope;
+                validate(&request.message).map_err(HandlerError::Invalid)?;
+                orders
+                    .place(request.message.clone(), &request.correlation_id)
+                    .await
+                    .map(drop)
+                    .map_err(handler_error)
+            }
+        },
+    );
+    rabbit.consume(
+        Consumer::queue(queue::ORDERS_ARTICLE_DATA),
+        move |message: Arc<Message<ArticleDataReply>>| {
+            let orders = orders.clone();
+            async move {
+                let reply = &message.envelope;
+                orders
+                    .record_article(&reply.message, &reply.correlation_id)
+                    .await
+                    .map_err(handler_error)
+            }
+        },
+    );
+}
+
+/// What a `place_order` must hold before it can become an order.
+fn validate(request: &PlaceOrder) -> Result<(), String> {
+    if request.cart_id.trim().is_empty() {
+        return Err("place_order without a cartId".into());
+    }
+    if request.user_id.trim().is_empty() {
+        return Err("place_order without a userId".into());
+    }
+    if request.articles.is_empty() {
+        return Err("place_order without articles".into());
+    }
+    for line in &request.articles {
+        if line.article_id.trim().is_empty() {
+            return Err("place_order line without an articleId".into());
+        }
+        if line.quantity < 1 {
+            return Err(format!(
+                "place_order line {} with quantity {}",
+                line.article_id, line.quantity
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn handler_error(error: OrdersError) -> HandlerError {
+    match error {
+        OrdersError::Unavailable(dependency) => HandlerError::Unavailable(dependency.into()),
+        OrdersError::NotFound => HandlerError::Invalid("no such order".into()),
+        OrdersError::Rejected(rejection) => HandlerError::Invalid(rejection.to_string()),
+        OrdersError::Internal(detail) => HandlerError::Failed(detail),
+    }
+}
+
+/// `order_placed` on `sell_flow`, asking catalog to reply `article-data` to `orders`.
+pub async fn publish_placed(
+    rabbit: &Rabbit,
+    order: &Order,
+    correlation_id: &str,
+) -> Result<(), RabbitError> {
+    let message = OrderPlaced {
+        order_id: order.id.clone(),
+        cart_id: order.cart_id.clone(),
+        user_id: order.user_id.clone(),
+        articles: order.lines(),
+    };
+    let envelope =
+        Envelope::new(kind::ORDER_PLACED, correlation_id, message).with_reply_to(ReplyTo {
+            exchange: exchange::ORDERS.into(),
+            routing_key: kind::ARTICLE_DATA.into(),
+        });
+    rabbit
+        .publish(exchange::SELL_FLOW, kind::ORDER_PLACED, &envelope)
+        .await
+}
+
+/// The message that announces the order's status, `None` for PLACED (announced by
+/// `order_placed`). `order_invalid` lists what catalog reserved, for it to give back.
+pub async fn publish_status(
+    rabbit: &Rabbit,
+    order: &Order,
+    correlation_id: &str,
+) -> Result<(), RabbitError> {
+    let changed = |kind| {
+        let message = OrderStatusChanged {
+            order_id: order.id.clone(),
+            user_id: order.user_id.clone(),
+            status: order.status.as_str().into(),
+        };
+        (kind, Envelope::new(kind, correlation_id, message))
+    };
+    match order.status {
+        Status::Placed => Ok(()),
+        Status::Invalid => {
+            let message = OrderInvalid {
+                order_id: order.id.clone(),
+                articles: order.reserved_lines(),
+            };
+            let envelope = Envelope::new(kind::ORDER_INVALID, correlation_id, message);
+            rabbit
+                .publish(exchange::SELL_FLOW, kind::ORDER_INVALID, &envelope)
+                .await
+        }
+        Status::Validated | Status::PaymentDefined => {
+            let (kind, envelope) = changed(if order.status == Status::Validated {
+                kind::ORDER_VALIDATED
+            } else {
+                kind::ORDER_PAYMENT_DEFINED
+            });
+            rabbit.publish(exchange::SELL_FLOW, kind, &envelope).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rabbit::contract::OrderLine;
+
+    use super::*;
+
+    fn request(cart_id: &str, user_id: &str, lines: &[(&str, i64)]) -> PlaceOrder {
+        PlaceOrder {
+            cart_id: cart_id.into(),
+            user_id: user_id.into(),
+            articles: lines
+                .iter()
+                .map(|(article_id, quantity)| OrderLine {
+                    article_id: (*article_id).into(),
+                    quantity: *quantity,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_complete_place_order_is_valid() {
+        assert_eq!(validate(&request("c", "u", &[("a", 1), ("b", 3)])), Ok(()));
+    }
+
+    #[test]
+    fn a_place_order_without_ids_lines_or_quantities_is_invalid() {
+        for bad in [
+            request("", "u", &[("a", 1)]),
+            request("c", " ", &[("a", 1)]),
+            request("c", "u", &[]),
+            request("c", "u", &[("a", 0)]),
+            request("c", "u", &[("", 1)]),
+        ] {
+            assert!(validate(&bad).is_err(), "{bad:?}");
+        }
+    }
+}

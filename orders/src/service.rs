@@ -1,0 +1,360 @@
+//! The orders use cases over the event store: every change re-reads the order's events, folds
+//! them, decides the next event and appends it at the next position; a lost race for that
+//! position starts over. After each change the Order projection is refreshed and the status
+//! announced on `sell_flow`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use mongodb::bson::DateTime;
+use rabbit::contract::{ArticleDataReply, PlaceOrder};
+use rabbit::{Rabbit, RabbitError};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::messaging::{publish_placed, publish_status};
+use crate::order::{Command, Event, Order, Rejection, Status, decide, fold, merge_lines};
+use crate::store::{Appended, Store};
+
+/// Appends that lose the race for a position this often in a row give up (and are retried by the
+/// consumer or answered 500): only a storm of concurrent changes to one order gets there.
+const MAX_APPEND_ATTEMPTS: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrdersError {
+    #[error("{0} is unavailable")]
+    Unavailable(&'static str),
+    #[error("no such order")]
+    NotFound,
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<mongodb::error::Error> for OrdersError {
+    fn from(error: mongodb::error::Error) -> Self {
+        if common::mongo::is_unavailable(&error) {
+            Self::Unavailable("mongodb")
+        } else {
+            Self::Internal(format!("MongoDB: {error}"))
+        }
+    }
+}
+
+impl From<RabbitError> for OrdersError {
+    fn from(error: RabbitError) -> Self {
+        match error {
+            RabbitError::Unavailable | RabbitError::Timeout | RabbitError::Protocol(_) => {
+                Self::Unavailable("rabbitmq")
+            }
+            other => Self::Internal(format!("RabbitMQ: {other}")),
+        }
+    }
+}
+
+/// Who asks to see an order: its owner, or an admin, may.
+pub struct Viewer<'a> {
+    pub user_id: &'a str,
+    pub admin: bool,
+}
+
+impl Viewer<'_> {
+    fn may_see(&self, order: &Order) -> bool {
+        self.admin || order.user_id == self.user_id
+    }
+}
+
+pub struct Orders {
+    store: Store,
+    rabbit: Rabbit,
+    stuck_placed_after: Duration,
+    /// Nothing is appended before the unique (orderId, position) index exists.
+    ready: AtomicBool,
+}
+
+impl Orders {
+    pub fn new(store: Store, rabbit: Rabbit, stuck_placed_after: Duration) -> Self {
+        Self {
+            store,
+            rabbit,
+            stuck_placed_after,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Creates the indexes, retrying with backoff while MongoDB is down; false on shutdown.
+    pub async fn prepare(&self, shutdown: &tokio_util::sync::CancellationToken) -> bool {
+        let mut backoff = Duration::from_millis(200);
+        while let Err(error) = self.store.ensure_indexes().await {
+            warn!(%error, retry_in = ?backoff, "cannot create indexes");
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.cancelled() => return false,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+        self.ready.store(true, Ordering::Release);
+        info!("indexes ready");
+        true
+    }
+
+    pub async fn health(&self) -> Vec<(&'static str, bool)> {
+        vec![
+            (
+                "mongodb",
+                self.ready.load(Ordering::Acquire) && common::mongo::ping(self.store.db()).await,
+            ),
+            ("rabbitmq", self.rabbit.is_connected()),
+        ]
+    }
+
+    fn ensure_ready(&self) -> Result<(), OrdersError> {
+        if self.ready.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(OrdersError::Unavailable("mongodb"))
+        }
+    }
+
+    /// Turns a closed cart into its order, once per cart, and publishes `order_placed`. A repeated
+    /// `place_order` for the cart re-publishes the existing order's `order_placed`.
+    pub async fn place(
+        &self,
+        request: PlaceOrder,
+        correlation_id: &str,
+    ) -> Result<Order, OrdersError> {
+        self.ensure_ready()?;
+        let order_id = Uuid::new_v4().to_string();
+        let event = Event::Placed {
+            articles: merge_lines(&request.articles),
+            cart_id: request.cart_id,
+            user_id: request.user_id,
+        };
+        let event_id = event.id(&order_id);
+        let order_id = match self
+            .store
+            .append(&order_id, 0, event_id.clone(), event)
+            .await?
+        {
+            Appended::Stored(_) => order_id,
+            Appended::AlreadyThere | Appended::PositionTaken => {
+                let existing = self.store.order_of_event(&event_id).await?;
+                let existing = existing
+                    .ok_or_else(|| OrdersError::Internal(format!("event {event_id} vanished")))?;
+                info!(order_id = %existing, "order already placed for this cart; re-publishing");
+                existing
+            }
+        };
+        let order = self
+            .current(&order_id)
+            .await?
+            .ok_or(OrdersError::NotFound)?;
+        self.store.save_projection(&order).await?;
+        publish_placed(&self.rabbit, &order, correlation_id).await?;
+        Ok(order)
+    }
+
+    /// Records catalog's `article-data` reply for one line of an order, once, and announces the
+    /// order's status when the reply settled it.
+    pub async fn record_article(
+        &self,
+        reply: &ArticleDataReply,
+        correlation_id: &str,
+    ) -> Result<(), OrdersError> {
+        let command = Command::ValidateArticle {
+            article_id: reply.article_id.clone(),
+            valid: reply.valid,
+            price: reply.price,
+            stock: reply.stock,
+        };
+        let order = self.execute(&reply.reference_id, None, command).await?;
+        self.store.save_projection(&order).await?;
+        self.announce(&order, correlation_id).await?;
+        Ok(())
+    }
+
+    /// Adds the owner's payment to a VALIDATED order. The payment is stored even when RabbitMQ
+    /// is down; then the `payment_defined` batch announces it later.
+    pub async fn pay(
+        &self,
+        order_id: &str,
+        owner: &str,
+        method: crate::order::Method,
+        amount: f64,
+        correlation_id: &str,
+    ) -> Result<Order, OrdersError> {
+        let command = Command::AddPayment {
+            payment_id: Uuid::new_v4().to_string(),
+            method,
+            amount,
+        };
+        let order = self.execute(order_id, Some(owner), command).await?;
+        self.store.save_projection(&order).await?;
+        if let Err(error) = self.announce(&order, correlation_id).await {
+            warn!(%error, order_id, "payment stored but not announced; the batch will");
+        }
+        Ok(order)
+    }
+
+    /// The order as its projection has it, for its owner or an admin.
+    pub async fn get(&self, order_id: &str, viewer: &Viewer<'_>) -> Result<Order, OrdersError> {
+        let order = self.store.projection(order_id).await?;
+        order
+            .filter(|order| viewer.may_see(order))
+            .ok_or(OrdersError::NotFound)
+    }
+
+    pub async fn list(&self, user_id: &str) -> Result<Vec<Order>, OrdersError> {
+        Ok(self.store.orders_of(user_id).await?)
+    }
+
+    /// Rebuilds the order's projection from its events.
+    pub async fn rebuild(&self, order_id: &str, viewer: &Viewer<'_>) -> Result<Order, OrdersError> {
+        let order = self
+            .current(order_id)
+            .await?
+            .filter(|order| viewer.may_see(order))
+            .ok_or(OrdersError::NotFound)?;
+        self.store.save_projection(&order).await?;
+        Ok(order)
+    }
+
+    /// One run of the batch for `status`: every order the Order projection or Order_Status puts
+    /// there is re-folded from its events; the projections are repaired and Order_Status
+    /// updated, what is wrong is logged, an order stuck in PLACED gets its `order_placed` again
+    /// and a status never announced is announced. Returns how many orders it looked at.
+    pub async fn run_batch(&self, status: Status) -> Result<usize, OrdersError> {
+        self.ensure_ready()?;
+        let ids = self.store.ids_with_status(status).await?;
+        for order_id in &ids {
+            let Some(order) = self.current(order_id).await? else {
+                warn!(
+                    order_id,
+                    "inconsistency: a projection names an order without events"
+                );
+                continue;
+            };
+            let projection = self.store.projection(order_id).await?;
+            if projection.as_ref() != Some(&order) {
+                warn!(order_id, projected = ?projection.map(|p| p.position), events = order.position,
+                      "inconsistency: the Order projection differs from the events; rebuilt");
+                self.store.save_projection(&order).await?;
+            }
+            let previous = self.store.record_status(&order).await?;
+            if previous
+                .as_deref()
+                .is_some_and(|previous| previous != order.status.as_str())
+            {
+                info!(
+                    order_id,
+                    from = previous,
+                    to = order.status.as_str(),
+                    "status moved"
+                );
+            }
+            let correlation_id = format!("batch-{}", Uuid::new_v4());
+            if order.status == Status::Placed {
+                if self.is_stuck(&order) {
+                    warn!(order_id, since = %order.updated, "inconsistency: stuck in PLACED; re-publishing order_placed");
+                    publish_placed(&self.rabbit, &order, &correlation_id).await?;
+                }
+            } else if self.store.announced(order_id).await?.as_deref()
+                != Some(order.status.as_str())
+            {
+                warn!(
+                    order_id,
+                    status = order.status.as_str(),
+                    "inconsistency: status never announced; announcing it"
+                );
+                self.announce(&order, &correlation_id).await?;
+            }
+        }
+        Ok(ids.len())
+    }
+
+    fn is_stuck(&self, order: &Order) -> bool {
+        let waited = DateTime::now().timestamp_millis() - order.updated.timestamp_millis();
+        waited >= self.stuck_placed_after.as_millis() as i64
+    }
+
+    /// The order folded from its events; `None` when it has none.
+    async fn current(&self, order_id: &str) -> Result<Option<Order>, OrdersError> {
+        let events = self.store.events(order_id).await?;
+        Ok(fold(order_id, &events))
+    }
+
+    /// Re-read, decide, append at the next position; start over when another change took it.
+    /// `owner`, when given, must own the order (anyone else sees no order at all).
+    async fn execute(
+        &self,
+        order_id: &str,
+        owner: Option<&str>,
+        command: Command,
+    ) -> Result<Order, OrdersError> {
+        self.ensure_ready()?;
+        for _ in 0..MAX_APPEND_ATTEMPTS {
+            let mut events = self.store.events(order_id).await?;
+            let order = fold(order_id, &events)
+                .filter(|order| owner.is_none_or(|owner| order.user_id == owner))
+                .ok_or(OrdersError::NotFound)?;
+            let Some(event) = decide(&order, &command)? else {
+                return Ok(order);
+            };
+            let event_id = event.id(order_id);
+            match self
+                .store
+                .append(order_id, order.position + 1, event_id, event)
+                .await?
+            {
+                Appended::Stored(recorded) => {
+                    events.push(recorded);
+                    return fold(order_id, &events).ok_or(OrdersError::NotFound);
+                }
+                Appended::AlreadyThere | Appended::PositionTaken => continue,
+            }
+        }
+        Err(OrdersError::Internal(format!(
+            "order {order_id}: {MAX_APPEND_ATTEMPTS} appends lost the race for a position"
+        )))
+    }
+
+    /// Publishes the message of the order's status unless the broker already confirmed it, then
+    /// remembers that it did.
+    async fn announce(&self, order: &Order, correlation_id: &str) -> Result<(), OrdersError> {
+        if order.status == Status::Placed {
+            return Ok(());
+        }
+        if self.store.announced(&order.id).await?.as_deref() == Some(order.status.as_str()) {
+            return Ok(());
+        }
+        publish_status(&self.rabbit, order, correlation_id).await?;
+        self.store.mark_announced(&order.id, order.status).await?;
+        Ok(())
+    }
+}
+
+/// How the batches run by themselves: one loop per status, each at its own interval.
+pub fn spawn_batches(
+    orders: Arc<Orders>,
+    intervals: [(Status, Duration); 3],
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    for (status, every) in intervals {
+        let orders = orders.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                match orders.run_batch(status).await {
+                    Ok(processed) => info!(batch = status.as_str(), processed, "batch done"),
+                    Err(error) => warn!(batch = status.as_str(), %error, "batch failed"),
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,235 @@
+//! MongoDB access: the append-only `events` collection (the truth), the `orders` projection that
+//! serves the REST reads, and the `order_status` projection kept by the batches.
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{self, DateTime, Document, doc};
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+
+use crate::order::{Event, Order, Recorded, Status};
+
+/// One stored event: `{_id, orderId, position, type, data, created}`. The `_id` is deterministic
+/// (see [`Event::id`]), so a repeated message finds its event already there.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    order_id: String,
+    position: i64,
+    #[serde(flatten)]
+    event: Event,
+    created: DateTime,
+}
+
+/// How an append ended.
+#[derive(Debug)]
+pub enum Appended {
+    Stored(Recorded),
+    /// An event with this `_id` exists: the same fact was recorded before (a duplicate).
+    AlreadyThere,
+    /// Another event took the position first: re-read, decide again.
+    PositionTaken,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Database,
+    events: Collection<EventDoc>,
+    orders: Collection<Order>,
+    raw_orders: Collection<Document>,
+    order_status: Collection<Document>,
+}
+
+impl Store {
+    pub fn new(db: Database) -> Self {
+        Self {
+            events: db.collection("events"),
+            orders: db.collection("orders"),
+            raw_orders: db.collection("orders"),
+            order_status: db.collection("order_status"),
+            db,
+        }
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// The unique (orderId, position) index is what keeps two events off one position.
+    pub async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
+        let unique = IndexOptions::builder().unique(true).build();
+        self.events
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"orderId": 1, "position": 1})
+                    .options(unique)
+                    .build(),
+            )
+            .await?;
+        self.raw_orders
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"userId": 1, "created": -1})
+                    .build(),
+            )
+            .await?;
+        self.raw_orders
+            .create_index(IndexModel::builder().keys(doc! {"status": 1}).build())
+            .await?;
+        self.order_status
+            .create_index(IndexModel::builder().keys(doc! {"status": 1}).build())
+            .await?;
+        Ok(())
+    }
+
+    /// The order's events in position order.
+    pub async fn events(&self, order_id: &str) -> mongodb::error::Result<Vec<Recorded>> {
+        let docs: Vec<EventDoc> = self
+            .events
+            .find(doc! {"orderId": order_id})
+            .sort(doc! {"position": 1})
+            .await?
+            .try_collect()
+            .await?;
+        Ok(docs
+            .into_iter()
+            .map(|doc| Recorded {
+                position: doc.position,
+                created: doc.created,
+                event: doc.event,
+            })
+            .collect())
+    }
+
+    /// The order an event belongs to, by the event's `_id`.
+    pub async fn order_of_event(&self, event_id: &str) -> mongodb::error::Result<Option<String>> {
+        let event = self.events.find_one(doc! {"_id": event_id}).await?;
+        Ok(event.map(|event| event.order_id))
+    }
+
+    /// Appends `event` at `position` unless that position or that event id is taken. The two
+    /// duplicates are told apart by re-reading the id, never by parsing the error's text.
+    pub async fn append(
+        &self,
+        order_id: &str,
+        position: i64,
+        event_id: String,
+        event: Event,
+    ) -> mongodb::error::Result<Appended> {
+        let doc = EventDoc {
+            id: event_id,
+            order_id: order_id.to_owned(),
+            position,
+            event,
+            created: DateTime::now(),
+        };
+        match self.events.insert_one(&doc).await {
+            Ok(_) => Ok(Appended::Stored(Recorded {
+                position,
+                created: doc.created,
+                event: doc.event,
+            })),
+            Err(error) if common::mongo::is_duplicate_key(&error) => {
+                if self.events.find_one(doc! {"_id": &doc.id}).await?.is_some() {
+                    Ok(Appended::AlreadyThere)
+                } else {
+                    Ok(Appended::PositionTaken)
+                }
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Writes the fold of an order's events into its projection, unless the projection already
+    /// holds a later position: an older fold never overwrites a newer one. The `announced`
+    /// marker is kept.
+    pub async fn save_projection(&self, order: &Order) -> mongodb::error::Result<()> {
+        let mut fields = bson::to_document(order).map_err(mongodb::error::Error::custom)?;
+        fields.remove("_id");
+        let filter = doc! {"_id": &order.id, "position": {"$lte": order.position}};
+        let result = self
+            .raw_orders
+            .update_one(filter, doc! {"$set": fields})
+            .upsert(true)
+            .await;
+        match result {
+            // The upsert found a newer projection under this id: nothing to do.
+            Err(error) if common::mongo::is_duplicate_key(&error) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    pub async fn projection(&self, order_id: &str) -> mongodb::error::Result<Option<Order>> {
+        self.orders.find_one(doc! {"_id": order_id}).await
+    }
+
+    /// A user's orders, newest first.
+    pub async fn orders_of(&self, user_id: &str) -> mongodb::error::Result<Vec<Order>> {
+        self.orders
+            .find(doc! {"userId": user_id})
+            .sort(doc! {"created": -1, "_id": 1})
+            .await?
+            .try_collect()
+            .await
+    }
+
+    /// The last status whose message was confirmed by the broker, if any.
+    pub async fn announced(&self, order_id: &str) -> mongodb::error::Result<Option<String>> {
+        let projection = self.raw_orders.find_one(doc! {"_id": order_id}).await?;
+        Ok(projection.and_then(|doc| doc.get_str("announced").ok().map(str::to_owned)))
+    }
+
+    pub async fn mark_announced(
+        &self,
+        order_id: &str,
+        status: Status,
+    ) -> mongodb::error::Result<()> {
+        self.raw_orders
+            .update_one(
+                doc! {"_id": order_id},
+                doc! {"$set": {"announced": status.as_str()}},
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Ids of the orders whose Order projection or Order_Status entry says `status`.
+    pub async fn ids_with_status(&self, status: Status) -> mongodb::error::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for collection in [&self.raw_orders, &self.order_status] {
+            let mut cursor = collection
+                .find(doc! {"status": status.as_str()})
+                .projection(doc! {"_id": 1})
+                .await?;
+            while let Some(doc) = cursor.try_next().await? {
+                if let Ok(id) = doc.get_str("_id")
+                    && !ids.iter().any(|known| known == id)
+                {
+                    ids.push(id.to_owned());
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Records the order's current status in Order_Status; returns the status it held before.
+    pub async fn record_status(&self, order: &Order) -> mongodb::error::Result<Option<String>> {
+        let previous = self
+            .order_status
+            .find_one_and_update(
+                doc! {"_id": &order.id},
+                doc! {"$set": {
+                    "status": order.status.as_str(),
+                    "userId": &order.user_id,
+                    "position": order.position,
+                    "updated": order.updated,
+                    "checked": DateTime::now(),
+                }},
+            )
+            .upsert(true)
+            .await?;
+        Ok(previous.and_then(|doc| doc.get_str("status").ok().map(str::to_owned)))
+    }
+}
