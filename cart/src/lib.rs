@@ -1,1 +1,61 @@
-//! The cart service: under construction.
+//! The cart service (CONTRACT section 7): one active cart per user in MongoDB, its lines validated
+//! against catalog over RabbitMQ, and a checkout that hands the cart to orders through a
+//! `place_order` kept and re-sent until orders confirms it with `order_placed`.
+
+mod cart;
+pub mod config;
+mod http;
+mod messaging;
+mod service;
+mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use common::TokenGuard;
+use rabbit::Rabbit;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use cart::{MAX_ARTICLE_ID_LEN, MAX_LINES, MAX_QUANTITY};
+pub use common::server::StartError;
+pub use config::Config;
+
+/// A started cart service.
+pub struct Running {
+    pub addr: SocketAddr,
+    /// Ends once the server has drained after shutdown.
+    pub server: JoinHandle<()>,
+}
+
+/// Starts cart on `config.port` (0 for any free port, as tests do). It starts while MongoDB,
+/// RabbitMQ or auth are down and answers 503 where it needs them. Everything stops when
+/// `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let db = common::mongo::connect(&config.mongo_url, &config.mongo_db, "cart").await?;
+    let rabbit = Rabbit::start(
+        &config.rabbit_url,
+        rabbit::contract::topology(),
+        shutdown.clone(),
+    );
+    let guard = TokenGuard::new(&config.auth_service_url, config.token_cache_ttl);
+    guard.listen_for_logouts(&rabbit);
+    let timings = service::Timings {
+        revalidate_every: config.revalidate_every,
+        validate_timeout: config.validate_timeout,
+        order_resend_first: config.order_resend_first,
+        order_resend_max: config.order_resend_max,
+    };
+    let carts = Arc::new(service::Carts::new(
+        store::Store::new(db),
+        rabbit.clone(),
+        timings,
+    ));
+    carts.spawn_background(shutdown.clone());
+    messaging::consume(&rabbit, carts.clone());
+    let server = common::server::serve(http::routes(carts, &guard), config.port, shutdown).await?;
+    Ok(Running {
+        addr: server.addr,
+        server: server.task,
+    })
+}

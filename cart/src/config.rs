@@ -1,0 +1,52 @@
+use std::time::Duration;
+
+use common::config::{ConfigError, seconds, text, url, var};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub mongo_url: String,
+    pub mongo_db: String,
+    pub rabbit_url: String,
+    pub auth_service_url: String,
+    pub token_cache_ttl: Duration,
+    /// How often every line of every active cart is sent to catalog again
+    /// (`CART_REVALIDATE_SECS`), so that a disabled article shows up as invalid.
+    pub revalidate_every: Duration,
+    /// How long `/cart/validate` waits for catalog's answers (`CART_VALIDATE_TIMEOUT_SECS`).
+    pub validate_timeout: Duration,
+    /// How long after a `place_order` is sent it is sent again while no `order_placed` came back
+    /// (`CART_ORDER_RESEND_SECS`); doubled after each re-send.
+    pub order_resend_first: Duration,
+    /// The longest wait between two re-sends of one `place_order` (`CART_ORDER_RESEND_MAX_SECS`).
+    pub order_resend_max: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            port: var("PORT", 3003)?,
+            mongo_url: url(
+                "MONGO_URL",
+                "mongodb://localhost:27017",
+                &["mongodb", "mongodb+srv"],
+            )?,
+            mongo_db: text("MONGO_DB", "cart")?,
+            rabbit_url: url(
+                "RABBIT_URL",
+                "amqp://guest:guest@localhost:5672/%2f",
+                &["amqp", "amqps"],
+            )?,
+            auth_service_url: url(
+                "AUTH_SERVICE_URL",
+                "http://localhost:3000",
+                &["http", "https"],
+            )?,
+            token_cache_ttl: seconds("TOKEN_CACHE_TTL_SECS", 600)?,
+            revalidate_every: seconds("CART_REVALIDATE_SECS", 60)?,
+            validate_timeout: seconds("CART_VALIDATE_TIMEOUT_SECS", 3)?,
+            order_resend_first: seconds("CART_ORDER_RESEND_SECS", 10)?,
+            order_resend_max: seconds("CART_ORDER_RESEND_MAX_SECS", 600)?,
+        })
+    }
+}

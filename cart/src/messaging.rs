@@ -1,0 +1,116 @@
+//! What cart sends and receives over RabbitMQ (CONTRACT section 9): `article-valid` requests with
+//! their replies, `article-data` requests over direct reply-to, `place_order`, and `order_placed`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rabbit::contract::{
+    ArticleDataReply, ArticleDataRequest, ArticleValidReply, ArticleValidRequest, OrderPlaced,
+    exchange, kind, queue,
+};
+use rabbit::{Consumer, Envelope, HandlerError, Message, Rabbit, RabbitError, ReplyTo};
+use tracing::warn;
+
+use crate::cart::Cart;
+use crate::service::Carts;
+
+/// Asks catalog whether the article exists and is enabled; the answer comes back on
+/// `cart.article-valid` with the cart id as `referenceId`.
+pub async fn request_validation(
+    rabbit: &Rabbit,
+    cart_id: &str,
+    article_id: &str,
+    correlation_id: &str,
+) -> Result<(), RabbitError> {
+    let request = ArticleValidRequest {
+        reference_id: cart_id.into(),
+        article_id: article_id.into(),
+    };
+    let envelope =
+        Envelope::new(kind::ARTICLE_VALID, correlation_id, request).with_reply_to(ReplyTo {
+            exchange: exchange::CART.into(),
+            routing_key: kind::ARTICLE_VALID.into(),
+        });
+    rabbit
+        .publish(exchange::CATALOG, kind::ARTICLE_VALID, &envelope)
+        .await
+}
+
+/// Asks catalog for the article's data now and waits up to `timeout` for the answer. No quantity
+/// is sent, so `valid` means "exists and is enabled" and the stock is judged by the caller.
+pub async fn article_data(
+    rabbit: &Rabbit,
+    cart_id: &str,
+    article_id: &str,
+    correlation_id: &str,
+    timeout: Duration,
+) -> Result<ArticleDataReply, RabbitError> {
+    let request = ArticleDataRequest {
+        reference_id: cart_id.into(),
+        article_id: article_id.into(),
+        quantity: None,
+    };
+    let envelope = Envelope::new(kind::ARTICLE_DATA, correlation_id, request);
+    let reply: Envelope<ArticleDataReply> = rabbit
+        .request(exchange::CATALOG, kind::ARTICLE_DATA, envelope, timeout)
+        .await?;
+    Ok(reply.message)
+}
+
+/// Sends the closed cart's `place_order` to orders, with the checkout's correlation id.
+pub async fn send_place_order(rabbit: &Rabbit, cart: &Cart) -> Result<(), RabbitError> {
+    let correlation_id = cart
+        .place_order
+        .as_ref()
+        .map_or(cart.id.as_str(), |pending| pending.correlation_id.as_str());
+    let envelope = Envelope::new(
+        kind::PLACE_ORDER,
+        correlation_id,
+        cart.place_order_message(),
+    );
+    rabbit
+        .publish(exchange::ORDERS, kind::PLACE_ORDER, &envelope)
+        .await
+}
+
+/// Consumes catalog's `article-valid` replies and `order_placed` until shutdown.
+pub fn consume(rabbit: &Rabbit, carts: Arc<Carts>) {
+    let replies = carts.clone();
+    rabbit.consume(
+        Consumer::queue(queue::CART_ARTICLE_VALID),
+        move |message: Arc<Message<ArticleValidReply>>| {
+            let carts = replies.clone();
+            async move {
+                let reply = &message.envelope.message;
+                if reply.reference_id.is_empty() || reply.article_id.is_empty() {
+                    return Err(HandlerError::Invalid(
+                        "empty referenceId or articleId".into(),
+                    ));
+                }
+                carts.apply_validation(reply).await.map_err(handler_error)
+            }
+        },
+    );
+    rabbit.consume(
+        Consumer::queue(queue::CART_ORDER_PLACED),
+        move |message: Arc<Message<OrderPlaced>>| {
+            let carts = carts.clone();
+            async move {
+                let placed = &message.envelope.message;
+                if placed.order_id.is_empty() || placed.cart_id.is_empty() {
+                    return Err(HandlerError::Invalid("empty orderId or cartId".into()));
+                }
+                carts.record_order(placed).await.map_err(handler_error)
+            }
+        },
+    );
+}
+
+fn handler_error(error: mongodb::error::Error) -> HandlerError {
+    if common::mongo::is_unavailable(&error) {
+        HandlerError::Unavailable(error.to_string())
+    } else {
+        warn!(%error, "MongoDB refused an operation");
+        HandlerError::Failed(error.to_string())
+    }
+}

@@ -1,0 +1,451 @@
+//! The cart operations: read, change under optimistic concurrency, validate, check out; and the
+//! background jobs that keep lines validated and `place_order`s delivered.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::ApiError;
+use futures_util::{StreamExt, TryStreamExt};
+use mongodb::bson::DateTime;
+use rabbit::Rabbit;
+use rabbit::contract::{ArticleValidReply, OrderPlaced};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::cart::{self, Cart, CartError, Issue, Validation};
+use crate::messaging;
+
+/// A change that keeps losing the race against others on the same cart gives up eventually.
+const MAX_CHANGE_ATTEMPTS: usize = 100;
+/// `article-valid` requests the revalidation job has in flight at once.
+const REVALIDATION_CONCURRENCY: usize = 32;
+/// How often the re-sender looks for due `place_order`s, at most.
+const RESEND_POLL: Duration = Duration::from_secs(1);
+
+/// Timings of the background work (from the configuration).
+#[derive(Debug, Clone)]
+pub struct Timings {
+    pub revalidate_every: Duration,
+    pub validate_timeout: Duration,
+    pub order_resend_first: Duration,
+    pub order_resend_max: Duration,
+}
+
+/// Why a checkout did not close the cart.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("the cart is empty")]
+    Empty,
+    #[error("the cart has invalid articles")]
+    Invalid(Vec<Issue>),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+pub struct Carts {
+    store: crate::store::Store,
+    rabbit: Rabbit,
+    timings: Timings,
+    /// Set once the unique `activeFor` index exists: until then a new cart is not created, since
+    /// nothing would stop concurrent first requests from making two.
+    indexes_ready: AtomicBool,
+}
+
+impl From<CartError> for ApiError {
+    fn from(error: CartError) -> Self {
+        match error {
+            CartError::NotInCart => ApiError::NotFound,
+            CartError::TooMany => ApiError::field("quantity", error.to_string()),
+            CartError::TooManyLines => ApiError::field("articleId", error.to_string()),
+        }
+    }
+}
+
+impl Carts {
+    pub fn new(store: crate::store::Store, rabbit: Rabbit, timings: Timings) -> Self {
+        Self {
+            store,
+            rabbit,
+            timings,
+            indexes_ready: AtomicBool::new(false),
+        }
+    }
+
+    pub async fn health(&self) -> Vec<(&'static str, bool)> {
+        let mongodb = self.indexes_ready.load(Ordering::Acquire)
+            && common::mongo::ping(self.store.db()).await;
+        vec![
+            ("mongodb", mongodb),
+            ("rabbitmq", self.rabbit.is_connected()),
+        ]
+    }
+
+    /// The user's active cart, created on first use. Concurrent first requests race on the
+    /// unique `activeFor` index: one insert wins and the others read the winner's cart.
+    pub async fn active(&self, user_id: &str) -> Result<Cart, ApiError> {
+        if let Some(cart) = self.store.active(user_id).await? {
+            return Ok(cart);
+        }
+        if !self.indexes_ready.load(Ordering::Acquire) {
+            return Err(ApiError::Unavailable("mongodb"));
+        }
+        let cart = Cart::new(uuid::Uuid::new_v4().to_string(), user_id, DateTime::now());
+        match self.store.insert(&cart).await {
+            Ok(()) => Ok(cart),
+            Err(error) if common::mongo::is_duplicate_key(&error) => self
+                .store
+                .active(user_id)
+                .await?
+                .ok_or_else(|| ApiError::internal("active cart vanished after a duplicate key")),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Applies `change` to the user's active cart and stores the result, redoing it on a fresh
+    /// read whenever another write got there first. `change` answers whether it changed anything.
+    async fn change<F>(&self, user_id: &str, change: F) -> Result<Cart, ApiError>
+    where
+        F: Fn(&mut Cart) -> Result<bool, CartError>,
+    {
+        for _ in 0..MAX_CHANGE_ATTEMPTS {
+            let read = self.active(user_id).await?;
+            let mut changed = read.clone();
+            if !change(&mut changed)? {
+                return Ok(read);
+            }
+            changed.updated = DateTime::now();
+            if self.store.replace(read.version, &changed).await? {
+                changed.version += 1;
+                return Ok(changed);
+            }
+            tokio::time::sleep(jitter()).await;
+        }
+        Err(ApiError::internal(
+            "too many concurrent changes to one cart",
+        ))
+    }
+
+    /// Adds `quantity` of the article and asks catalog about it.
+    pub async fn add(
+        &self,
+        user_id: &str,
+        article_id: &str,
+        quantity: i64,
+        correlation_id: &str,
+    ) -> Result<Cart, ApiError> {
+        let cart = self
+            .change(user_id, |cart| {
+                cart.add(article_id, quantity).map(|()| true)
+            })
+            .await?;
+        self.revalidate_line(&cart, article_id, correlation_id);
+        Ok(cart)
+    }
+
+    pub async fn increment(
+        &self,
+        user_id: &str,
+        article_id: &str,
+        correlation_id: &str,
+    ) -> Result<Cart, ApiError> {
+        let cart = self
+            .change(user_id, |cart| cart.increment(article_id).map(|()| true))
+            .await?;
+        self.revalidate_line(&cart, article_id, correlation_id);
+        Ok(cart)
+    }
+
+    pub async fn decrement(
+        &self,
+        user_id: &str,
+        article_id: &str,
+        correlation_id: &str,
+    ) -> Result<Cart, ApiError> {
+        let cart = self
+            .change(user_id, |cart| cart.decrement(article_id).map(|()| true))
+            .await?;
+        self.revalidate_line(&cart, article_id, correlation_id);
+        Ok(cart)
+    }
+
+    /// Removes the article's line; removing one that is not there changes nothing.
+    pub async fn remove(&self, user_id: &str, article_id: &str) -> Result<Cart, ApiError> {
+        self.change(user_id, |cart| Ok(cart.remove(article_id)))
+            .await
+    }
+
+    /// Sends `article-valid` for a line that was just added or changed, in the background: the
+    /// request answers at once, and a request lost while RabbitMQ is down is made up for by the
+    /// periodic revalidation.
+    fn revalidate_line(&self, cart: &Cart, article_id: &str, correlation_id: &str) {
+        if !cart.has(article_id) || !self.rabbit.is_connected() {
+            return;
+        }
+        let rabbit = self.rabbit.clone();
+        let (cart_id, article_id, correlation_id) = (
+            cart.id.clone(),
+            article_id.to_owned(),
+            correlation_id.to_owned(),
+        );
+        tokio::spawn(async move {
+            if let Err(error) =
+                messaging::request_validation(&rabbit, &cart_id, &article_id, &correlation_id).await
+            {
+                warn!(%error, cart_id, article_id, "cannot ask catalog about a line");
+            }
+        });
+    }
+
+    /// Asks catalog about every line now, in parallel: 503 unless every answer arrives in time.
+    pub async fn validate(
+        &self,
+        user_id: &str,
+        correlation_id: &str,
+    ) -> Result<Validation, ApiError> {
+        let cart = self.active(user_id).await?;
+        let timeout = self.timings.validate_timeout;
+        let questions = cart.articles.iter().map(|line| {
+            messaging::article_data(
+                &self.rabbit,
+                &cart.id,
+                &line.article_id,
+                correlation_id,
+                timeout,
+            )
+        });
+        let answers = futures_util::future::try_join_all(questions)
+            .await
+            .map_err(|error| {
+                warn!(%error, "catalog did not answer article-data");
+                ApiError::Unavailable("catalog")
+            })?;
+        Ok(cart::validation(&cart.articles, &answers))
+    }
+
+    /// Closes the user's active cart and sends its `place_order`. The close and the pending
+    /// message are one conditional write, so a crash right after still gets the order sent by
+    /// the re-sender; and a second checkout (a double click) finds the next, empty cart.
+    pub async fn checkout(
+        &self,
+        user_id: &str,
+        correlation_id: &str,
+    ) -> Result<Cart, CheckoutError> {
+        let mut closed = None;
+        for _ in 0..MAX_CHANGE_ATTEMPTS {
+            let read = self.active(user_id).await?;
+            if read.articles.is_empty() {
+                return Err(CheckoutError::Empty);
+            }
+            let errors = read.checkout_errors();
+            if !errors.is_empty() {
+                return Err(CheckoutError::Invalid(errors));
+            }
+            let now = DateTime::now();
+            let mut cart = read.clone();
+            cart.close(
+                correlation_id,
+                cart::later(now, self.timings.order_resend_first),
+                now,
+            );
+            if self
+                .store
+                .replace(read.version, &cart)
+                .await
+                .map_err(ApiError::from)?
+            {
+                cart.version += 1;
+                closed = Some(cart);
+                break;
+            }
+            tokio::time::sleep(jitter()).await;
+        }
+        let closed =
+            closed.ok_or_else(|| ApiError::internal("too many concurrent changes to one cart"))?;
+        info!(cart_id = closed.id, "cart checked out");
+        // Not waiting for a broker that is down: the re-sender delivers it once it is back.
+        if self.rabbit.is_connected()
+            && let Err(error) = messaging::send_place_order(&self.rabbit, &closed).await
+        {
+            warn!(%error, cart_id = closed.id, "place_order not sent; the re-sender will");
+        }
+        Ok(closed)
+    }
+
+    /// Records catalog's `article-valid` answer on its cart's line. An answer about a cart that
+    /// does not exist (or no longer takes answers) is dropped: there is nothing to apply it to.
+    pub async fn apply_validation(&self, reply: &ArticleValidReply) -> mongodb::error::Result<()> {
+        for _ in 0..MAX_CHANGE_ATTEMPTS {
+            let Some(read) = self.store.by_id(&reply.reference_id).await? else {
+                info!(
+                    cart_id = reply.reference_id,
+                    "validation for an unknown cart ignored"
+                );
+                return Ok(());
+            };
+            let mut changed = read.clone();
+            if !changed.apply_validation(&reply.article_id, reply.valid) {
+                return Ok(());
+            }
+            changed.updated = DateTime::now();
+            if self.store.replace(read.version, &changed).await? {
+                return Ok(());
+            }
+            tokio::time::sleep(jitter()).await;
+        }
+        warn!(
+            cart_id = reply.reference_id,
+            "validation not applied: cart kept changing"
+        );
+        Ok(())
+    }
+
+    /// Records the order of a closed cart, which ends the re-sending of its `place_order`.
+    /// Idempotent: a redelivered `order_placed` finds the order already recorded.
+    pub async fn record_order(&self, placed: &OrderPlaced) -> mongodb::error::Result<()> {
+        let recorded = self
+            .store
+            .record_order(&placed.cart_id, &placed.user_id, &placed.order_id)
+            .await?;
+        if recorded {
+            info!(
+                cart_id = placed.cart_id,
+                order_id = placed.order_id,
+                "order recorded"
+            );
+        } else {
+            info!(
+                cart_id = placed.cart_id,
+                "order_placed for no waiting cart ignored"
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts the background work: the indexes (retried while MongoDB is down), the periodic
+    /// revalidation and the `place_order` re-sender, all ending at shutdown.
+    pub fn spawn_background(self: &Arc<Self>, shutdown: CancellationToken) {
+        let carts = self.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            while let Err(error) = carts.store.ensure_indexes().await {
+                warn!(%error, retry_in = ?backoff, "cannot create indexes");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            carts.indexes_ready.store(true, Ordering::Release);
+            info!("indexes ready");
+        });
+
+        let carts = self.clone();
+        every(self.timings.revalidate_every, shutdown.clone(), move || {
+            let carts = carts.clone();
+            async move { carts.revalidate_all().await }
+        });
+        let carts = self.clone();
+        let poll = self.timings.order_resend_first.min(RESEND_POLL);
+        every(poll, shutdown, move || {
+            let carts = carts.clone();
+            async move { carts.resend_due_orders().await }
+        });
+    }
+
+    /// Sends `article-valid` for every line of every active cart.
+    async fn revalidate_all(&self) -> Result<(), String> {
+        if !self.rabbit.is_connected() {
+            return Ok(());
+        }
+        let carts = self.store.all_active().await.map_err(|e| e.to_string())?;
+        let correlation_id = format!("revalidation-{}", uuid::Uuid::new_v4());
+        carts
+            .map_err(|error| error.to_string())
+            .try_for_each_concurrent(REVALIDATION_CONCURRENCY, |cart| {
+                let correlation_id = correlation_id.clone();
+                async move {
+                    for line in &cart.articles {
+                        messaging::request_validation(
+                            &self.rabbit,
+                            &cart.id,
+                            &line.article_id,
+                            &correlation_id,
+                        )
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    }
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    /// Sends again every `place_order` whose `order_placed` has not arrived in time, and sets
+    /// when to try next (backing off).
+    async fn resend_due_orders(&self) -> Result<(), String> {
+        if !self.rabbit.is_connected() {
+            return Ok(());
+        }
+        let due = self
+            .store
+            .due_orders(DateTime::now())
+            .await
+            .map_err(|e| e.to_string())?;
+        let Timings {
+            order_resend_first: first,
+            order_resend_max: max,
+            ..
+        } = self.timings;
+        futures_util::stream::iter(due)
+            .map(Ok)
+            .try_for_each_concurrent(REVALIDATION_CONCURRENCY, |cart| async move {
+                let resends = cart.place_order.as_ref().map_or(0, |p| p.resends);
+                let (resends, sent) = match messaging::send_place_order(&self.rabbit, &cart).await {
+                    Ok(()) => (resends.saturating_add(1), true),
+                    Err(error) => {
+                        warn!(%error, cart_id = cart.id, "place_order re-send failed");
+                        (resends, false)
+                    }
+                };
+                let next = cart::later(DateTime::now(), cart::resend_delay(first, max, resends));
+                self.store
+                    .resent(&cart.id, resends, next)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if sent {
+                    info!(cart_id = cart.id, resends, "place_order re-sent");
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// Runs `job` every `period` until shutdown, logging its failures.
+fn every<F, Fut>(period: Duration, shutdown: CancellationToken, job: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if let Err(error) = job().await {
+                warn!(%error, "background job failed; next round retries");
+            }
+        }
+    });
+}
+
+/// A few random milliseconds, so writers that lost a race do not collide again in step.
+fn jitter() -> Duration {
+    Duration::from_millis((uuid::Uuid::new_v4().as_u128() % 8) as u64 + 1)
+}
