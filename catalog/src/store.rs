@@ -20,7 +20,9 @@ use crate::query::Page;
 
 type Result<T> = mongodb::error::Result<T>;
 
-/// The fields of the article JSON; reads never load the reservation records.
+/// The fields of the article JSON, so that reads do not load the reservation records.
+/// (FerretDB 1.x refuses a projection on `findAndModify`, so the updates returning an article
+/// read it whole.)
 fn article_fields() -> Document {
     doc! {"name": 1, "description": 1, "image": 1, "price": 1, "stock": 1, "enabled": 1}
 }
@@ -146,7 +148,6 @@ impl Store {
         };
         self.articles
             .find_one_and_update(doc! {"_id": id}, doc! {"$set": set})
-            .projection(article_fields())
             .return_document(ReturnDocument::After)
             .await
     }

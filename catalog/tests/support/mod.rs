@@ -1,0 +1,279 @@
+//! Starts the real catalog service for one test, zero-to-production style: the real auth service
+//! beside it, both on port 0, on a fresh RabbitMQ vhost and fresh MongoDB databases, so tests run
+//! in parallel without seeing each other. A test client on the same vhost publishes messages as
+//! cart and orders would and reads the replies from the queues they would read.
+//!
+//! Every test binary compiles this module but uses only part of it.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rabbit::contract::{exchange, kind, topology};
+use rabbit::{Consumer, Envelope, Message, Rabbit, ReplyTo};
+use reqwest::RequestBuilder;
+use serde_json::{Value, json};
+use testkit::{Reply, Vhost, with_token};
+use testkit_auth::TestAuth;
+use tokio::sync::{Mutex, OnceCell, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// A bound for giving up on a request or a message that never comes: a hang fails the test
+/// instead of stalling the suite. Never a speed asserted.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+const MANAGEMENT: &str = "http://127.0.0.1:15672";
+
+/// A catalog service, the auth service it asks about tokens and a messaging client, stopped when
+/// dropped.
+pub struct TestCatalog {
+    pub base_url: String,
+    pub http: reqwest::Client,
+    /// Catalog's database, to look at what it stored.
+    pub db: mongodb::Database,
+    /// A client on the test's vhost, publishing as cart and orders do.
+    pub rabbit: Rabbit,
+    pub auth: TestAuth,
+    admin: OnceCell<String>,
+    shutdown: CancellationToken,
+    /// Deleted, with everything in it, when the test ends; dropped last.
+    pub vhost: Vhost,
+}
+
+impl Drop for TestCatalog {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The catalog with its defaults, on the local MongoDB.
+pub async fn spawn_catalog() -> TestCatalog {
+    spawn_catalog_with(|_| {}).await
+}
+
+/// The catalog with the configuration `configure` adjusts (e.g. another MongoDB).
+pub async fn spawn_catalog_with(configure: impl FnOnce(&mut catalog::Config)) -> TestCatalog {
+    let vhost = Vhost::create().await;
+    let auth = TestAuth::start(&vhost).await;
+    let http = reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .build()
+        .expect("an HTTP client");
+    let mut config = catalog::Config {
+        port: 0,
+        mongo_url: testkit::mongo_url(),
+        mongo_db: testkit::unique_name("catalog"),
+        rabbit_url: vhost.amqp_url(),
+        auth_service_url: auth.url.clone(),
+        token_cache_ttl: Duration::from_secs(600),
+    };
+    configure(&mut config);
+    let shutdown = CancellationToken::new();
+    let running = catalog::run(config.clone(), shutdown.clone())
+        .await
+        .expect("catalog starts");
+    let base_url = format!("http://127.0.0.1:{}", running.addr.port());
+    testkit::wait_healthy(&http, &base_url, "catalog").await;
+    // Auth binds no queue to its own fanout: the one bound queue is catalog's.
+    vhost.wait_for_fanout_queues(exchange::AUTH, 1).await;
+    let db = mongodb::Client::with_uri_str(&config.mongo_url)
+        .await
+        .expect("a valid MongoDB URL")
+        .database(&config.mongo_db);
+    let rabbit = Rabbit::start(&vhost.amqp_url(), topology(), shutdown.clone());
+    TestCatalog {
+        base_url,
+        http,
+        db,
+        rabbit,
+        auth,
+        admin: OnceCell::new(),
+        shutdown,
+        vhost,
+    }
+}
+
+impl TestCatalog {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub async fn send(&self, request: RequestBuilder) -> Reply {
+        Reply::read(request.send().await.expect("catalog answers")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        self.send(with_token(self.http.post(self.url(path)), token).json(body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        self.send(with_token(self.http.put(self.url(path)), token).json(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(with_token(self.http.delete(self.url(path)), token))
+            .await
+    }
+
+    /// A token holding `admin`, the same for the whole test.
+    pub async fn admin(&self) -> String {
+        self.admin
+            .get_or_init(|| self.auth.admin("admin01"))
+            .await
+            .clone()
+    }
+
+    /// Creates an article as the admin; returns its JSON.
+    pub async fn create(&self, name: &str, description: &str, price: f64, stock: i64) -> Value {
+        let body = json!({"name": name, "description": description, "image": "",
+                          "price": price, "stock": stock});
+        let token = self.admin().await;
+        let reply = self.post("/articles", Some(&token), &body).await;
+        assert_eq!(reply.status, 200, "{reply}");
+        reply.json()
+    }
+
+    /// Creates an article named `name` with `stock`; returns its id.
+    pub async fn article(&self, name: &str, stock: i64) -> String {
+        let article = self.create(name, "", 2.5, stock).await;
+        article["_id"].as_str().expect("an _id").to_owned()
+    }
+
+    pub async fn stock(&self, id: &str) -> i64 {
+        let reply = self.get(&format!("/articles/{id}")).await;
+        assert_eq!(reply.status, 200, "{reply}");
+        reply.json()["stock"].as_i64().expect("an integer stock")
+    }
+
+    // --- messaging ------------------------------------------------------------------------------
+
+    /// Publishes `message` of type `kind` on `exchange`, asking for the reply at `reply_to`.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        kind: &str,
+        message: Value,
+        reply_to: Option<(&str, &str)>,
+    ) {
+        let mut envelope = Envelope::new(kind, uuid::Uuid::new_v4().to_string(), message);
+        if let Some((exchange, routing_key)) = reply_to {
+            envelope = envelope.with_reply_to(ReplyTo {
+                exchange: exchange.into(),
+                routing_key: routing_key.into(),
+            });
+        }
+        self.rabbit
+            .publish(exchange, kind, &envelope)
+            .await
+            .expect("the broker takes the message");
+    }
+
+    /// `order_placed` as orders publishes it, replies to `orders`/`article-data`.
+    pub async fn place_order(&self, order_id: &str, lines: &[(&str, i64)]) {
+        let articles: Vec<Value> = lines
+            .iter()
+            .map(|(article_id, quantity)| json!({"articleId": article_id, "quantity": quantity}))
+            .collect();
+        let message = json!({"orderId": order_id, "cartId": "cart-1", "userId": "user-1",
+                             "articles": articles});
+        let reply_to = (exchange::ORDERS, kind::ARTICLE_DATA);
+        self.publish(
+            exchange::SELL_FLOW,
+            kind::ORDER_PLACED,
+            message,
+            Some(reply_to),
+        )
+        .await;
+    }
+
+    /// `order_invalid` as orders publishes it.
+    pub async fn invalidate_order(&self, order_id: &str, lines: &[(&str, i64)]) {
+        let articles: Vec<Value> = lines
+            .iter()
+            .map(|(article_id, quantity)| json!({"articleId": article_id, "quantity": quantity}))
+            .collect();
+        let message = json!({"orderId": order_id, "articles": articles});
+        self.publish(exchange::SELL_FLOW, kind::ORDER_INVALID, message, None)
+            .await;
+    }
+
+    /// The envelopes arriving on `queue` from now on, as JSON.
+    pub fn messages(&self, queue: &str) -> Messages {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.rabbit.consume(
+            Consumer::queue(queue),
+            move |message: Arc<Message<Value>>| {
+                let sender = sender.clone();
+                async move {
+                    let _ = sender.send(serde_json::to_value(&message.envelope).unwrap());
+                    Ok(())
+                }
+            },
+        );
+        Messages {
+            queue: queue.into(),
+            receiver: Mutex::new(receiver),
+        }
+    }
+
+    /// How many messages consumers acknowledged on `queue` so far, per the management API. It
+    /// counts up only, so "at least n" proves n messages were handled.
+    pub async fn acked(&self, queue: &str) -> u64 {
+        let url = format!("{MANAGEMENT}/api/queues/{}/{queue}", self.vhost.name);
+        let info: Value = self
+            .http
+            .get(url)
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await
+            .expect("the management API answers")
+            .json()
+            .await
+            .expect("JSON");
+        info["message_stats"]["ack"].as_u64().unwrap_or(0)
+    }
+
+    /// Waits until consumers acknowledged at least `count` messages on `queue`.
+    pub async fn wait_acked(&self, queue: &str, count: u64) {
+        let done =
+            testkit::eventually(PATIENCE, || async { self.acked(queue).await >= count }).await;
+        assert!(done, "fewer than {count} messages acknowledged on {queue}");
+    }
+}
+
+/// Envelopes received from one queue.
+pub struct Messages {
+    queue: String,
+    receiver: Mutex<mpsc::UnboundedReceiver<Value>>,
+}
+
+impl Messages {
+    /// The next envelope; panics when none comes within [`PATIENCE`].
+    pub async fn next(&self) -> Value {
+        let mut receiver = self.receiver.lock().await;
+        tokio::time::timeout(PATIENCE, receiver.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no message on {} within {PATIENCE:?}", self.queue))
+            .expect("the consumer runs")
+    }
+
+    /// The payloads of the next `count` envelopes.
+    pub async fn take(&self, count: usize) -> Vec<Value> {
+        let mut payloads = Vec::with_capacity(count);
+        for _ in 0..count {
+            payloads.push(self.next().await["message"].clone());
+        }
+        payloads
+    }
+
+    /// True when no envelope arrives within `wait`: for "nothing more was sent".
+    pub async fn none_within(&self, wait: Duration) -> bool {
+        let mut receiver = self.receiver.lock().await;
+        tokio::time::timeout(wait, receiver.recv()).await.is_err()
+    }
+}
