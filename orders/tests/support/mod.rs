@@ -1,0 +1,320 @@
+//! Starts the real orders service for one test, zero-to-production style: the real auth service
+//! beside it, both on port 0, on a fresh RabbitMQ vhost and with fresh MongoDB databases, so tests
+//! run in parallel without seeing each other. Catalog and cart are played by the test: it
+//! publishes `place_order` and `article-data` replies as they would, and reads what orders
+//! publishes on `sell_flow` from queues of its own.
+//!
+//! Every test binary compiles this module but uses only part of it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mongodb::bson::{Document, doc};
+use rabbit::contract::{ArticleDataReply, OrderLine, PlaceOrder, exchange, kind};
+use rabbit::{Consumer, Envelope, Message, Rabbit};
+use reqwest::RequestBuilder;
+use serde_json::{Value, json};
+use testkit::{Reply, Vhost, with_token};
+use testkit_auth::TestAuth;
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// A bound for giving up on a message or a state that never comes; never a speed asserted.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+/// Every message type orders publishes on `sell_flow`.
+const PUBLISHED: [&str; 4] = [
+    kind::ORDER_PLACED,
+    kind::ORDER_INVALID,
+    kind::ORDER_VALIDATED,
+    kind::ORDER_PAYMENT_DEFINED,
+];
+
+/// An orders service, the auth service it asks about tokens, and the test's own RabbitMQ client.
+pub struct TestOrders {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub auth: TestAuth,
+    /// The orders service's database, to look at the events as they are stored.
+    pub db: mongodb::Database,
+    pub config: orders::Config,
+    /// The test's client on the vhost: publishes as cart and catalog would.
+    pub rabbit: Rabbit,
+    /// What orders published, by message type, in order of arrival.
+    received: HashMap<&'static str, Mutex<mpsc::UnboundedReceiver<Envelope<Value>>>>,
+    shutdown: CancellationToken,
+    /// Deleted, with everything in it, when the test ends.
+    pub vhost: Vhost,
+}
+
+impl Drop for TestOrders {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A configuration for a test: batches that never run by themselves, orders never stuck.
+pub fn test_config(vhost: &Vhost, auth: &TestAuth) -> orders::Config {
+    let hour = Duration::from_secs(3600);
+    orders::Config {
+        port: 0,
+        mongo_url: testkit::mongo_url(),
+        mongo_db: testkit::unique_name("orders"),
+        rabbit_url: vhost.amqp_url(),
+        auth_service_url: auth.url.clone(),
+        token_cache_ttl: Duration::from_secs(600),
+        placed_batch_interval: hour,
+        validated_batch_interval: hour,
+        payment_defined_batch_interval: hour,
+        stuck_placed_after: hour,
+    }
+}
+
+pub async fn spawn_orders() -> TestOrders {
+    spawn_orders_with(|_| {}).await
+}
+
+/// Starts orders with `adjust` applied to the test configuration, and waits until it is healthy
+/// and consuming.
+pub async fn spawn_orders_with(adjust: impl FnOnce(&mut orders::Config)) -> TestOrders {
+    let vhost = Vhost::create().await;
+    let auth = TestAuth::start(&vhost).await;
+    let mut config = test_config(&vhost, &auth);
+    adjust(&mut config);
+    let shutdown = CancellationToken::new();
+
+    let mut topology = rabbit::contract::topology();
+    for kind in PUBLISHED {
+        topology = topology.queue(&format!("test.{kind}"), exchange::SELL_FLOW, kind);
+    }
+    let rabbit = Rabbit::start(&vhost.amqp_url(), topology, shutdown.clone());
+    assert!(
+        rabbit.wait_connected(PATIENCE).await,
+        "RabbitMQ unreachable"
+    );
+    let mut received = HashMap::new();
+    for kind in PUBLISHED {
+        received.insert(kind, Mutex::new(collect(&rabbit, &format!("test.{kind}"))));
+    }
+
+    let running = orders::run(config.clone(), shutdown.clone())
+        .await
+        .expect("orders starts");
+    let url = format!("http://127.0.0.1:{}", running.addr.port());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let db = mongodb::Client::with_uri_str(&config.mongo_url)
+        .await
+        .expect("a valid MongoDB URL")
+        .database(&config.mongo_db);
+    let app = TestOrders {
+        url,
+        http,
+        auth,
+        db,
+        config,
+        rabbit,
+        received,
+        shutdown,
+        vhost,
+    };
+    if app.config.mongo_url == testkit::mongo_url() {
+        testkit::wait_healthy(&app.http, &app.url, "orders").await;
+        app.wait_for_consumers().await;
+    }
+    app
+}
+
+/// Every message arriving on `queue`, parsed as an envelope, in order of arrival.
+fn collect(rabbit: &Rabbit, queue: &str) -> mpsc::UnboundedReceiver<Envelope<Value>> {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    rabbit.consume(
+        Consumer::queue(queue),
+        move |message: Arc<Message<Value>>| {
+            let sender = sender.clone();
+            async move {
+                let _ = sender.send(message.envelope.clone());
+                Ok(())
+            }
+        },
+    );
+    receiver
+}
+
+/// Every message dead-lettered from `queue`, in order of arrival.
+pub fn dead_letters(rabbit: &Rabbit, queue: &str) -> mpsc::UnboundedReceiver<Envelope<Value>> {
+    collect(rabbit, &format!("{queue}.dlq"))
+}
+
+pub fn line(article_id: &str, quantity: i64) -> OrderLine {
+    OrderLine {
+        article_id: article_id.into(),
+        quantity,
+    }
+}
+
+impl TestOrders {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    pub async fn send(&self, request: RequestBuilder) -> Reply {
+        Reply::read(request.send().await.expect("orders answers")).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.send(with_token(self.http.get(self.url(path)), token))
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
+        self.send(with_token(self.http.post(self.url(path)), token).json(body))
+            .await
+    }
+
+    /// A signed-up user: its token and id.
+    pub async fn user(&self, login: &str) -> (String, String) {
+        let token = self.auth.signup(login).await;
+        let id = self.auth.user_id(&token).await;
+        (token, id)
+    }
+
+    /// Waits until orders consumes both of its queues (the test's own consumers count too).
+    async fn wait_for_consumers(&self) {
+        let own = PUBLISHED.len();
+        let consuming = testkit::eventually(PATIENCE, || async {
+            self.vhost.consumer_count().await >= own + 2
+        })
+        .await;
+        assert!(consuming, "orders never consumed its queues");
+    }
+
+    // --- playing cart and catalog ------------------------------------------------------------
+
+    /// Publishes `place_order` as cart does at checkout.
+    pub async fn place_order(&self, cart_id: &str, user_id: &str, articles: Vec<OrderLine>) {
+        let message = PlaceOrder {
+            cart_id: cart_id.into(),
+            user_id: user_id.into(),
+            articles,
+        };
+        self.publish_raw(kind::PLACE_ORDER, json!(message)).await;
+    }
+
+    /// Publishes any payload as a `place_order` envelope.
+    pub async fn publish_raw(&self, routing_key: &str, message: Value) {
+        let envelope = Envelope::new(routing_key, uuid::Uuid::new_v4().to_string(), message);
+        self.rabbit
+            .publish(exchange::ORDERS, routing_key, &envelope)
+            .await
+            .expect("the broker takes the message");
+    }
+
+    /// Publishes catalog's `article-data` reply for one line of `order_id`.
+    pub async fn reply_article(&self, order_id: &str, article_id: &str, valid: bool, price: f64) {
+        let reply = ArticleDataReply {
+            reference_id: order_id.into(),
+            article_id: article_id.into(),
+            valid,
+            price: if valid { price } else { 0.0 },
+            stock: if valid { 100 } else { 0 },
+            quantity: None,
+        };
+        self.publish_raw(kind::ARTICLE_DATA, json!(reply)).await;
+    }
+
+    /// The next message of type `kind` orders published; panics when none comes.
+    pub async fn next_published(&self, kind: &str) -> Envelope<Value> {
+        let mut receiver = self.received[kind].lock().await;
+        tokio::time::timeout(PATIENCE, receiver.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} published"))
+            .expect("the test consumer runs")
+    }
+
+    /// Places an order for a new cart and returns its id, taken from the `order_placed`.
+    pub async fn placed_order(&self, user_id: &str, articles: Vec<OrderLine>) -> String {
+        let cart_id = uuid::Uuid::new_v4().to_string();
+        self.place_order(&cart_id, user_id, articles).await;
+        let placed = self.next_published(kind::ORDER_PLACED).await;
+        assert_eq!(placed.message["cartId"], json!(cart_id), "{placed:?}");
+        placed.message["orderId"].as_str().unwrap().to_owned()
+    }
+
+    /// An order of `lines` (article, quantity, price) whose every line catalog confirmed.
+    pub async fn validated_order(
+        &self,
+        token: &str,
+        user_id: &str,
+        lines: &[(&str, i64, f64)],
+    ) -> String {
+        let articles = lines.iter().map(|(a, q, _)| line(a, *q)).collect();
+        let order_id = self.placed_order(user_id, articles).await;
+        for (article_id, _, price) in lines {
+            self.reply_article(&order_id, article_id, true, *price)
+                .await;
+        }
+        self.wait_for_status(&order_id, token, "VALIDATED").await;
+        order_id
+    }
+
+    /// Waits until `GET /orders/{id}` shows `status`; returns that order JSON.
+    pub async fn wait_for_status(&self, order_id: &str, token: &str, status: &str) -> Value {
+        self.wait_for_order(order_id, token, |order| order["status"] == status)
+            .await
+    }
+
+    /// Waits until `GET /orders/{id}` answers an order that satisfies `condition`.
+    pub async fn wait_for_order(
+        &self,
+        order_id: &str,
+        token: &str,
+        condition: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let path = format!("/orders/{order_id}");
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let reply = self.get(&path, Some(token)).await;
+            if reply.status == 200 && condition(&reply.body) {
+                return reply.body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "order {order_id} never got there; last seen: {reply}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // --- the event store as stored ---------------------------------------------------------
+
+    /// The stored events of `order_id`, in position order.
+    pub async fn events(&self, order_id: &str) -> Vec<Document> {
+        use futures_util::TryStreamExt;
+        self.db
+            .collection::<Document>("events")
+            .find(doc! {"orderId": order_id})
+            .sort(doc! {"position": 1})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    }
+
+    /// Asserts the order's events sit at positions 0, 1, 2, ... with none shared or skipped.
+    pub async fn assert_positions_are_a_sequence(&self, order_id: &str) -> Vec<Document> {
+        let events = self.events(order_id).await;
+        let positions: Vec<i64> = events
+            .iter()
+            .map(|event| event.get_i64("position").unwrap())
+            .collect();
+        let expected: Vec<i64> = (0..events.len() as i64).collect();
+        assert_eq!(positions, expected, "{events:?}");
+        events
+    }
+}

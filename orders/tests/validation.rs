@@ -1,0 +1,144 @@
+//! Catalog's `article-data` replies settle an order line by line: VALIDATED when every line is
+//! valid, INVALID once every line answered and one is not, PLACED until then (CONTRACT sections 8
+//! and 9).
+
+mod support;
+
+use rabbit::contract::{kind, queue};
+use serde_json::json;
+use support::{PATIENCE, dead_letters, line, spawn_orders};
+
+#[tokio::test]
+async fn an_order_whose_every_line_is_valid_is_validated_and_announced() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app
+        .placed_order(&user_id, vec![line("a", 2), line("b", 1)])
+        .await;
+
+    app.reply_article(&order_id, "a", true, 2.5).await;
+    app.reply_article(&order_id, "b", true, 0.1).await;
+
+    let validated = app.next_published(kind::ORDER_VALIDATED).await;
+    assert_eq!(
+        validated.message,
+        json!({"orderId": order_id, "userId": user_id, "status": "VALIDATED"})
+    );
+    let order = app.wait_for_status(&order_id, &token, "VALIDATED").await;
+    assert_eq!(order["totalPrice"], json!(5.1));
+    assert_eq!(
+        order["articles"][0],
+        json!({"id": "a", "articleId": "a", "quantity": 2, "unitaryPrice": 2.5,
+               "valid": true, "validated": true})
+    );
+    app.assert_positions_are_a_sequence(&order_id).await;
+}
+
+#[tokio::test]
+async fn an_order_with_an_invalid_line_stays_placed_until_every_line_answered() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app
+        .placed_order(&user_id, vec![line("a", 1), line("b", 3), line("c", 1)])
+        .await;
+
+    app.reply_article(&order_id, "a", false, 0.0).await;
+    let waiting = app
+        .wait_for_order(&order_id, &token, |order| {
+            order["articles"][0]["validated"] == true
+        })
+        .await;
+    assert_eq!(waiting["status"], "PLACED");
+    app.reply_article(&order_id, "b", true, 4.0).await;
+    app.reply_article(&order_id, "c", true, 1.0).await;
+
+    let invalid = app.next_published(kind::ORDER_INVALID).await;
+    assert_eq!(invalid.message["orderId"], json!(order_id));
+    // What catalog reserved, for it to give back: the valid lines, not the refused one.
+    assert_eq!(
+        invalid.message["articles"],
+        json!([{"articleId": "b", "quantity": 3}, {"articleId": "c", "quantity": 1}])
+    );
+    let order = app.wait_for_status(&order_id, &token, "INVALID").await;
+    assert_eq!(order["articles"][0]["valid"], false);
+}
+
+#[tokio::test]
+async fn repeated_and_out_of_order_replies_record_each_line_once() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app
+        .placed_order(&user_id, vec![line("a", 1), line("b", 1), line("c", 1)])
+        .await;
+
+    for article_id in ["c", "a", "c", "b", "a", "c"] {
+        app.reply_article(&order_id, article_id, true, 1.0).await;
+    }
+
+    app.wait_for_status(&order_id, &token, "VALIDATED").await;
+    let events = app.assert_positions_are_a_sequence(&order_id).await;
+    assert_eq!(events.len(), 4, "{events:?}");
+    let validated = app.next_published(kind::ORDER_VALIDATED).await;
+    assert_eq!(validated.message["orderId"], json!(order_id));
+}
+
+#[tokio::test]
+async fn a_second_answer_for_a_line_changes_nothing() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app
+        .placed_order(&user_id, vec![line("a", 1), line("b", 1)])
+        .await;
+
+    app.reply_article(&order_id, "a", true, 3.0).await;
+    app.reply_article(&order_id, "a", false, 0.0).await;
+    app.reply_article(&order_id, "b", true, 1.0).await;
+
+    let order = app.wait_for_status(&order_id, &token, "VALIDATED").await;
+    assert_eq!(order["articles"][0]["unitaryPrice"], json!(3.0));
+    assert_eq!(app.events(&order_id).await.len(), 3);
+}
+
+#[tokio::test]
+async fn concurrent_replies_for_every_line_take_distinct_positions() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let articles: Vec<String> = (0..12).map(|n| format!("article-{n}")).collect();
+    let order_id = app
+        .placed_order(&user_id, articles.iter().map(|a| line(a, 1)).collect())
+        .await;
+
+    let replies = articles
+        .iter()
+        .map(|article_id| app.reply_article(&order_id, article_id, true, 1.0));
+    futures_util::future::join_all(replies).await;
+
+    let order = app.wait_for_status(&order_id, &token, "VALIDATED").await;
+    assert_eq!(order["totalPrice"], json!(12.0));
+    let events = app.assert_positions_are_a_sequence(&order_id).await;
+    assert_eq!(events.len(), 13);
+}
+
+#[tokio::test]
+async fn replies_for_unknown_orders_or_articles_are_dead_lettered() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app.placed_order(&user_id, vec![line("a", 1)]).await;
+    let mut dead = dead_letters(&app.rabbit, queue::ORDERS_ARTICLE_DATA);
+
+    app.reply_article(&uuid::Uuid::new_v4().to_string(), "a", true, 1.0)
+        .await;
+    app.reply_article("not-an-order", "a", true, 1.0).await;
+    app.reply_article(&order_id, "not-in-the-order", true, 1.0)
+        .await;
+
+    for _ in 0..3 {
+        let letter = tokio::time::timeout(PATIENCE, dead.recv()).await;
+        assert!(
+            matches!(letter, Ok(Some(_))),
+            "every stray reply is dead-lettered"
+        );
+    }
+    app.reply_article(&order_id, "a", true, 1.0).await;
+    app.wait_for_status(&order_id, &token, "VALIDATED").await;
+}
