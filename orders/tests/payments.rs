@@ -1,0 +1,175 @@
+//! Payments over REST (CONTRACT section 8): the owner pays a VALIDATED order, never more than the
+//! unpaid balance, even with payments racing; the order becomes PAYMENT_DEFINED when paid.
+
+mod support;
+
+use rabbit::contract::kind;
+use serde_json::json;
+use support::spawn_orders;
+
+#[tokio::test]
+async fn payments_covering_the_total_define_the_payment_and_announce_it() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 3, 0.1)])
+        .await;
+    let path = format!("/orders/{order_id}/payment");
+
+    let partly = app
+        .post(
+            &path,
+            Some(&token),
+            &json!({"method": "CASH", "amount": 0.2}),
+        )
+        .await;
+    assert_eq!(partly.status, 200, "{partly}");
+    assert_eq!(partly.json()["status"], "VALIDATED");
+    assert_eq!(partly.json()["totalPayment"], json!(0.2));
+    let fully = app
+        .post(
+            &path,
+            Some(&token),
+            &json!({"method": "DEBIT", "amount": 0.1, "orderId": "ignored"}),
+        )
+        .await;
+
+    assert_eq!(fully.status, 200, "{fully}");
+    let order = fully.json();
+    assert_eq!(order["status"], "PAYMENT_DEFINED");
+    assert_eq!(order["id"], json!(order_id));
+    assert_eq!(
+        order["payments"],
+        json!([{"method": "CASH", "amount": 0.2}, {"method": "DEBIT", "amount": 0.1}])
+    );
+    let announced = app.next_published(kind::ORDER_PAYMENT_DEFINED).await;
+    assert_eq!(
+        announced.message,
+        json!({"orderId": order_id, "userId": user_id, "status": "PAYMENT_DEFINED"})
+    );
+}
+
+#[tokio::test]
+async fn a_payment_with_a_bad_method_or_amount_is_a_field_error() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 1, 10.0)])
+        .await;
+    let path = format!("/orders/{order_id}/payment");
+
+    for (body, paths) in [
+        (json!({"method": "BITCOIN", "amount": 1}), vec!["method"]),
+        (json!({"method": "cash", "amount": 1}), vec!["method"]),
+        (json!({"amount": 1}), vec!["method"]),
+        (json!({"method": "CASH", "amount": "1"}), vec!["amount"]),
+        (json!({"method": "CASH", "amount": 0}), vec!["amount"]),
+        (json!({"method": "CASH", "amount": -5}), vec!["amount"]),
+        (json!({"method": "CASH", "amount": null}), vec!["amount"]),
+        (json!({"method": "CASH", "amount": 0.001}), vec!["amount"]),
+        (json!({}), vec!["method", "amount"]),
+    ] {
+        app.post(&path, Some(&token), &body)
+            .await
+            .assert_field_errors(&paths);
+    }
+    let malformed = app
+        .send(
+            testkit::with_token(app.http.post(app.url(&path)), Some(&token))
+                .header("content-type", "application/json")
+                .body("{\"method\":"),
+        )
+        .await;
+    assert_eq!(malformed.status, 400, "{malformed}");
+    assert!(
+        malformed.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid JSON")
+    );
+}
+
+#[tokio::test]
+async fn a_payment_beyond_the_balance_is_refused() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 2, 5.0)])
+        .await;
+    let path = format!("/orders/{order_id}/payment");
+    let paid = app
+        .post(
+            &path,
+            Some(&token),
+            &json!({"method": "CREDIT", "amount": 4}),
+        )
+        .await;
+    assert_eq!(paid.status, 200, "{paid}");
+
+    let refused = app
+        .post(
+            &path,
+            Some(&token),
+            &json!({"method": "CREDIT", "amount": 6.01}),
+        )
+        .await;
+
+    refused.assert_is(
+        400,
+        json!({"error": "The amount exceeds the unpaid balance of 6.00"}),
+    );
+}
+
+#[tokio::test]
+async fn only_validated_orders_take_payments() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let placed = app
+        .placed_order(&user_id, vec![support::line("a", 1)])
+        .await;
+    let paid = app
+        .validated_order(&token, &user_id, &[("a", 1, 1.0)])
+        .await;
+    let body = json!({"method": "CASH", "amount": 1});
+    app.post(&format!("/orders/{paid}/payment"), Some(&token), &body)
+        .await;
+
+    for (order_id, status) in [(placed, "PLACED"), (paid, "PAYMENT_DEFINED")] {
+        app.post(&format!("/orders/{order_id}/payment"), Some(&token), &body)
+            .await
+            .assert_is(
+                400,
+                json!({"error": format!("Only VALIDATED orders take payments; this one is {status}")}),
+            );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_payments_never_pay_more_than_the_total() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 1, 10.0)])
+        .await;
+    let path = format!("/orders/{order_id}/payment");
+    let body = json!({"method": "CASH", "amount": 3});
+
+    let payments = (0..10).map(|_| app.post(&path, Some(&token), &body));
+    let replies = futures_util::future::join_all(payments).await;
+
+    let accepted = replies.iter().filter(|reply| reply.status == 200).count();
+    assert_eq!(accepted, 3, "three payments of 3 fit in 10");
+    assert!(
+        replies
+            .iter()
+            .all(|reply| reply.status == 200 || reply.status == 400)
+    );
+    let order = app
+        .get(&format!("/orders/{order_id}"), Some(&token))
+        .await
+        .json();
+    assert_eq!(order["totalPayment"], json!(9.0));
+    assert_eq!(order["payments"].as_array().unwrap().len(), 3);
+    let events = app.assert_positions_are_a_sequence(&order_id).await;
+    assert_eq!(events.len(), 5);
+}
