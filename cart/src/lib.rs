@@ -5,6 +5,7 @@
 mod cart;
 pub mod config;
 mod http;
+mod locks;
 mod messaging;
 mod service;
 mod store;

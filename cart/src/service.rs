@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cart::{self, Cart, CartError, Issue, Validation};
+use crate::locks::KeyedLocks;
 use crate::messaging;
 
 /// A change that keeps losing the race against others on the same cart gives up eventually.
@@ -50,6 +51,8 @@ pub struct Carts {
     /// Set once the unique `activeFor` index exists: until then a new cart is not created, since
     /// nothing would stop concurrent first requests from making two.
     indexes_ready: AtomicBool,
+    /// Every write to a user's carts holds that user's lock (see `locks.rs` for why).
+    writers: KeyedLocks,
 }
 
 impl From<CartError> for ApiError {
@@ -69,6 +72,7 @@ impl Carts {
             rabbit,
             timings,
             indexes_ready: AtomicBool::new(false),
+            writers: KeyedLocks::default(),
         }
     }
 
@@ -108,6 +112,7 @@ impl Carts {
     where
         F: Fn(&mut Cart) -> Result<bool, CartError>,
     {
+        let _writing = self.writers.lock(user_id).await;
         for _ in 0..MAX_CHANGE_ATTEMPTS {
             let read = self.active(user_id).await?;
             let mut changed = read.clone();
@@ -232,6 +237,7 @@ impl Carts {
         correlation_id: &str,
     ) -> Result<Cart, CheckoutError> {
         let mut closed = None;
+        let writing = self.writers.lock(user_id).await;
         for _ in 0..MAX_CHANGE_ATTEMPTS {
             let read = self.active(user_id).await?;
             if read.articles.is_empty() {
@@ -260,6 +266,7 @@ impl Carts {
             }
             tokio::time::sleep(jitter()).await;
         }
+        drop(writing);
         let closed =
             closed.ok_or_else(|| ApiError::internal("too many concurrent changes to one cart"))?;
         info!(cart_id = closed.id, "cart checked out");
@@ -275,13 +282,20 @@ impl Carts {
     /// Records catalog's `article-valid` answer on its cart's line. An answer about a cart that
     /// does not exist (or no longer takes answers) is dropped: there is nothing to apply it to.
     pub async fn apply_validation(&self, reply: &ArticleValidReply) -> mongodb::error::Result<()> {
+        let unknown = || {
+            info!(
+                cart_id = reply.reference_id,
+                "validation for an unknown cart ignored"
+            );
+            Ok(())
+        };
+        let Some(cart) = self.store.by_id(&reply.reference_id).await? else {
+            return unknown();
+        };
+        let _writing = self.writers.lock(&cart.user_id).await;
         for _ in 0..MAX_CHANGE_ATTEMPTS {
             let Some(read) = self.store.by_id(&reply.reference_id).await? else {
-                info!(
-                    cart_id = reply.reference_id,
-                    "validation for an unknown cart ignored"
-                );
-                return Ok(());
+                return unknown();
             };
             let mut changed = read.clone();
             if !changed.apply_validation(&reply.article_id, reply.valid) {
@@ -303,6 +317,7 @@ impl Carts {
     /// Records the order of a closed cart, which ends the re-sending of its `place_order`.
     /// Idempotent: a redelivered `order_placed` finds the order already recorded.
     pub async fn record_order(&self, placed: &OrderPlaced) -> mongodb::error::Result<()> {
+        let _writing = self.writers.lock(&placed.user_id).await;
         let recorded = self
             .store
             .record_order(&placed.cart_id, &placed.user_id, &placed.order_id)
@@ -410,6 +425,7 @@ impl Carts {
                     }
                 };
                 let next = cart::later(DateTime::now(), cart::resend_delay(first, max, resends));
+                let _writing = self.writers.lock(&cart.user_id).await;
                 self.store
                     .resent(&cart.id, resends, next)
                     .await

@@ -1,0 +1,348 @@
+//! Starts the real cart service for one test, zero-to-production style: on port 0, with a fresh
+//! MongoDB database and a fresh RabbitMQ vhost, beside the real auth service. Catalog and orders
+//! are played by test consumers on that vhost that speak the contract ([`Catalog`], [`Orders`]),
+//! so a test decides what they answer, or that they stay silent.
+//!
+//! Every test binary compiles this module but uses only part of it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mongodb::bson::{Document, doc};
+use rabbit::contract::{
+    ArticleDataReply, ArticleDataRequest, ArticleValidReply, ArticleValidRequest, OrderPlaced,
+    PlaceOrder, exchange, kind, queue,
+};
+use rabbit::{Consumer, Envelope, Message, Rabbit};
+use serde_json::Value;
+use testkit::{Reply, Vhost, with_token};
+use testkit_auth::TestAuth;
+use tokio_util::sync::CancellationToken;
+
+/// A bound for giving up on something that never happens: a hang fails the test instead of
+/// stalling the suite. Never a speed asserted.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A cart service with the auth service it asks about tokens, stopped when dropped.
+pub struct TestCart {
+    pub base_url: String,
+    pub http: reqwest::Client,
+    pub auth: TestAuth,
+    /// Cart's database, to look at what is stored.
+    pub db: mongodb::Database,
+    pub config: cart::Config,
+    /// The test's own connection to the vhost, for the test consumers and publishers.
+    pub rabbit: Rabbit,
+    /// Deleted, with everything in it, when the test ends (declared last: dropped last).
+    shutdown: CancellationToken,
+    pub vhost: Vhost,
+}
+
+impl Drop for TestCart {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Test timings: short enough for tests, long enough that nothing fires by accident.
+pub fn test_config(vhost: &Vhost, auth_url: &str) -> cart::Config {
+    cart::Config {
+        port: 0,
+        mongo_url: testkit::mongo_url(),
+        mongo_db: testkit::unique_name("cart"),
+        rabbit_url: vhost.amqp_url(),
+        auth_service_url: auth_url.into(),
+        token_cache_ttl: Duration::from_secs(600),
+        revalidate_every: Duration::from_secs(3600),
+        validate_timeout: Duration::from_secs(2),
+        order_resend_first: Duration::from_secs(3600),
+        order_resend_max: Duration::from_secs(3600),
+    }
+}
+
+pub async fn spawn_cart() -> TestCart {
+    spawn_cart_with(|_| {}).await
+}
+
+/// A cart service with the configuration `configure` adjusts, healthy before it returns.
+pub async fn spawn_cart_with(configure: impl FnOnce(&mut cart::Config)) -> TestCart {
+    let vhost = Vhost::create().await;
+    let auth = TestAuth::start(&vhost).await;
+    let mut config = test_config(&vhost, &auth.url);
+    configure(&mut config);
+    let cart = start(vhost, auth, config).await;
+    testkit::wait_healthy(&cart.http, &cart.base_url, "cart").await;
+    cart.vhost.wait_for_fanout_queues(exchange::AUTH, 1).await;
+    cart
+}
+
+/// Starts cart without waiting for it to be healthy.
+pub async fn start(vhost: Vhost, auth: TestAuth, config: cart::Config) -> TestCart {
+    let http = reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .build()
+        .expect("an HTTP client");
+    let shutdown = CancellationToken::new();
+    let running = cart::run(config.clone(), shutdown.clone())
+        .await
+        .expect("cart starts");
+    let base_url = format!("http://127.0.0.1:{}", running.addr.port());
+    let db = mongodb::Client::with_uri_str(testkit::mongo_url())
+        .await
+        .expect("a valid MongoDB URL")
+        .database(&config.mongo_db);
+    let rabbit = Rabbit::start(
+        &vhost.amqp_url(),
+        rabbit::contract::topology(),
+        shutdown.clone(),
+    );
+    TestCart {
+        base_url,
+        http,
+        auth,
+        db,
+        config,
+        rabbit,
+        shutdown,
+        vhost,
+    }
+}
+
+impl TestCart {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// A token of a new user.
+    pub async fn user(&self) -> String {
+        let login = testkit::unique_name("user");
+        self.auth.signup(&login).await
+    }
+
+    pub async fn get(&self, token: Option<&str>, path: &str) -> Reply {
+        let request = with_token(self.http.get(self.url(path)), token);
+        Reply::read(request.send().await.expect("cart answers")).await
+    }
+
+    pub async fn post(&self, token: Option<&str>, path: &str, body: Option<Value>) -> Reply {
+        let mut request = with_token(self.http.post(self.url(path)), token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Reply::read(request.send().await.expect("cart answers")).await
+    }
+
+    pub async fn delete(&self, token: Option<&str>, path: &str) -> Reply {
+        let request = with_token(self.http.delete(self.url(path)), token);
+        Reply::read(request.send().await.expect("cart answers")).await
+    }
+
+    /// `POST /cart/article`, asserting success; the cart it returns.
+    pub async fn add(&self, token: &str, article_id: &str, quantity: i64) -> Value {
+        let body = serde_json::json!({"articleId": article_id, "quantity": quantity});
+        let reply = self.post(Some(token), "/cart/article", Some(body)).await;
+        assert_eq!(reply.status, 200, "{reply}");
+        reply.json()
+    }
+
+    /// `GET /cart`, asserting success.
+    pub async fn cart(&self, token: &str) -> Value {
+        let reply = self.get(Some(token), "/cart").await;
+        assert_eq!(reply.status, 200, "{reply}");
+        reply.json()
+    }
+
+    /// The stored cart document `id`.
+    pub async fn stored(&self, id: &str) -> Document {
+        self.db
+            .collection::<Document>("carts")
+            .find_one(doc! {"_id": id})
+            .await
+            .expect("MongoDB answers")
+            .expect("the cart is stored")
+    }
+
+    /// Waits until the stored cart `id` satisfies `condition`.
+    pub async fn eventually_stored(&self, id: &str, condition: impl Fn(&Document) -> bool) -> bool {
+        testkit::eventually(PATIENCE, || async { condition(&self.stored(id).await) }).await
+    }
+
+    /// Starts a catalog that answers as its `articles` say.
+    pub fn catalog(&self) -> Catalog {
+        Catalog::start(&self.rabbit)
+    }
+
+    /// Starts an orders service that records every `place_order` and answers as told.
+    pub fn orders(&self) -> Orders {
+        Orders::start(&self.rabbit)
+    }
+}
+
+/// An article as the test catalog knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct Article {
+    pub enabled: bool,
+    pub stock: i64,
+}
+
+/// A catalog stand-in: answers `article-valid` and `article-data` from its `articles` (an unknown
+/// article is invalid, with price and stock 0), and counts the questions it got.
+#[derive(Clone)]
+pub struct Catalog {
+    pub articles: Arc<Mutex<HashMap<String, Article>>>,
+    pub valid_requests: Arc<Mutex<Vec<ArticleValidRequest>>>,
+}
+
+impl Catalog {
+    fn start(rabbit: &Rabbit) -> Self {
+        let catalog = Self {
+            articles: Arc::default(),
+            valid_requests: Arc::default(),
+        };
+        let (me, replier) = (catalog.clone(), rabbit.clone());
+        rabbit.consume(
+            Consumer::queue(queue::CATALOG_ARTICLE_VALID),
+            move |message: Arc<Message<ArticleValidRequest>>| {
+                let (catalog, rabbit) = (me.clone(), replier.clone());
+                async move {
+                    let request = message.envelope.message.clone();
+                    let valid = catalog
+                        .article(&request.article_id)
+                        .is_some_and(|a| a.enabled);
+                    catalog.valid_requests.lock().unwrap().push(request.clone());
+                    let reply = ArticleValidReply {
+                        reference_id: request.reference_id,
+                        article_id: request.article_id,
+                        valid,
+                    };
+                    rabbit
+                        .reply(&message, reply)
+                        .await
+                        .map_err(|e| rabbit::HandlerError::Failed(e.to_string()))
+                }
+            },
+        );
+        let (me, replier) = (catalog.clone(), rabbit.clone());
+        rabbit.consume(
+            Consumer::queue(queue::CATALOG_ARTICLE_DATA),
+            move |message: Arc<Message<ArticleDataRequest>>| {
+                let (catalog, rabbit) = (me.clone(), replier.clone());
+                async move {
+                    let request = message.envelope.message.clone();
+                    let article = catalog.article(&request.article_id);
+                    let reply = ArticleDataReply {
+                        reference_id: request.reference_id,
+                        article_id: request.article_id,
+                        valid: article.is_some_and(|a| {
+                            a.enabled && request.quantity.is_none_or(|q| a.stock >= q)
+                        }),
+                        price: if article.is_some() { 10.0 } else { 0.0 },
+                        stock: article.map_or(0, |a| a.stock),
+                        quantity: request.quantity,
+                    };
+                    rabbit
+                        .reply(&message, reply)
+                        .await
+                        .map_err(|e| rabbit::HandlerError::Failed(e.to_string()))
+                }
+            },
+        );
+        catalog
+    }
+
+    pub fn set(&self, article_id: &str, enabled: bool, stock: i64) {
+        self.articles
+            .lock()
+            .unwrap()
+            .insert(article_id.into(), Article { enabled, stock });
+    }
+
+    fn article(&self, article_id: &str) -> Option<Article> {
+        self.articles.lock().unwrap().get(article_id).copied()
+    }
+
+    pub fn valid_requests_for(&self, article_id: &str) -> usize {
+        let requests = self.valid_requests.lock().unwrap();
+        requests
+            .iter()
+            .filter(|r| r.article_id == article_id)
+            .count()
+    }
+}
+
+/// An orders stand-in: records every `place_order` (payload and correlation id) and, once
+/// `answering` is set, publishes its `order_placed` on `sell_flow`, as orders does.
+#[derive(Clone)]
+pub struct Orders {
+    pub received: Arc<Mutex<Vec<(String, PlaceOrder)>>>,
+    pub answering: Arc<Mutex<bool>>,
+}
+
+impl Orders {
+    fn start(rabbit: &Rabbit) -> Self {
+        let orders = Self {
+            received: Arc::default(),
+            answering: Arc::new(Mutex::new(true)),
+        };
+        let (me, publisher) = (orders.clone(), rabbit.clone());
+        rabbit.consume(
+            Consumer::queue(queue::ORDERS_PLACE_ORDER),
+            move |message: Arc<Message<PlaceOrder>>| {
+                let (orders, rabbit) = (me.clone(), publisher.clone());
+                async move {
+                    let order = message.envelope.message.clone();
+                    let correlation_id = message.envelope.correlation_id.clone();
+                    orders
+                        .received
+                        .lock()
+                        .unwrap()
+                        .push((correlation_id.clone(), order.clone()));
+                    if !*orders.answering.lock().unwrap() {
+                        return Ok(());
+                    }
+                    let placed = OrderPlaced {
+                        order_id: format!("order-of-{}", order.cart_id),
+                        cart_id: order.cart_id,
+                        user_id: order.user_id,
+                        articles: order.articles,
+                    };
+                    let envelope = Envelope::new(kind::ORDER_PLACED, correlation_id, placed);
+                    rabbit
+                        .publish(exchange::SELL_FLOW, kind::ORDER_PLACED, &envelope)
+                        .await
+                        .map_err(|e| rabbit::HandlerError::Failed(e.to_string()))
+                }
+            },
+        );
+        orders
+    }
+
+    pub fn answer(&self, answering: bool) {
+        *self.answering.lock().unwrap() = answering;
+    }
+
+    /// The `place_order`s received for cart `cart_id`.
+    pub fn received_for(&self, cart_id: &str) -> usize {
+        let received = self.received.lock().unwrap();
+        received
+            .iter()
+            .filter(|(_, o)| o.cart_id == cart_id)
+            .count()
+    }
+}
+
+/// The cart's `_id`.
+pub fn id_of(cart: &Value) -> String {
+    cart["_id"].as_str().expect("a cart id").to_owned()
+}
+
+/// The line of `article_id` in a cart JSON.
+pub fn line<'a>(cart: &'a Value, article_id: &str) -> Option<&'a Value> {
+    cart["articles"]
+        .as_array()
+        .expect("an articles array")
+        .iter()
+        .find(|line| line["articleId"] == article_id)
+}
