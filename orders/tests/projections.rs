@@ -1,0 +1,208 @@
+//! The Order projection is derived from the events and can be rebuilt from them at any time; the
+//! batches keep Order_Status, repair projections, re-drive orders stuck in PLACED and announce
+//! what was never announced (CONTRACT section 8).
+
+mod support;
+
+use std::time::Duration;
+
+use mongodb::bson::{Document, doc};
+use rabbit::contract::kind;
+use serde_json::json;
+use support::{line, spawn_orders, spawn_orders_with};
+
+#[tokio::test]
+async fn a_rebuilt_projection_equals_the_live_one() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 2, 1.25), ("b", 1, 7.0)])
+        .await;
+    let payment = json!({"method": "CREDIT", "amount": 2});
+    app.post(
+        &format!("/orders/{order_id}/payment"),
+        Some(&token),
+        &payment,
+    )
+    .await;
+    let live = app.get(&format!("/orders/{order_id}"), Some(&token)).await;
+
+    let rebuilt = app
+        .get(&format!("/orders/{order_id}/update"), Some(&token))
+        .await;
+
+    rebuilt.assert_is(200, live.json());
+    let projections = app.db.collection::<Document>("orders");
+    projections
+        .delete_one(doc! {"_id": &order_id})
+        .await
+        .unwrap();
+    app.get(&format!("/orders/{order_id}"), Some(&token))
+        .await
+        .assert_is(404, json!({"error": "Not found"}));
+    app.get(&format!("/orders/{order_id}/update"), Some(&token))
+        .await
+        .assert_is(200, live.json());
+    app.get(&format!("/orders/{order_id}"), Some(&token))
+        .await
+        .assert_is(200, live.json());
+}
+
+#[tokio::test]
+async fn a_rebuild_repairs_a_projection_that_drifted_from_the_events() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 1, 3.0)])
+        .await;
+    let live = app.get(&format!("/orders/{order_id}"), Some(&token)).await;
+    app.db
+        .collection::<Document>("orders")
+        .update_one(
+            doc! {"_id": &order_id},
+            doc! {"$set": {"status": "INVALID", "articles": []}},
+        )
+        .await
+        .unwrap();
+
+    let rebuilt = app
+        .get(&format!("/orders/{order_id}/update"), Some(&token))
+        .await;
+
+    rebuilt.assert_is(200, live.json());
+}
+
+#[tokio::test]
+async fn the_placed_batch_re_drives_an_order_stuck_in_placed() {
+    let app =
+        spawn_orders_with(|config| config.stuck_placed_after = Duration::from_millis(1)).await;
+    let (token, user_id) = app.user("buyer01").await;
+    let admin = app.auth.admin("admin01").await;
+    app.validated_order(&token, &user_id, &[("a", 1, 1.0)])
+        .await;
+    let stuck = app.placed_order(&user_id, vec![line("b", 2)]).await;
+
+    let run = app.get("/orders_batch/placed", Some(&admin)).await;
+
+    run.assert_is(200, json!({"processed": 1}));
+    let again = app.next_published(kind::ORDER_PLACED).await;
+    assert_eq!(again.message["orderId"], json!(stuck));
+    assert_eq!(
+        again.message["articles"],
+        json!([{"articleId": "b", "quantity": 2}])
+    );
+    assert_eq!(
+        (again.exchange.as_str(), again.routing_key.as_str()),
+        ("orders", "article-data")
+    );
+    let status = app
+        .db
+        .collection::<Document>("order_status")
+        .find_one(doc! {"_id": &stuck})
+        .await
+        .unwrap()
+        .expect("an Order_Status entry");
+    assert_eq!(status.get_str("status").unwrap(), "PLACED");
+}
+
+#[tokio::test]
+async fn the_placed_batch_runs_by_itself_at_its_interval() {
+    let app = spawn_orders_with(|config| {
+        config.stuck_placed_after = Duration::from_millis(1);
+        config.placed_batch_interval = Duration::from_millis(200);
+    })
+    .await;
+    let (_, user_id) = app.user("buyer01").await;
+
+    let order_id = app.placed_order(&user_id, vec![line("a", 1)]).await;
+
+    let again = app.next_published(kind::ORDER_PLACED).await;
+    assert_eq!(again.message["orderId"], json!(order_id));
+}
+
+#[tokio::test]
+async fn the_payment_defined_batch_announces_a_status_never_announced() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let admin = app.auth.admin("admin01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 1, 2.0)])
+        .await;
+    let payment = json!({"method": "CASH", "amount": 2});
+    app.post(
+        &format!("/orders/{order_id}/payment"),
+        Some(&token),
+        &payment,
+    )
+    .await;
+    app.next_published(kind::ORDER_PAYMENT_DEFINED).await;
+    // As if the service had stopped between the payment and its announcement.
+    app.db
+        .collection::<Document>("orders")
+        .update_one(doc! {"_id": &order_id}, doc! {"$unset": {"announced": ""}})
+        .await
+        .unwrap();
+
+    let run = app.get("/orders_batch/payment_defined", Some(&admin)).await;
+
+    run.assert_is(200, json!({"processed": 1}));
+    let announced = app.next_published(kind::ORDER_PAYMENT_DEFINED).await;
+    assert_eq!(announced.message["orderId"], json!(order_id));
+}
+
+#[tokio::test]
+async fn a_batch_repairs_a_projection_behind_its_events_and_records_the_status() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let admin = app.auth.admin("admin01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 1, 2.0)])
+        .await;
+    let live = app.get(&format!("/orders/{order_id}"), Some(&token)).await;
+    app.get("/orders_batch/validated", Some(&admin))
+        .await
+        .assert_is(200, json!({"processed": 1}));
+    // As if the service had stopped between an append and its projection update.
+    app.db
+        .collection::<Document>("orders")
+        .update_one(
+            doc! {"_id": &order_id},
+            doc! {"$set": {"status": "PLACED", "position": 0_i64}},
+        )
+        .await
+        .unwrap();
+
+    let run = app.get("/orders_batch/placed", Some(&admin)).await;
+
+    run.assert_is(200, json!({"processed": 1}));
+    app.get(&format!("/orders/{order_id}"), Some(&token))
+        .await
+        .assert_is(200, live.json());
+    let status = app
+        .db
+        .collection::<Document>("order_status")
+        .find_one(doc! {"_id": &order_id})
+        .await
+        .unwrap()
+        .expect("an Order_Status entry");
+    assert_eq!(status.get_str("status").unwrap(), "VALIDATED");
+}
+
+#[tokio::test]
+async fn batches_are_for_admins_only() {
+    let app = spawn_orders().await;
+    let (token, _) = app.user("buyer01").await;
+    let admin = app.auth.admin("admin01").await;
+
+    for batch in ["placed", "validated", "payment_defined"] {
+        app.get(&format!("/orders_batch/{batch}"), Some(&token))
+            .await
+            .assert_is(403, json!({"error": "Forbidden"}));
+        app.get(&format!("/orders_batch/{batch}"), Some(&admin))
+            .await
+            .assert_is(200, json!({"processed": 0}));
+    }
+    app.get("/orders_batch/invalid", Some(&admin))
+        .await
+        .assert_is(404, json!({"error": "Not found"}));
+}
