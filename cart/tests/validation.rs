@@ -1,0 +1,147 @@
+//! Line validation against catalog over RabbitMQ: asynchronous `article-valid` answers, the
+//! periodic revalidation, and the on-demand `/cart/validate` over direct reply-to.
+
+mod support;
+
+use std::time::Duration;
+
+use rabbit::Envelope;
+use rabbit::contract::{ArticleValidReply, exchange, kind};
+use serde_json::json;
+use support::{PATIENCE, TestCart, id_of, line, spawn_cart, spawn_cart_with};
+
+/// Waits until the line of `article_id` is validated with `valid`.
+async fn line_becomes(app: &TestCart, token: &str, article_id: &str, valid: bool) -> bool {
+    testkit::eventually(PATIENCE, || async {
+        let cart = app.cart(token).await;
+        line(&cart, article_id)
+            .is_some_and(|line| line["validated"] == true && line["valid"] == valid)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn lines_become_validated_after_catalog_replies() {
+    let app = spawn_cart().await;
+    let catalog = app.catalog();
+    catalog.set("sold", true, 5);
+    let token = app.user().await;
+    let cart = app.add(&token, "sold", 1).await;
+    app.add(&token, "unknown", 1).await;
+    assert!(line_becomes(&app, &token, "sold", true).await);
+    assert!(line_becomes(&app, &token, "unknown", false).await);
+    let requests = catalog.valid_requests.lock().unwrap().clone();
+    assert!(
+        requests.iter().all(|r| r.reference_id == id_of(&cart)),
+        "{requests:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_periodic_revalidation_notices_a_disabled_article() {
+    let app = spawn_cart_with(|config| config.revalidate_every = Duration::from_millis(300)).await;
+    let catalog = app.catalog();
+    catalog.set("soon-gone", true, 5);
+    let token = app.user().await;
+    app.add(&token, "soon-gone", 2).await;
+    assert!(line_becomes(&app, &token, "soon-gone", true).await);
+    catalog.set("soon-gone", false, 5);
+    assert!(line_becomes(&app, &token, "soon-gone", false).await);
+}
+
+#[tokio::test]
+async fn a_reply_for_an_unknown_cart_is_ignored_and_the_next_one_applies() {
+    let app = spawn_cart().await;
+    let token = app.user().await;
+    let cart = app.add(&token, "a", 1).await;
+    for reference_id in ["no-such-cart".to_owned(), id_of(&cart)] {
+        let reply = ArticleValidReply {
+            reference_id,
+            article_id: "a".into(),
+            valid: true,
+        };
+        let envelope = Envelope::new(kind::ARTICLE_VALID, "test", reply);
+        app.rabbit
+            .publish(exchange::CART, kind::ARTICLE_VALID, &envelope)
+            .await
+            .unwrap();
+    }
+    assert!(line_becomes(&app, &token, "a", true).await);
+}
+
+#[tokio::test]
+async fn a_malformed_reply_is_dead_lettered() {
+    let app = spawn_cart().await;
+    let envelope = Envelope::new(kind::ARTICLE_VALID, "test", json!({"valid": "maybe"}));
+    app.rabbit
+        .publish(exchange::CART, kind::ARTICLE_VALID, &envelope)
+        .await
+        .unwrap();
+    let url = format!(
+        "http://127.0.0.1:15672/api/queues/{}/cart.article-valid.dlq",
+        app.vhost.name
+    );
+    let dead_lettered = testkit::eventually(PATIENCE, || async {
+        let queue: serde_json::Value = app
+            .http
+            .get(&url)
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        queue["messages"] == 1
+    })
+    .await;
+    assert!(dead_lettered);
+}
+
+#[tokio::test]
+async fn validate_reports_unavailable_articles_as_errors_and_low_stock_as_warnings() {
+    let app = spawn_cart().await;
+    let catalog = app.catalog();
+    catalog.set("plenty", true, 10);
+    catalog.set("scarce", true, 1);
+    catalog.set("withdrawn", false, 50);
+    let token = app.user().await;
+    for (article, quantity) in [
+        ("plenty", 2),
+        ("scarce", 3),
+        ("withdrawn", 1),
+        ("unknown", 1),
+    ] {
+        app.add(&token, article, quantity).await;
+    }
+    let unavailable = "The article does not exist or is no longer sold";
+    app.get(Some(&token), "/cart/validate").await.assert_is(
+        200,
+        json!({
+            "errors": [
+                {"articleId": "withdrawn", "message": unavailable},
+                {"articleId": "unknown", "message": unavailable},
+            ],
+            "warnings": [{"articleId": "scarce", "message": "Only 1 in stock"}],
+        }),
+    );
+}
+
+#[tokio::test]
+async fn validating_an_empty_cart_finds_nothing_wrong() {
+    let app = spawn_cart().await;
+    let token = app.user().await;
+    app.get(Some(&token), "/cart/validate")
+        .await
+        .assert_is(200, json!({"errors": [], "warnings": []}));
+}
+
+#[tokio::test]
+async fn validate_answers_503_when_catalog_is_silent() {
+    let app = spawn_cart().await;
+    let token = app.user().await;
+    app.add(&token, "a", 1).await;
+    app.get(Some(&token), "/cart/validate")
+        .await
+        .assert_is(503, json!({"error": "Service unavailable"}));
+}
