@@ -1,0 +1,158 @@
+//! The whole system for end-to-end tests: the five services started in-process on port 0, on one
+//! fresh RabbitMQ vhost and fresh MongoDB databases, each with its production configuration but
+//! for addresses, so a test drives it over HTTP exactly as the browser UI does.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::server::StartError;
+
+use reqwest::{Client, RequestBuilder};
+use serde_json::Value;
+use testkit::{Reply, Vhost, with_token};
+use testkit_auth::TestAuth;
+use tokio_util::sync::CancellationToken;
+
+/// A bound for giving up on a request that never completes: a hang fails the test instead of
+/// stalling the suite. Never a speed asserted.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One running service, stopped when dropped.
+pub struct Service {
+    pub url: String,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The five services, stopped when dropped.
+pub struct System {
+    pub auth: TestAuth,
+    pub image: Service,
+    pub catalog: Service,
+    pub cart: Service,
+    pub orders: Service,
+    /// Cart's database, to look at a closed cart, which no endpoint returns.
+    pub cart_db: mongodb::Database,
+    pub http: Client,
+    /// Deleted, with every queue in it, when the test ends.
+    pub vhost: Vhost,
+}
+
+/// Starts a service with `run`, which answers where it listens, and waits until its `/health`
+/// answers 200.
+async fn start<F, Fut>(http: &Client, name: &str, run: F) -> Service
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = Result<SocketAddr, StartError>>,
+{
+    let shutdown = CancellationToken::new();
+    let addr = run(shutdown.clone())
+        .await
+        .unwrap_or_else(|error| panic!("{name} starts: {error}"));
+    let url = format!("http://127.0.0.1:{}", addr.port());
+    testkit::wait_healthy(http, &url, name).await;
+    Service { url, shutdown }
+}
+
+impl System {
+    pub async fn start() -> Self {
+        // The services' logs, when a failing run needs them: `RUST_LOG=info cargo test -p e2e`.
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = common::telemetry::init();
+        }
+        let vhost = Vhost::create().await;
+        let http = Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .expect("an HTTP client");
+        let auth = TestAuth::start(&vhost).await;
+        let mongo_db = |service: &str| testkit::unique_name(&format!("e2e_{service}"));
+
+        let mut image = config(image_service::Config::from_env());
+        image.port = 0;
+        image.rabbit_url = vhost.amqp_url();
+        image.auth_service_url = auth.url.clone();
+        let image = start(&http, "image", |stop| async {
+            image_service::run(image, stop)
+                .await
+                .map(|running| running.addr)
+        })
+        .await;
+
+        let mut catalog = config(catalog::Config::from_env());
+        catalog.port = 0;
+        catalog.mongo_url = testkit::mongo_url();
+        catalog.mongo_db = mongo_db("catalog");
+        catalog.rabbit_url = vhost.amqp_url();
+        catalog.auth_service_url = auth.url.clone();
+        let catalog = start(&http, "catalog", |stop| async {
+            catalog::run(catalog, stop)
+                .await
+                .map(|running| running.addr)
+        })
+        .await;
+
+        let mut cart = config(cart::Config::from_env());
+        let cart_db_name = mongo_db("cart");
+        cart.port = 0;
+        cart.mongo_url = testkit::mongo_url();
+        cart.mongo_db = cart_db_name.clone();
+        cart.rabbit_url = vhost.amqp_url();
+        cart.auth_service_url = auth.url.clone();
+        let cart = start(&http, "cart", |stop| async {
+            cart::run(cart, stop).await.map(|running| running.addr)
+        })
+        .await;
+
+        let mut orders = config(orders::Config::from_env());
+        orders.port = 0;
+        orders.mongo_url = testkit::mongo_url();
+        orders.mongo_db = mongo_db("orders");
+        orders.rabbit_url = vhost.amqp_url();
+        orders.auth_service_url = auth.url.clone();
+        let orders = start(&http, "orders", |stop| async {
+            orders::run(orders, stop).await.map(|running| running.addr)
+        })
+        .await;
+
+        // Four services listen for logouts, each on a queue of its own.
+        vhost.wait_for_fanout_queues("auth", 4).await;
+        let cart_db = mongodb::Client::with_uri_str(testkit::mongo_url())
+            .await
+            .expect("a valid MongoDB URL")
+            .database(&cart_db_name);
+        Self {
+            auth,
+            image,
+            catalog,
+            cart,
+            orders,
+            cart_db,
+            http,
+            vhost,
+        }
+    }
+
+    pub async fn send(&self, request: RequestBuilder) -> Reply {
+        Reply::read(request.send().await.expect("the service answers")).await
+    }
+
+    pub async fn get(&self, url: String, token: Option<&str>) -> Reply {
+        self.send(with_token(self.http.get(url), token)).await
+    }
+
+    pub async fn post(&self, url: String, token: Option<&str>, body: &Value) -> Reply {
+        self.send(with_token(self.http.post(url), token).json(body))
+            .await
+    }
+}
+
+/// A service's configuration from the (test process's) environment: the defaults production uses.
+fn config<T>(result: Result<T, common::config::ConfigError>) -> T {
+    result.expect("the default configuration is valid")
+}
