@@ -36,6 +36,8 @@ pub struct System {
     pub catalog: Service,
     pub cart: Service,
     pub orders: Service,
+    /// To start orders again after [`System::stop_orders`].
+    orders_config: orders::Config,
     /// Cart's database, to look at a closed cart, which no endpoint returns.
     pub cart_db: mongodb::Database,
     pub http: Client,
@@ -115,10 +117,8 @@ impl System {
         orders.mongo_db = mongo_db("orders");
         orders.rabbit_url = vhost.amqp_url();
         orders.auth_service_url = auth.url.clone();
-        let orders = start(&http, "orders", |stop| async {
-            orders::run(orders, stop).await.map(|running| running.addr)
-        })
-        .await;
+        let orders_config = orders;
+        let orders = start_orders(&http, orders_config.clone()).await;
 
         // Four services listen for logouts, each on a queue of its own.
         vhost.wait_for_fanout_queues("auth", 4).await;
@@ -132,10 +132,27 @@ impl System {
             catalog,
             cart,
             orders,
+            orders_config,
             cart_db,
             http,
             vhost,
         }
+    }
+
+    /// Stops orders, as a crash or a deployment would, and waits until its server is gone.
+    pub async fn stop_orders(&mut self) {
+        self.orders.shutdown.cancel();
+        let health = format!("{}/health", self.orders.url);
+        let gone = testkit::eventually(testkit::STARTUP, || async {
+            self.http.get(&health).send().await.is_err()
+        })
+        .await;
+        assert!(gone, "orders never stopped");
+    }
+
+    /// Starts orders again, on the same database and vhost (and a new port).
+    pub async fn start_orders(&mut self) {
+        self.orders = start_orders(&self.http, self.orders_config.clone()).await;
     }
 
     pub async fn send(&self, request: RequestBuilder) -> Reply {
@@ -150,6 +167,13 @@ impl System {
         self.send(with_token(self.http.post(url), token).json(body))
             .await
     }
+}
+
+async fn start_orders(http: &Client, config: orders::Config) -> Service {
+    start(http, "orders", |stop| async {
+        orders::run(config, stop).await.map(|running| running.addr)
+    })
+    .await
 }
 
 /// A service's configuration from the (test process's) environment: the defaults production uses.

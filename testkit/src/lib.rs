@@ -84,6 +84,25 @@ impl Vhost {
             .len()
     }
 
+    /// How many messages wait in `queue`, as the broker's statistics (every 500 ms) last saw.
+    pub async fn queued(&self, queue: &str) -> u64 {
+        let url = format!(
+            "http://{MANAGEMENT}/api/queues/{}/{}",
+            self.name,
+            encode(queue)
+        );
+        let queue: serde_json::Value = reqwest::Client::new()
+            .get(url)
+            .header("authorization", AUTHORIZATION)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        queue["messages"].as_u64().unwrap_or(0)
+    }
+
     /// Closes every client connection of this vhost from the broker side, as a broker restart
     /// would, without disturbing the other tests. Panics when the broker lists none within a few
     /// seconds, so that a test meant to survive a dropped connection cannot pass without one.
