@@ -178,6 +178,16 @@ impl TestCart {
     pub fn orders(&self) -> Orders {
         Orders::start(&self.rabbit)
     }
+
+    /// A new connection of the test's own to the vhost, for a stand-in that must not wait for the
+    /// backoff of a connection that was refused before.
+    pub fn connect(&self) -> Rabbit {
+        Rabbit::start(
+            &self.vhost.amqp_url(),
+            rabbit::contract::topology(),
+            self.shutdown.clone(),
+        )
+    }
 }
 
 /// An article as the test catalog knows it.
@@ -281,7 +291,7 @@ pub struct Orders {
 }
 
 impl Orders {
-    fn start(rabbit: &Rabbit) -> Self {
+    pub fn start(rabbit: &Rabbit) -> Self {
         let orders = Self {
             received: Arc::default(),
             answering: Arc::new(Mutex::new(true)),

@@ -1,0 +1,196 @@
+//! Checkout: refusals, the closed cart, and the `place_order` that is kept and re-sent until
+//! orders answers with `order_placed`, whatever RabbitMQ or orders were doing at checkout.
+
+mod support;
+
+use std::time::Duration;
+
+use mongodb::bson::{Document, doc};
+use serde_json::json;
+use support::{PATIENCE, id_of, spawn_cart, spawn_cart_with};
+use testkit::Vhost;
+use testkit_auth::TestAuth;
+
+#[tokio::test]
+async fn checking_out_an_empty_cart_is_refused() {
+    let app = spawn_cart().await;
+    let token = app.user().await;
+    app.post(Some(&token), "/cart/checkout", None)
+        .await
+        .assert_is(400, json!({"error": "Cart is empty"}));
+}
+
+#[tokio::test]
+async fn checking_out_a_cart_with_an_invalid_article_is_refused_with_the_errors() {
+    let app = spawn_cart().await;
+    let catalog = app.catalog();
+    catalog.set("fine", true, 3);
+    let token = app.user().await;
+    app.add(&token, "fine", 1).await;
+    let cart = app.add(&token, "withdrawn", 1).await;
+    let answered = app
+        .eventually_stored(&id_of(&cart), |stored| {
+            let lines = stored.get_array("articles").unwrap();
+            lines.iter().all(|line| {
+                line.as_document()
+                    .is_some_and(|line| line.get_bool("validated") == Ok(true))
+            })
+        })
+        .await;
+    assert!(answered);
+    app.post(Some(&token), "/cart/checkout", None)
+        .await
+        .assert_is(
+            400,
+            json!({"error": "Cart has invalid articles", "errors": [
+                {"articleId": "withdrawn", "message": "The article is not available"}
+            ]}),
+        );
+    let still = app.cart(&token).await;
+    assert_eq!(
+        (id_of(&still), &still["enabled"]),
+        (id_of(&cart), &json!(true))
+    );
+}
+
+#[tokio::test]
+async fn checkout_closes_the_cart_and_its_order_is_recorded_when_orders_confirms() {
+    let app = spawn_cart().await;
+    let orders = app.orders();
+    let token = app.user().await;
+    let user_id = app.auth.user_id(&token).await;
+    app.add(&token, "a", 2).await;
+    let reply = app
+        .http
+        .post(app.url("/cart/checkout"))
+        .bearer_auth(&token)
+        .header("correlation_id", "checkout-42")
+        .send()
+        .await
+        .unwrap();
+    let closed = testkit::Reply::read(reply).await;
+    assert_eq!(closed.status, 200, "{closed}");
+    let closed = closed.json();
+    let cart_id = id_of(&closed);
+    assert_eq!(closed["enabled"], false);
+    assert_eq!(closed["orderId"], "");
+    assert_eq!(closed["articles"][0]["quantity"], 2);
+
+    let ordered = app
+        .eventually_stored(&cart_id, |stored| {
+            stored.get_str("orderId") == Ok(&format!("order-of-{cart_id}"))
+        })
+        .await;
+    assert!(ordered);
+    let received = orders.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1);
+    let (correlation_id, order) = &received[0];
+    assert_eq!(correlation_id, "checkout-42");
+    assert_eq!(
+        serde_json::to_value(order).unwrap(),
+        json!({"cartId": cart_id, "userId": user_id,
+               "articles": [{"articleId": "a", "quantity": 2}]})
+    );
+
+    let next = app.cart(&token).await;
+    assert_ne!(id_of(&next), cart_id);
+    assert_eq!(
+        (&next["articles"], &next["enabled"]),
+        (&json!([]), &json!(true))
+    );
+}
+
+#[tokio::test]
+async fn a_double_click_on_checkout_closes_one_cart_and_sends_one_order() {
+    let app = spawn_cart().await;
+    let orders = app.orders();
+    let token = app.user().await;
+    let user_id = app.auth.user_id(&token).await;
+    let cart_id = id_of(&app.add(&token, "a", 1).await);
+    let (first, second) = tokio::join!(
+        app.post(Some(&token), "/cart/checkout", None),
+        app.post(Some(&token), "/cart/checkout", None),
+    );
+    let mut statuses = [first.status.as_u16(), second.status.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 400], "{first} / {second}");
+    let refused = if first.status == 400 { &first } else { &second };
+    refused.assert_is(400, json!({"error": "Cart is empty"}));
+
+    assert!(
+        app.eventually_stored(&cart_id, |stored| stored.get_str("orderId") != Ok(""))
+            .await
+    );
+    assert_eq!(orders.received.lock().unwrap().len(), 1);
+    let closed = app
+        .db
+        .collection::<Document>("carts")
+        .count_documents(doc! {"userId": &user_id, "enabled": false})
+        .await
+        .unwrap();
+    assert_eq!(closed, 1);
+}
+
+#[tokio::test]
+async fn a_lost_order_placed_leads_to_a_resend_and_the_cart_ends_with_its_order() {
+    let app = spawn_cart_with(|config| {
+        config.order_resend_first = Duration::from_millis(300);
+        config.order_resend_max = Duration::from_secs(1);
+    })
+    .await;
+    let orders = app.orders();
+    orders.answer(false);
+    let token = app.user().await;
+    app.add(&token, "a", 1).await;
+    let closed = app.post(Some(&token), "/cart/checkout", None).await;
+    assert_eq!(closed.status, 200, "{closed}");
+    let cart_id = id_of(&closed.json());
+    assert!(testkit::eventually(PATIENCE, || async { orders.received_for(&cart_id) >= 2 }).await);
+    orders.answer(true);
+    let ordered = app
+        .eventually_stored(&cart_id, |stored| {
+            stored.get_str("orderId") == Ok(&format!("order-of-{cart_id}"))
+        })
+        .await;
+    assert!(ordered);
+    let received = orders.received.lock().unwrap().clone();
+    assert!(received.iter().all(|(correlation_id, order)| {
+        order.cart_id == cart_id && correlation_id == &received[0].0
+    }));
+}
+
+/// The broker refuses cart's connection (no write permission on the vhost, so declaring the
+/// topology fails) during the checkout, then lets it in: the order is delivered once.
+#[tokio::test]
+async fn a_checkout_while_rabbitmq_is_unreachable_delivers_exactly_one_place_order_later() {
+    let vhost = Vhost::create().await;
+    let auth = TestAuth::start(&vhost).await;
+    vhost.set_write_permission("^$").await;
+    let mut config = support::test_config(&vhost, &auth.url);
+    config.order_resend_first = Duration::from_secs(2);
+    let app = support::start(vhost, auth, config).await;
+    let mongodb_up = testkit::eventually(PATIENCE, || async {
+        app.get(None, "/health").await.body["dependencies"]["mongodb"] == "up"
+    })
+    .await;
+    assert!(mongodb_up);
+
+    let token = app.user().await;
+    app.add(&token, "a", 3).await;
+    let closed = app.post(Some(&token), "/cart/checkout", None).await;
+    assert_eq!(closed.status, 200, "{closed}");
+    let cart_id = id_of(&closed.json());
+    let health = app.get(None, "/health").await;
+    assert_eq!(health.body["dependencies"]["rabbitmq"], "down", "{health}");
+
+    app.vhost.set_write_permission(".*").await;
+    let orders = support::Orders::start(&app.connect());
+    let ordered = app
+        .eventually_stored(&cart_id, |stored| {
+            stored.get_str("orderId") == Ok(&format!("order-of-{cart_id}"))
+        })
+        .await;
+    assert!(ordered);
+    assert_eq!(orders.received_for(&cart_id), 1);
+    assert_eq!(orders.received.lock().unwrap()[0].1.articles[0].quantity, 3);
+}
