@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,11 +74,10 @@ pub fn test_config(vhost: &Vhost, auth: &TestAuth) -> orders::Config {
 }
 
 pub async fn spawn_orders() -> TestOrders {
-    spawn_orders_with(|_| {}).await
+    spawn_ready_orders_with(|_| {}).await
 }
 
-/// Starts orders with `adjust` applied to the test configuration, and waits until it is healthy
-/// and consuming.
+/// Starts orders with `adjust` applied to the test configuration, without waiting for it.
 pub async fn spawn_orders_with(adjust: impl FnOnce(&mut orders::Config)) -> TestOrders {
     let vhost = Vhost::create().await;
     let auth = TestAuth::start(&vhost).await;
@@ -122,10 +122,14 @@ pub async fn spawn_orders_with(adjust: impl FnOnce(&mut orders::Config)) -> Test
         shutdown,
         vhost,
     };
-    if app.config.mongo_url == testkit::mongo_url() {
-        testkit::wait_healthy(&app.http, &app.url, "orders").await;
-        app.wait_for_consumers().await;
-    }
+    app
+}
+
+/// [`spawn_orders_with`], then waits until orders is healthy and consumes its queues.
+pub async fn spawn_ready_orders_with(adjust: impl FnOnce(&mut orders::Config)) -> TestOrders {
+    let app = spawn_orders_with(adjust).await;
+    testkit::wait_healthy(&app.http, &app.url, "orders").await;
+    app.wait_for_consumers().await;
     app
 }
 
@@ -183,8 +187,12 @@ impl TestOrders {
         (token, id)
     }
 
+    pub async fn health(&self) -> Reply {
+        self.get("/health", None).await
+    }
+
     /// Waits until orders consumes both of its queues (the test's own consumers count too).
-    async fn wait_for_consumers(&self) {
+    pub async fn wait_for_consumers(&self) {
         let own = PUBLISHED.len();
         let consuming = testkit::eventually(PATIENCE, || async {
             self.vhost.consumer_count().await >= own + 2
@@ -316,5 +324,88 @@ impl TestOrders {
         let expected: Vec<i64> = (0..events.len() as i64).collect();
         assert_eq!(positions, expected, "{events:?}");
         events
+    }
+}
+
+// --- a private MongoDB-compatible server ------------------------------------------------------
+
+/// A FerretDB process of the test's own on a free port, over an SQLite directory of its own,
+/// killed when dropped: a test can stop and restart it without disturbing the others. The binary
+/// is the one `scripts/deps.sh` builds (or `FERRETDB_BIN`).
+pub struct PrivateMongo {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl PrivateMongo {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(testkit::unique_name("orders-ferretdb"));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("mongodb://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port and data, and waits until it answers.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "ferretdb is already running");
+        let binary = std::env::var("FERRETDB_BIN").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../.deps/bin/ferretdb").into()
+        });
+        let child = Command::new(&binary)
+            .arg("--handler=sqlite")
+            .arg(format!(
+                "--sqlite-url=file:{}/",
+                self.dir.join("data").display()
+            ))
+            .arg(format!("--listen-addr=127.0.0.1:{}", self.port))
+            .arg(format!("--debug-addr=127.0.0.1:{}", free_port()))
+            .arg(format!("--state-dir={}", self.dir.display()))
+            .args(["--telemetry=disable", "--log-level=error"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("{binary} runs (scripts/deps.sh builds it): {error}"));
+        self.child = Some(child);
+        let port = self.port;
+        let up = testkit::eventually(PATIENCE, || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        assert!(up, "ferretdb never listened on port {port}");
+    }
+}
+
+impl Drop for PrivateMongo {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
