@@ -8,12 +8,23 @@
 //! which order took it is one single-document update, which MongoDB and FerretDB apply
 //! atomically: a redelivered message, a re-published order or a crash between two steps finds the
 //! record and changes nothing a second time.
+//!
+//! FerretDB 1.x (SQLite) applies an update as a read and then a write, without isolation between
+//! connections: two concurrent conditional updates of one document can both pass their condition
+//! (the test reserving the last units of an article caught it). So the writes to one article are
+//! also run one at a time within the process ([`ArticleLocks`]). Against MongoDB the update is
+//! atomic on its own and several instances are safe; against FerretDB, run one instance.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{DateTime, Document, doc};
 use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::article::{Article, ArticleInput, searchable, sort_key};
 use crate::query::Page;
@@ -73,6 +84,26 @@ pub struct Store {
     db: Database,
     articles: Collection<Article>,
     documents: Collection<Document>,
+    locks: Arc<ArticleLocks>,
+}
+
+/// Striped locks: the writes to one article run one at a time; other articles rarely wait.
+struct ArticleLocks(Vec<Mutex<()>>);
+
+impl ArticleLocks {
+    const STRIPES: usize = 64;
+
+    fn new() -> Self {
+        Self((0..Self::STRIPES).map(|_| Mutex::new(())).collect())
+    }
+
+    async fn lock(&self, article_id: &str) -> MutexGuard<'_, ()> {
+        let mut hasher = DefaultHasher::new();
+        article_id.hash(&mut hasher);
+        self.0[hasher.finish() as usize % Self::STRIPES]
+            .lock()
+            .await
+    }
 }
 
 impl Store {
@@ -80,6 +111,7 @@ impl Store {
         Self {
             articles: db.collection("articles"),
             documents: db.collection("articles"),
+            locks: Arc::new(ArticleLocks::new()),
             db,
         }
     }
@@ -136,6 +168,7 @@ impl Store {
 
     /// Replaces what an admin sets; `enabled` and the reservations stay as they are.
     pub async fn update(&self, id: &str, input: ArticleInput) -> Result<Option<Article>> {
+        let _locked = self.locks.lock(id).await;
         let set = doc! {
             "name": &input.name,
             "description": &input.description,
@@ -154,6 +187,7 @@ impl Store {
 
     /// Soft delete; false when there is no such article.
     pub async fn disable(&self, id: &str) -> Result<bool> {
+        let _locked = self.locks.lock(id).await;
         let result = self
             .articles
             .update_one(
@@ -194,20 +228,20 @@ impl Store {
     /// this order, so a repeated message gets the first answer again and never reserves twice,
     /// even after the reservation was given back.
     pub async fn reserve(&self, article_id: &str, order_id: &str, quantity: i64) -> Result<Answer> {
+        let _locked = self.locks.lock(article_id).await;
         let record = format!("reservations.{order_id}");
         let reserved = self
-            .articles
-            .find_one_and_update(
+            .documents
+            .update_one(
                 doc! {"_id": article_id, "enabled": true, "stock": {"$gte": quantity},
                 &record: {"$exists": false}},
                 doc! {"$inc": {"stock": -quantity},
                 "$set": {&record: {"state": "reserved", "quantity": quantity}}},
             )
-            .projection(article_fields())
-            .return_document(ReturnDocument::After)
             .await?;
-        if let Some(article) = reserved {
-            return Ok(Answer::of(&article, true));
+        if reserved.modified_count == 1 {
+            let article = self.get(article_id).await?;
+            return Ok(article.map_or(Answer::UNKNOWN, |article| Answer::of(&article, true)));
         }
         // Nothing taken: unknown, disabled, short of stock, or this order has a record already.
         // Recording the refusal is conditional too, so the first outcome stays the only one.
@@ -238,6 +272,7 @@ impl Store {
     /// Gives back what the order reserved of the article, once; false when nothing was reserved
     /// or it was given back already.
     pub async fn release(&self, article_id: &str, order_id: &str) -> Result<bool> {
+        let _locked = self.locks.lock(article_id).await;
         let state = format!("reservations.{order_id}.state");
         let held = doc! {"_id": article_id, &state: "reserved"};
         let Some(document) = self
