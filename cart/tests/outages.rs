@@ -1,0 +1,65 @@
+//! Dependencies failing: MongoDB down, RabbitMQ closing the connection, and tokens revoked by
+//! auth's logout broadcast.
+
+mod support;
+
+use serde_json::json;
+use support::{PATIENCE, line, spawn_cart};
+use testkit::Vhost;
+use testkit_auth::TestAuth;
+
+#[tokio::test]
+async fn mongodb_down_answers_503_and_health_names_it() {
+    let vhost = Vhost::create().await;
+    let auth = TestAuth::start(&vhost).await;
+    let mut config = support::test_config(&vhost, &auth.url);
+    // Nothing listens on port 9: every MongoDB operation fails to find a server.
+    config.mongo_url = "mongodb://127.0.0.1:9/?connectTimeoutMS=500".into();
+    let app = support::start(vhost, auth, config).await;
+    let token = app.user().await;
+    app.get(Some(&token), "/cart")
+        .await
+        .assert_is(503, json!({"error": "Service unavailable"}));
+    let body = json!({"articleId": "a", "quantity": 1});
+    app.post(Some(&token), "/cart/article", Some(body))
+        .await
+        .assert_is(503, json!({"error": "Service unavailable"}));
+    let health = app.get(None, "/health").await;
+    assert_eq!(health.status, 503, "{health}");
+    assert_eq!(health.body["dependencies"]["mongodb"], "down", "{health}");
+}
+
+#[tokio::test]
+async fn a_signed_out_token_is_refused_without_waiting_for_the_cache_to_expire() {
+    let app = spawn_cart().await;
+    let token = app.user().await;
+    app.cart(&token).await;
+    app.auth.signout(&token).await;
+    let refused = testkit::eventually(PATIENCE, || async {
+        app.get(Some(&token), "/cart").await.status == 401
+    })
+    .await;
+    assert!(refused);
+}
+
+#[tokio::test]
+async fn cart_keeps_validating_lines_after_the_broker_drops_its_connection() {
+    let app = spawn_cart().await;
+    let catalog = app.catalog();
+    catalog.set("a", true, 1);
+    let token = app.user().await;
+    let closed = app.vhost.close_connections().await;
+    assert!(app.vhost.wait_for_new_connection(&closed).await);
+    let health_back = testkit::eventually(PATIENCE, || async {
+        app.get(None, "/health").await.status == 200
+    })
+    .await;
+    assert!(health_back);
+    app.add(&token, "a", 1).await;
+    let validated = testkit::eventually(PATIENCE, || async {
+        let cart = app.cart(&token).await;
+        line(&cart, "a").is_some_and(|line| line["validated"] == true && line["valid"] == true)
+    })
+    .await;
+    assert!(validated);
+}
