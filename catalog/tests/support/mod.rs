@@ -226,9 +226,15 @@ impl TestCatalog {
     /// How many messages consumers acknowledged on `queue` so far, per the management API. It
     /// counts up only, so "at least n" proves n messages were handled.
     pub async fn acked(&self, queue: &str) -> u64 {
+        self.queue_info(queue).await["message_stats"]["ack"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// What the management API says about `queue` (its statistics lag by up to 500 ms).
+    pub async fn queue_info(&self, queue: &str) -> Value {
         let url = format!("{MANAGEMENT}/api/queues/{}/{queue}", self.vhost.name);
-        let info: Value = self
-            .http
+        self.http
             .get(url)
             .basic_auth("guest", Some("guest"))
             .send()
@@ -236,8 +242,7 @@ impl TestCatalog {
             .expect("the management API answers")
             .json()
             .await
-            .expect("JSON");
-        info["message_stats"]["ack"].as_u64().unwrap_or(0)
+            .expect("JSON")
     }
 
     /// Waits until consumers acknowledged at least `count` messages on `queue`.
@@ -272,10 +277,89 @@ impl Messages {
         }
         payloads
     }
+}
 
-    /// True when no envelope arrives within `wait`: for "nothing more was sent".
-    pub async fn none_within(&self, wait: Duration) -> bool {
-        let mut receiver = self.receiver.lock().await;
-        tokio::time::timeout(wait, receiver.recv()).await.is_err()
+// --- a private MongoDB-compatible server ------------------------------------------------------
+
+/// A FerretDB process of the test's own (the binary `scripts/deps.sh` builds) on a free port,
+/// storing into a temporary directory, killed when dropped: a test can stop and restart it
+/// without disturbing the others.
+pub struct FerretServer {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl FerretServer {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(testkit::unique_name("ferretdb"));
+        std::fs::create_dir_all(dir.join("data")).expect("a temporary directory");
+        let mut server = Self {
+            port,
+            dir,
+            child: None,
+        };
+        server.restart().await;
+        server
     }
+
+    pub fn url(&self) -> String {
+        format!("mongodb://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port and data, and waits until it answers.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "ferretdb is already running");
+        let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.deps/bin/ferretdb");
+        let child = std::process::Command::new(&binary)
+            .arg("--handler=sqlite")
+            .arg(format!(
+                "--sqlite-url=file:{}/",
+                self.dir.join("data").display()
+            ))
+            .arg(format!("--listen-addr=127.0.0.1:{}", self.port))
+            .arg(format!("--debug-addr=127.0.0.1:{}", free_port()))
+            .arg(format!("--state-dir={}", self.dir.display()))
+            .args(["--telemetry=disable", "--log-level=ERROR"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "{} runs (scripts/deps.sh builds it): {error}",
+                    binary.display()
+                )
+            });
+        self.child = Some(child);
+        let address = format!("127.0.0.1:{}", self.port);
+        let up = testkit::eventually(PATIENCE, || async {
+            tokio::net::TcpStream::connect(&address).await.is_ok()
+        })
+        .await;
+        assert!(up, "ferretdb never listened on {address}");
+    }
+}
+
+impl Drop for FerretServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
 }
