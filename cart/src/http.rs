@@ -81,6 +81,31 @@ fn cart_json(cart: &Cart) -> Value {
     })
 }
 
+/// The article id of a path segment, which warp leaves percent-encoded: ids are opaque, so
+/// `a%20b` must name the line of `a b`. A segment that does not decode to UTF-8 names no line.
+fn article_in_path(segment: &str) -> Result<String, ApiError> {
+    let mut bytes = Vec::with_capacity(segment.len());
+    let mut rest = segment.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        let escaped = (byte == b'%')
+            .then(|| tail.get(..2))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(decoded) => {
+                bytes.push(decoded);
+                rest = &tail[2..];
+            }
+            None => {
+                bytes.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError::NotFound)
+}
+
 fn rfc3339(time: DateTime) -> String {
     time.try_to_rfc3339_string().unwrap_or_default()
 }
@@ -124,6 +149,7 @@ pub fn routes(carts: Arc<Carts>, guard: &TokenGuard) -> BoxedFilter<(Response,)>
         .and(caller())
         .then(|article_id: String, caller: Caller, carts: Arc<Carts>| {
             respond(caller.correlation_id.clone(), async move {
+                let article_id = article_in_path(&article_id)?;
                 let cart = carts
                     .increment(&caller.user.id, &article_id, &caller.correlation_id)
                     .await?;
@@ -136,6 +162,7 @@ pub fn routes(carts: Arc<Carts>, guard: &TokenGuard) -> BoxedFilter<(Response,)>
         .and(caller())
         .then(|article_id: String, caller: Caller, carts: Arc<Carts>| {
             respond(caller.correlation_id.clone(), async move {
+                let article_id = article_in_path(&article_id)?;
                 let cart = carts
                     .decrement(&caller.user.id, &article_id, &caller.correlation_id)
                     .await?;
@@ -148,6 +175,7 @@ pub fn routes(carts: Arc<Carts>, guard: &TokenGuard) -> BoxedFilter<(Response,)>
         .and(caller())
         .then(|article_id: String, caller: Caller, carts: Arc<Carts>| {
             respond(caller.correlation_id, async move {
+                let article_id = article_in_path(&article_id)?;
                 Ok(cart_json(
                     &carts.remove(&caller.user.id, &article_id).await?,
                 ))
@@ -205,4 +233,19 @@ pub fn routes(carts: Arc<Carts>, guard: &TokenGuard) -> BoxedFilter<(Response,)>
     ]
     .into_iter()
     .fold(health, |routes, route| routes.or(route).unify().boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_article_ids_are_percent_decoded() {
+        assert_eq!(article_in_path("65b2ab").unwrap(), "65b2ab");
+        assert_eq!(article_in_path("a%20b%2Fc").unwrap(), "a b/c");
+        assert_eq!(article_in_path("caf%C3%A9").unwrap(), "café");
+        assert_eq!(article_in_path("100%").unwrap(), "100%");
+        assert_eq!(article_in_path("%zz").unwrap(), "%zz");
+        assert!(article_in_path("%FF").is_err());
+    }
 }

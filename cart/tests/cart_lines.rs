@@ -266,3 +266,16 @@ async fn one_user_never_sees_or_changes_another_users_cart() {
     assert_eq!(after["articles"], alices["articles"]);
     assert_eq!(after["enabled"], true);
 }
+
+#[tokio::test]
+async fn article_ids_in_paths_are_percent_decoded() {
+    let app = spawn_cart().await;
+    let token = app.user().await;
+    app.add(&token, "a b/c", 1).await;
+    let reply = app
+        .post(Some(&token), "/cart/article/a%20b%2Fc/increment", None)
+        .await;
+    assert_eq!(line(&reply.json(), "a b/c").unwrap()["quantity"], 2);
+    let reply = app.delete(Some(&token), "/cart/article/a%20b%2Fc").await;
+    assert_eq!(reply.json()["articles"], json!([]));
+}
