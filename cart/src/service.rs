@@ -19,8 +19,8 @@ use crate::messaging;
 
 /// A change that keeps losing the race against others on the same cart gives up eventually.
 const MAX_CHANGE_ATTEMPTS: usize = 100;
-/// `article-valid` requests the revalidation job has in flight at once.
-const REVALIDATION_CONCURRENCY: usize = 32;
+/// Messages a background job has in flight at once.
+const PUBLISH_CONCURRENCY: usize = 32;
 /// How often the re-sender looks for due `place_order`s, at most.
 const RESEND_POLL: Duration = Duration::from_secs(1);
 
@@ -31,6 +31,15 @@ pub struct Timings {
     pub validate_timeout: Duration,
     pub order_resend_first: Duration,
     pub order_resend_max: Duration,
+}
+
+/// Why a round of a background job stopped; the next round starts over.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("MongoDB: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    #[error("RabbitMQ: {0}")]
+    Rabbit(#[from] rabbit::RabbitError),
 }
 
 /// Why a checkout did not close the cart.
@@ -370,15 +379,15 @@ impl Carts {
     }
 
     /// Sends `article-valid` for every line of every active cart.
-    async fn revalidate_all(&self) -> Result<(), String> {
+    async fn revalidate_all(&self) -> Result<(), JobError> {
         if !self.rabbit.is_connected() {
             return Ok(());
         }
-        let carts = self.store.all_active().await.map_err(|e| e.to_string())?;
+        let carts = self.store.active_with_lines().await?;
         let correlation_id = format!("revalidation-{}", uuid::Uuid::new_v4());
         carts
-            .map_err(|error| error.to_string())
-            .try_for_each_concurrent(REVALIDATION_CONCURRENCY, |cart| {
+            .map_err(JobError::from)
+            .try_for_each_concurrent(PUBLISH_CONCURRENCY, |cart| {
                 let correlation_id = correlation_id.clone();
                 async move {
                     for line in &cart.articles {
@@ -388,8 +397,7 @@ impl Carts {
                             &line.article_id,
                             &correlation_id,
                         )
-                        .await
-                        .map_err(|error| error.to_string())?;
+                        .await?;
                     }
                     Ok(())
                 }
@@ -399,15 +407,11 @@ impl Carts {
 
     /// Sends again every `place_order` whose `order_placed` has not arrived in time, and sets
     /// when to try next (backing off).
-    async fn resend_due_orders(&self) -> Result<(), String> {
+    async fn resend_due_orders(&self) -> Result<(), JobError> {
         if !self.rabbit.is_connected() {
             return Ok(());
         }
-        let due = self
-            .store
-            .due_orders(DateTime::now())
-            .await
-            .map_err(|e| e.to_string())?;
+        let due = self.store.due_orders(DateTime::now()).await?;
         let Timings {
             order_resend_first: first,
             order_resend_max: max,
@@ -415,7 +419,7 @@ impl Carts {
         } = self.timings;
         futures_util::stream::iter(due)
             .map(Ok)
-            .try_for_each_concurrent(REVALIDATION_CONCURRENCY, |cart| async move {
+            .try_for_each_concurrent(PUBLISH_CONCURRENCY, |cart| async move {
                 let resends = cart.place_order.as_ref().map_or(0, |p| p.resends);
                 let (resends, sent) = match messaging::send_place_order(&self.rabbit, &cart).await {
                     Ok(()) => (resends.saturating_add(1), true),
@@ -426,10 +430,7 @@ impl Carts {
                 };
                 let next = cart::later(DateTime::now(), cart::resend_delay(first, max, resends));
                 let _writing = self.writers.lock(&cart.user_id).await;
-                self.store
-                    .resent(&cart.id, resends, next)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                self.store.resent(&cart.id, resends, next).await?;
                 if sent {
                     info!(cart_id = cart.id, resends, "place_order re-sent");
                 }
@@ -443,7 +444,7 @@ impl Carts {
 fn every<F, Fut>(period: Duration, shutdown: CancellationToken, job: F)
 where
     F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(), String>> + Send,
+    Fut: Future<Output = Result<(), JobError>> + Send,
 {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(period);

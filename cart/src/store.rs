@@ -78,11 +78,13 @@ impl Store {
         Ok(result.matched_count == 1)
     }
 
-    /// Every active cart, for the periodic revalidation.
-    pub async fn all_active(
+    /// Every active cart with at least one line, for the periodic revalidation.
+    pub async fn active_with_lines(
         &self,
     ) -> mongodb::error::Result<impl Stream<Item = mongodb::error::Result<Cart>> + use<>> {
-        self.carts.find(doc! {"enabled": true}).await
+        self.carts
+            .find(doc! {"enabled": true, "articles.0": {"$exists": true}})
+            .await
     }
 
     /// Closed carts whose `place_order` is due for a re-send.
