@@ -50,3 +50,24 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_interval_stops_the_service_naming_the_variable() {
+        // The only test of this crate touching the environment.
+        unsafe { std::env::set_var("CART_ORDER_RESEND_SECS", "soon") };
+        let error = Config::from_env().unwrap_err();
+        unsafe { std::env::set_var("CART_ORDER_RESEND_SECS", "0") };
+        let zero = Config::from_env().unwrap_err();
+        unsafe { std::env::remove_var("CART_ORDER_RESEND_SECS") };
+        assert_eq!(error.name, "CART_ORDER_RESEND_SECS");
+        assert_eq!(zero.name, "CART_ORDER_RESEND_SECS");
+        assert_eq!(
+            Config::from_env().unwrap().order_resend_first,
+            Duration::from_secs(10)
+        );
+    }
+}

@@ -194,3 +194,33 @@ async fn a_checkout_while_rabbitmq_is_unreachable_delivers_exactly_one_place_ord
     assert_eq!(orders.received_for(&cart_id), 1);
     assert_eq!(orders.received.lock().unwrap()[0].1.articles[0].quantity, 3);
 }
+
+/// What a crash between closing the cart and publishing leaves behind: a closed cart whose
+/// `place_order` was never sent. The re-sender delivers it.
+#[tokio::test]
+async fn a_checkout_interrupted_before_its_place_order_was_sent_is_delivered_by_the_resender() {
+    let app =
+        spawn_cart_with(|config| config.order_resend_first = Duration::from_millis(200)).await;
+    let orders = app.orders();
+    let now = mongodb::bson::DateTime::now();
+    let cart = doc! {
+        "_id": "crashed-cart", "userId": "u-1", "activeFor": "crashed-cart", "orderId": "",
+        "articles": [{"articleId": "a", "quantity": 4, "valid": true, "validated": true}],
+        "enabled": false, "created": now, "updated": now, "version": 3,
+        "placeOrder": {"correlationId": "checkout-7", "resends": 0, "nextAttempt": now},
+    };
+    app.db
+        .collection::<Document>("carts")
+        .insert_one(cart)
+        .await
+        .unwrap();
+    let ordered = app
+        .eventually_stored("crashed-cart", |stored| {
+            stored.get_str("orderId") == Ok("order-of-crashed-cart")
+        })
+        .await;
+    assert!(ordered);
+    let received = orders.received.lock().unwrap().clone();
+    assert_eq!(received[0].0, "checkout-7");
+    assert_eq!(received[0].1.articles[0].quantity, 4);
+}
