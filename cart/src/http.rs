@@ -39,7 +39,8 @@ impl AddArticle {
                 "articleId",
                 format!("at most {MAX_ARTICLE_ID_LEN} characters"),
             )),
-            _ => Err(FieldError::new("articleId", "is required")),
+            None | Some(Value::Null) => Err(FieldError::new("articleId", "is required")),
+            _ => Err(FieldError::new("articleId", "must be a non-empty text")),
         };
         let quantity = match self.quantity.as_ref().and_then(Value::as_i64) {
             Some(quantity) if (1..=MAX_QUANTITY).contains(&quantity) => Ok(quantity),
