@@ -279,3 +279,13 @@ async fn article_ids_in_paths_are_percent_decoded() {
     let reply = app.delete(Some(&token), "/cart/article/a%20b%2Fc").await;
     assert_eq!(reply.json()["articles"], json!([]));
 }
+
+#[tokio::test]
+async fn a_body_over_64_kib_is_refused() {
+    let app = spawn_cart().await;
+    let token = app.user().await;
+    let body = json!({"articleId": "a", "quantity": 1, "padding": "x".repeat(70 * 1024)});
+    app.post(Some(&token), "/cart/article", Some(body))
+        .await
+        .assert_is(413, json!({"error": "Payload too large"}));
+}
