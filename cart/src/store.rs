@@ -32,8 +32,9 @@ impl Store {
         &self.db
     }
 
-    /// The unique `activeFor` index is what keeps one active cart per user under concurrent first
-    /// requests; the others serve `GET /cart`-style lookups and the re-sender.
+    /// The unique `activeFor` index keeps one active cart per user under concurrent first
+    /// requests and makes `GET /cart` one indexed lookup; the others serve the re-sender and the
+    /// periodic revalidation.
     pub async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
         let unique = IndexOptions::builder().unique(true).build();
         let indexes = [

@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use mongodb::bson::{Document, doc};
+use rabbit::contract::{exchange, kind};
 use serde_json::json;
 use support::{PATIENCE, id_of, spawn_cart, spawn_cart_with};
 use testkit::Vhost;
@@ -223,4 +224,57 @@ async fn a_checkout_interrupted_before_its_place_order_was_sent_is_delivered_by_
     let received = orders.received.lock().unwrap().clone();
     assert_eq!(received[0].0, "checkout-7");
     assert_eq!(received[0].1.articles[0].quantity, 4);
+}
+
+#[tokio::test]
+async fn a_second_order_placed_for_a_cart_changes_nothing() {
+    let app = spawn_cart().await;
+    let orders = app.orders();
+    let token = app.user().await;
+    let user_id = app.auth.user_id(&token).await;
+    app.add(&token, "a", 1).await;
+    let closed = app.post(Some(&token), "/cart/checkout", None).await;
+    let cart_id = id_of(&closed.json());
+    let first = format!("order-of-{cart_id}");
+    assert!(
+        app.eventually_stored(&cart_id, |stored| stored.get_str("orderId") == Ok(&first))
+            .await
+    );
+    assert_eq!(orders.received_for(&cart_id), 1);
+
+    let again = rabbit::contract::OrderPlaced {
+        order_id: "another-order".into(),
+        cart_id: cart_id.clone(),
+        user_id,
+        articles: vec![],
+    };
+    let envelope = rabbit::Envelope::new(kind::ORDER_PLACED, "test", again);
+    app.rabbit
+        .publish(exchange::SELL_FLOW, kind::ORDER_PLACED, &envelope)
+        .await
+        .unwrap();
+    // Both order_placed messages handled (acked) by cart's consumer.
+    let url = format!(
+        "http://127.0.0.1:15672/api/queues/{}/cart.order_placed",
+        app.vhost.name
+    );
+    let handled = testkit::eventually(PATIENCE, || async {
+        let queue: serde_json::Value = app
+            .http
+            .get(&url)
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        queue["message_stats"]["ack"].as_u64() >= Some(2)
+    })
+    .await;
+    assert!(handled);
+    assert_eq!(
+        app.stored(&cart_id).await.get_str("orderId"),
+        Ok(first.as_str())
+    );
 }
