@@ -132,7 +132,8 @@ pub struct Order {
     pub updated: DateTime,
 }
 
-/// Whole cents of an amount; amounts finer than a cent round to the nearest.
+/// Whole cents of an amount; amounts finer than a cent round to the nearest, and a payment is
+/// stored in whole cents.
 pub fn cents(amount: f64) -> i64 {
     (amount * 100.0).round() as i64
 }
@@ -363,7 +364,7 @@ pub fn decide(order: &Order, command: &Command) -> Result<Option<Event>, Rejecti
             Ok(Some(Event::PaymentAdded {
                 payment_id: payment_id.clone(),
                 method: *method,
-                amount: *amount,
+                amount: amount_cents as f64 / 100.0,
             }))
         }
     }
@@ -591,6 +592,16 @@ mod tests {
 
         assert_eq!(decide(&order, &payment(0.0)), Err(Rejection::NotPositive));
         assert_eq!(decide(&order, &payment(0.004)), Err(Rejection::NotPositive));
+    }
+
+    #[test]
+    fn a_payment_is_recorded_in_whole_cents() {
+        let order = order(&[placed(&[("a", 1)]), validated(1, "a", true, 5.0)]);
+
+        assert!(matches!(
+            decide(&order, &payment(1.006)),
+            Ok(Some(Event::PaymentAdded { amount: 1.01, .. }))
+        ));
     }
 
     #[test]

@@ -19,12 +19,14 @@ async fn a_rebuilt_projection_equals_the_live_one() {
         .validated_order(&token, &user_id, &[("a", 2, 1.25), ("b", 1, 7.0)])
         .await;
     let payment = json!({"method": "CREDIT", "amount": 2});
-    app.post(
-        &format!("/orders/{order_id}/payment"),
-        Some(&token),
-        &payment,
-    )
-    .await;
+    let paid = app
+        .post(
+            &format!("/orders/{order_id}/payment"),
+            Some(&token),
+            &payment,
+        )
+        .await;
+    assert_eq!(paid.status, 200, "{paid}");
     let live = app.get(&format!("/orders/{order_id}"), Some(&token)).await;
 
     let rebuilt = app

@@ -91,6 +91,10 @@ async fn a_second_answer_for_a_line_changes_nothing() {
         .await;
 
     app.reply_article(&order_id, "a", true, 3.0).await;
+    app.wait_for_order(&order_id, &token, |order| {
+        order["articles"][0]["validated"] == true
+    })
+    .await;
     app.reply_article(&order_id, "a", false, 0.0).await;
     app.reply_article(&order_id, "b", true, 1.0).await;
 

@@ -111,7 +111,7 @@ pub async fn spawn_orders_with(adjust: impl FnOnce(&mut orders::Config)) -> Test
         .await
         .expect("a valid MongoDB URL")
         .database(&config.mongo_db);
-    let app = TestOrders {
+    TestOrders {
         url,
         http,
         auth,
@@ -121,8 +121,7 @@ pub async fn spawn_orders_with(adjust: impl FnOnce(&mut orders::Config)) -> Test
         received,
         shutdown,
         vhost,
-    };
-    app
+    }
 }
 
 /// [`spawn_orders_with`], then waits until orders is healthy and consumes its queues.
