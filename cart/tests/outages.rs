@@ -3,6 +3,7 @@
 
 mod support;
 
+use rabbit::contract::{exchange, kind};
 use serde_json::json;
 use support::{PATIENCE, line, spawn_cart};
 use testkit::Vhost;
@@ -62,4 +63,74 @@ async fn cart_keeps_validating_lines_after_the_broker_drops_its_connection() {
     })
     .await;
     assert!(validated);
+}
+
+#[tokio::test]
+async fn cart_starts_while_mongodb_is_down_and_serves_once_it_is_back() {
+    let mut mongo = support::PrivateMongo::start().await;
+    mongo.kill();
+    let vhost = Vhost::create().await;
+    let auth = TestAuth::start(&vhost).await;
+    let mut config = support::test_config(&vhost, &auth.url);
+    config.mongo_url = mongo.url();
+    let app = support::start(vhost, auth, config).await;
+    let token = app.user().await;
+    app.get(Some(&token), "/cart")
+        .await
+        .assert_is(503, json!({"error": "Service unavailable"}));
+
+    mongo.restart().await;
+    testkit::wait_healthy(&app.http, &app.base_url, "cart").await;
+    let cart = app.add(&token, "a", 2).await;
+
+    mongo.kill();
+    app.get(Some(&token), "/cart")
+        .await
+        .assert_is(503, json!({"error": "Service unavailable"}));
+    mongo.restart().await;
+    let back = testkit::eventually(PATIENCE, || async {
+        app.get(Some(&token), "/cart").await.status == 200
+    })
+    .await;
+    assert!(back);
+    assert_eq!(app.cart(&token).await, cart);
+}
+
+#[tokio::test]
+async fn an_order_placed_received_while_mongodb_is_down_is_recorded_once_it_is_back() {
+    let mut mongo = support::PrivateMongo::start().await;
+    let vhost = Vhost::create().await;
+    let auth = TestAuth::start(&vhost).await;
+    let mut config = support::test_config(&vhost, &auth.url);
+    config.mongo_url = mongo.url();
+    let app = support::start(vhost, auth, config).await;
+    testkit::wait_healthy(&app.http, &app.base_url, "cart").await;
+    let orders = app.orders();
+    orders.answer(false);
+    let token = app.user().await;
+    app.add(&token, "a", 1).await;
+    let closed = app.post(Some(&token), "/cart/checkout", None).await;
+    let cart_id = support::id_of(&closed.json());
+    assert!(testkit::eventually(PATIENCE, || async { orders.received_for(&cart_id) == 1 }).await);
+
+    mongo.kill();
+    let order = orders.received.lock().unwrap()[0].1.clone();
+    let placed = rabbit::contract::OrderPlaced {
+        order_id: "order-during-outage".into(),
+        cart_id: order.cart_id,
+        user_id: order.user_id,
+        articles: order.articles,
+    };
+    let envelope = rabbit::Envelope::new(kind::ORDER_PLACED, "test", placed);
+    app.rabbit
+        .publish(exchange::SELL_FLOW, kind::ORDER_PLACED, &envelope)
+        .await
+        .unwrap();
+    mongo.restart().await;
+    let recorded = app
+        .eventually_stored(&cart_id, |stored| {
+            stored.get_str("orderId") == Ok("order-during-outage")
+        })
+        .await;
+    assert!(recorded);
 }
