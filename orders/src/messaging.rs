@@ -102,42 +102,36 @@ pub async fn publish_placed(
         .await
 }
 
-/// The message that announces the order's status, `None` for PLACED (announced by
-/// `order_placed`). `order_invalid` lists what catalog reserved, for it to give back.
+/// Announces the order's status on `sell_flow`: `order_invalid` with the lines catalog reserved
+/// (for it to give them back), `order_validated`, `order_payment_defined`. PLACED is announced by
+/// `order_placed` instead.
 pub async fn publish_status(
     rabbit: &Rabbit,
     order: &Order,
     correlation_id: &str,
 ) -> Result<(), RabbitError> {
-    let changed = |kind| {
-        let message = OrderStatusChanged {
-            order_id: order.id.clone(),
-            user_id: order.user_id.clone(),
-            status: order.status.as_str().into(),
-        };
-        (kind, Envelope::new(kind, correlation_id, message))
-    };
-    match order.status {
-        Status::Placed => Ok(()),
+    let kind = match order.status {
+        Status::Placed => return Ok(()),
         Status::Invalid => {
             let message = OrderInvalid {
                 order_id: order.id.clone(),
                 articles: order.reserved_lines(),
             };
             let envelope = Envelope::new(kind::ORDER_INVALID, correlation_id, message);
-            rabbit
+            return rabbit
                 .publish(exchange::SELL_FLOW, kind::ORDER_INVALID, &envelope)
-                .await
+                .await;
         }
-        Status::Validated | Status::PaymentDefined => {
-            let (kind, envelope) = changed(if order.status == Status::Validated {
-                kind::ORDER_VALIDATED
-            } else {
-                kind::ORDER_PAYMENT_DEFINED
-            });
-            rabbit.publish(exchange::SELL_FLOW, kind, &envelope).await
-        }
-    }
+        Status::Validated => kind::ORDER_VALIDATED,
+        Status::PaymentDefined => kind::ORDER_PAYMENT_DEFINED,
+    };
+    let message = OrderStatusChanged {
+        order_id: order.id.clone(),
+        user_id: order.user_id.clone(),
+        status: order.status.as_str().into(),
+    };
+    let envelope = Envelope::new(kind, correlation_id, message);
+    rabbit.publish(exchange::SELL_FLOW, kind, &envelope).await
 }
 
 #[cfg(test)]

@@ -115,11 +115,11 @@ pub struct Payment {
     pub amount: f64,
 }
 
-/// An order's state: the fold of its events. Also the Order projection's document.
+/// An order's state: the fold of its events, as the Order projection stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
-    #[serde(rename = "_id")]
+    #[serde(rename = "orderId")]
     pub id: String,
     pub user_id: String,
     pub cart_id: String,

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::messaging::{publish_placed, publish_status};
-use crate::order::{Command, Event, Order, Rejection, Status, decide, fold, merge_lines};
+use crate::order::{Command, Event, Method, Order, Rejection, Status, decide, fold, merge_lines};
 use crate::store::{Appended, Store};
 
 /// Appends that lose the race for a position this often in a row give up (and are retried by the
@@ -181,7 +181,7 @@ impl Orders {
         &self,
         order_id: &str,
         owner: &str,
-        method: crate::order::Method,
+        method: Method,
         amount: f64,
         correlation_id: &str,
     ) -> Result<Order, OrdersError> {
@@ -229,49 +229,51 @@ impl Orders {
         self.ensure_ready()?;
         let ids = self.store.ids_with_status(status).await?;
         for order_id in &ids {
-            let Some(order) = self.current(order_id).await? else {
-                warn!(
-                    order_id,
-                    "inconsistency: a projection names an order without events"
-                );
-                continue;
-            };
-            let projection = self.store.projection(order_id).await?;
-            if projection.as_ref() != Some(&order) {
-                warn!(order_id, projected = ?projection.map(|p| p.position), events = order.position,
-                      "inconsistency: the Order projection differs from the events; rebuilt");
-                self.store.save_projection(&order).await?;
-            }
-            let previous = self.store.record_status(&order).await?;
-            if previous
-                .as_deref()
-                .is_some_and(|previous| previous != order.status.as_str())
-            {
-                info!(
-                    order_id,
-                    from = previous,
-                    to = order.status.as_str(),
-                    "status moved"
-                );
-            }
-            let correlation_id = format!("batch-{}", Uuid::new_v4());
-            if order.status == Status::Placed {
-                if self.is_stuck(&order) {
-                    warn!(order_id, since = %order.updated, "inconsistency: stuck in PLACED; re-publishing order_placed");
-                    publish_placed(&self.rabbit, &order, &correlation_id).await?;
-                }
-            } else if self.store.announced(order_id).await?.as_deref()
-                != Some(order.status.as_str())
-            {
-                warn!(
-                    order_id,
-                    status = order.status.as_str(),
-                    "inconsistency: status never announced; announcing it"
-                );
-                self.announce(&order, &correlation_id).await?;
-            }
+            self.check(order_id).await?;
         }
         Ok(ids.len())
+    }
+
+    /// One order's turn in a batch.
+    async fn check(&self, order_id: &str) -> Result<(), OrdersError> {
+        let Some(order) = self.current(order_id).await? else {
+            warn!(
+                order_id,
+                "inconsistency: a projection names an order without events"
+            );
+            return Ok(());
+        };
+        let projection = self.store.projection(order_id).await?;
+        if projection.as_ref() != Some(&order) {
+            let projected = projection.map(|projection| projection.position);
+            warn!(
+                order_id,
+                ?projected,
+                events = order.position,
+                "inconsistency: Order projection differs from the events; rebuilt"
+            );
+            self.store.save_projection(&order).await?;
+        }
+        let status = order.status.as_str();
+        let previous = self.store.record_status(&order).await?;
+        if let Some(previous) = previous.filter(|previous| previous != status) {
+            info!(order_id, from = previous, to = status, "status moved");
+        }
+        let correlation_id = format!("batch-{}", Uuid::new_v4());
+        if order.status == Status::Placed {
+            if self.is_stuck(&order) {
+                warn!(order_id, since = %order.updated,
+                      "inconsistency: stuck in PLACED; re-publishing order_placed");
+                publish_placed(&self.rabbit, &order, &correlation_id).await?;
+            }
+        } else if self.store.announced(order_id).await?.as_deref() != Some(status) {
+            warn!(
+                order_id,
+                status, "inconsistency: status never announced; announcing it"
+            );
+            self.announce(&order, &correlation_id).await?;
+        }
+        Ok(())
     }
 
     fn is_stuck(&self, order: &Order) -> bool {

@@ -1,8 +1,15 @@
 //! MongoDB access: the append-only `events` collection (the truth), the `orders` projection that
-//! serves the REST reads, and the `order_status` projection kept by the batches.
+//! serves the REST reads, the `order_status` projection kept by the batches, and the
+//! `announcements` that remember which status message the broker confirmed.
+//!
+//! Nothing here relies on a read-modify-write of one document being atomic: FerretDB 1.x applies
+//! an update as a read followed by a write of the whole document, so two concurrent updates of
+//! one document can lose one. Events are only inserted (the unique index decides), and the Order
+//! projection is a snapshot per position: every write of one snapshot carries the same content
+//! (the fold of the same events), so a lost write loses nothing.
 
 use futures_util::TryStreamExt;
-use mongodb::bson::{self, DateTime, Document, doc};
+use mongodb::bson::{DateTime, Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
@@ -23,6 +30,16 @@ struct EventDoc {
     created: DateTime,
 }
 
+/// The Order projection at one position: `_id` is `<orderId>:<position>`. The newest snapshot of
+/// an order is its projection; older ones are deleted once a newer one is stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    #[serde(rename = "_id")]
+    key: String,
+    #[serde(flatten)]
+    order: Order,
+}
+
 /// How an append ended.
 #[derive(Debug)]
 pub enum Appended {
@@ -37,9 +54,10 @@ pub enum Appended {
 pub struct Store {
     db: Database,
     events: Collection<EventDoc>,
-    orders: Collection<Order>,
+    orders: Collection<Snapshot>,
     raw_orders: Collection<Document>,
     order_status: Collection<Document>,
+    announcements: Collection<Document>,
 }
 
 impl Store {
@@ -49,6 +67,7 @@ impl Store {
             orders: db.collection("orders"),
             raw_orders: db.collection("orders"),
             order_status: db.collection("order_status"),
+            announcements: db.collection("announcements"),
             db,
         }
     }
@@ -65,6 +84,13 @@ impl Store {
                 IndexModel::builder()
                     .keys(doc! {"orderId": 1, "position": 1})
                     .options(unique)
+                    .build(),
+            )
+            .await?;
+        self.raw_orders
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"orderId": 1, "position": -1})
                     .build(),
             )
             .await?;
@@ -142,43 +168,62 @@ impl Store {
         }
     }
 
-    /// Writes the fold of an order's events into its projection, unless the projection already
-    /// holds a later position: an older fold never overwrites a newer one. The `announced`
-    /// marker is kept.
+    /// Stores the fold of an order's events as its projection's snapshot at that position, then
+    /// deletes the older snapshots. An older fold written late never hides a newer one: reads
+    /// take the highest position. Writing a snapshot again (a rebuild, a redelivery) replaces it
+    /// with the same fold, which also repairs a snapshot changed by hand.
     pub async fn save_projection(&self, order: &Order) -> mongodb::error::Result<()> {
-        let mut fields = bson::to_document(order).map_err(mongodb::error::Error::custom)?;
-        fields.remove("_id");
-        let filter = doc! {"_id": &order.id, "position": {"$lte": order.position}};
-        let result = self
-            .raw_orders
-            .update_one(filter, doc! {"$set": fields})
+        let snapshot = Snapshot {
+            key: format!("{}:{}", order.id, order.position),
+            order: order.clone(),
+        };
+        let written = self
+            .orders
+            .replace_one(doc! {"_id": &snapshot.key}, &snapshot)
             .upsert(true)
             .await;
-        match result {
-            // The upsert found a newer projection under this id: nothing to do.
-            Err(error) if common::mongo::is_duplicate_key(&error) => Ok(()),
-            other => other.map(drop),
+        match written {
+            // A concurrent upsert of the same snapshot won: it wrote the same fold.
+            Err(error) if common::mongo::is_duplicate_key(&error) => {}
+            other => drop(other?),
         }
+        self.raw_orders
+            .delete_many(doc! {"orderId": &order.id, "position": {"$lt": order.position}})
+            .await?;
+        Ok(())
     }
 
+    /// The order's projection: its newest snapshot.
     pub async fn projection(&self, order_id: &str) -> mongodb::error::Result<Option<Order>> {
-        self.orders.find_one(doc! {"_id": order_id}).await
+        let newest = self
+            .orders
+            .find_one(doc! {"orderId": order_id})
+            .sort(doc! {"position": -1})
+            .await?;
+        Ok(newest.map(|snapshot| snapshot.order))
     }
 
-    /// A user's orders, newest first.
+    /// A user's orders, newest first (the newest snapshot of each).
     pub async fn orders_of(&self, user_id: &str) -> mongodb::error::Result<Vec<Order>> {
-        self.orders
+        let mut cursor = self
+            .orders
             .find(doc! {"userId": user_id})
-            .sort(doc! {"created": -1, "_id": 1})
-            .await?
-            .try_collect()
-            .await
+            .sort(doc! {"created": -1, "orderId": 1, "position": -1})
+            .await?;
+        let mut orders: Vec<Order> = Vec::new();
+        while let Some(Snapshot { order, .. }) = cursor.try_next().await? {
+            // Sorted by position within an order: the first snapshot seen is the newest.
+            if orders.last().is_none_or(|last| last.id != order.id) {
+                orders.push(order);
+            }
+        }
+        Ok(orders)
     }
 
-    /// The last status whose message was confirmed by the broker, if any.
+    /// The last status whose message the broker confirmed, if any.
     pub async fn announced(&self, order_id: &str) -> mongodb::error::Result<Option<String>> {
-        let projection = self.raw_orders.find_one(doc! {"_id": order_id}).await?;
-        Ok(projection.and_then(|doc| doc.get_str("announced").ok().map(str::to_owned)))
+        let announcement = self.announcements.find_one(doc! {"_id": order_id}).await?;
+        Ok(announcement.and_then(|doc| doc.get_str("status").ok().map(str::to_owned)))
     }
 
     pub async fn mark_announced(
@@ -186,25 +231,31 @@ impl Store {
         order_id: &str,
         status: Status,
     ) -> mongodb::error::Result<()> {
-        self.raw_orders
+        let marked = self
+            .announcements
             .update_one(
                 doc! {"_id": order_id},
-                doc! {"$set": {"announced": status.as_str()}},
+                doc! {"$set": {"status": status.as_str()}},
             )
-            .await
-            .map(drop)
+            .upsert(true)
+            .await;
+        match marked {
+            // A concurrent announcement of the order marked it first.
+            Err(error) if common::mongo::is_duplicate_key(&error) => Ok(()),
+            other => other.map(drop),
+        }
     }
 
     /// Ids of the orders whose Order projection or Order_Status entry says `status`.
     pub async fn ids_with_status(&self, status: Status) -> mongodb::error::Result<Vec<String>> {
         let mut ids = Vec::new();
-        for collection in [&self.raw_orders, &self.order_status] {
+        for (collection, field) in [(&self.raw_orders, "orderId"), (&self.order_status, "_id")] {
             let mut cursor = collection
                 .find(doc! {"status": status.as_str()})
-                .projection(doc! {"_id": 1})
+                .projection(doc! {field: 1})
                 .await?;
             while let Some(doc) = cursor.try_next().await? {
-                if let Ok(id) = doc.get_str("_id")
+                if let Ok(id) = doc.get_str(field)
                     && !ids.iter().any(|known| known == id)
                 {
                     ids.push(id.to_owned());

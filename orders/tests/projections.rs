@@ -36,7 +36,7 @@ async fn a_rebuilt_projection_equals_the_live_one() {
     rebuilt.assert_is(200, live.json());
     let projections = app.db.collection::<Document>("orders");
     projections
-        .delete_one(doc! {"_id": &order_id})
+        .delete_many(doc! {"orderId": &order_id})
         .await
         .unwrap();
     app.get(&format!("/orders/{order_id}"), Some(&token))
@@ -60,8 +60,8 @@ async fn a_rebuild_repairs_a_projection_that_drifted_from_the_events() {
     let live = app.get(&format!("/orders/{order_id}"), Some(&token)).await;
     app.db
         .collection::<Document>("orders")
-        .update_one(
-            doc! {"_id": &order_id},
+        .update_many(
+            doc! {"orderId": &order_id},
             doc! {"$set": {"status": "INVALID", "articles": []}},
         )
         .await
@@ -140,8 +140,8 @@ async fn the_payment_defined_batch_announces_a_status_never_announced() {
     app.next_published(kind::ORDER_PAYMENT_DEFINED).await;
     // As if the service had stopped between the payment and its announcement.
     app.db
-        .collection::<Document>("orders")
-        .update_one(doc! {"_id": &order_id}, doc! {"$unset": {"announced": ""}})
+        .collection::<Document>("announcements")
+        .delete_one(doc! {"_id": &order_id})
         .await
         .unwrap();
 
@@ -167,8 +167,8 @@ async fn a_batch_repairs_a_projection_behind_its_events_and_records_the_status()
     // As if the service had stopped between an append and its projection update.
     app.db
         .collection::<Document>("orders")
-        .update_one(
-            doc! {"_id": &order_id},
+        .update_many(
+            doc! {"orderId": &order_id},
             doc! {"$set": {"status": "PLACED", "position": 0_i64}},
         )
         .await
