@@ -11,6 +11,10 @@ pub struct Config {
     pub rabbit_url: String,
     pub auth_service_url: String,
     pub token_cache_ttl: Duration,
+    /// How often the in-memory snapshot that listings and searches read is reloaded whole, to
+    /// pick up other instances' writes (`CATALOG_SNAPSHOT_RELOAD_SECS`); `None` (0) keeps no
+    /// snapshot and reads MongoDB every time.
+    pub snapshot_reload: Option<Duration>,
 }
 
 impl Config {
@@ -34,6 +38,10 @@ impl Config {
                 &["http", "https"],
             )?,
             token_cache_ttl: seconds("TOKEN_CACHE_TTL_SECS", 600)?,
+            snapshot_reload: match var("CATALOG_SNAPSHOT_RELOAD_SECS", 60)? {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
         })
     }
 }

@@ -9,7 +9,7 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
-use crate::article::{ArticleInput, fold, literal_pattern};
+use crate::article::{ArticleInput, fold};
 use crate::query::{Page, search_text};
 use crate::store::Store;
 
@@ -39,7 +39,7 @@ pub fn routes(store: Store, guard: &TokenGuard, rabbit: Rabbit) -> BoxedFilter<(
             respond(cid, async move {
                 let text = search_text(&text).map_err(|error| ApiError::Validation(vec![error]))?;
                 let page = Page::parse(&query).map_err(ApiError::Validation)?;
-                Ok(store.search(&literal_pattern(&fold(&text)), page).await?)
+                Ok(store.search(&fold(&text), page).await?)
             })
         });
 

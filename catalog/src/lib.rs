@@ -9,6 +9,7 @@ mod http;
 mod messaging;
 mod order;
 mod query;
+mod snapshot;
 mod store;
 
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use common::TokenGuard;
 use rabbit::Rabbit;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 pub use article::Article;
 pub use common::server::StartError;
@@ -38,6 +39,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
     let db = common::mongo::connect(&config.mongo_url, &config.mongo_db, "catalog").await?;
     let store = store::Store::new(db);
     tokio::spawn(ensure_indexes(store.clone(), shutdown.clone()));
+    if let Some(interval) = config.snapshot_reload {
+        tokio::spawn(keep_snapshot(store.clone(), interval, shutdown.clone()));
+    }
     let rabbit = Rabbit::start(
         &config.rabbit_url,
         rabbit::contract::topology(),
@@ -65,5 +69,26 @@ async fn ensure_indexes(store: store::Store, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Loads the in-memory snapshot listings and searches read, then reloads it every `interval` to
+/// pick up what other instances wrote; retried every 2 s while MongoDB is unreachable.
+async fn keep_snapshot(store: store::Store, interval: Duration, shutdown: CancellationToken) {
+    loop {
+        let wait = match store.reload_snapshot().await {
+            Ok(count) => {
+                info!(count, "article snapshot loaded");
+                interval
+            }
+            Err(error) => {
+                warn!(%error, "cannot load the article snapshot yet");
+                Duration::from_secs(2)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return,
+        }
     }
 }

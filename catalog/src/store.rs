@@ -14,10 +14,13 @@
 //! (the test reserving the last units of an article caught it). So the writes to one article are
 //! also run one at a time within the process ([`ArticleLocks`]). Against MongoDB the update is
 //! atomic on its own and several instances are safe; against FerretDB, run one instance.
+//!
+//! Every write that changes what clients see increments the document's `version` and puts the
+//! new article into the [`Snapshot`] that listings and searches read, still under the lock.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{DateTime, Document, doc};
@@ -25,9 +28,11 @@ use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, MutexGuard};
+use tracing::warn;
 
-use crate::article::{Article, ArticleInput, searchable, sort_key};
+use crate::article::{Article, ArticleInput, literal_pattern, searchable, sort_key};
 use crate::query::Page;
+use crate::snapshot::{Entry, Snapshot};
 
 type Result<T> = mongodb::error::Result<T>;
 
@@ -52,6 +57,33 @@ struct ArticleDoc {
     search: String,
     created: DateTime,
     updated: DateTime,
+    /// Incremented by every write, so the snapshot can tell a newer copy from an older one.
+    #[serde(default)]
+    version: i64,
+}
+
+impl ArticleDoc {
+    fn into_entry(self) -> Entry {
+        Entry {
+            article: Article {
+                id: self.id,
+                name: self.name,
+                description: self.description,
+                image: self.image,
+                price: self.price,
+                stock: self.stock,
+                enabled: self.enabled,
+            },
+            key: self.key,
+            search: self.search,
+            version: self.version,
+        }
+    }
+}
+
+/// Everything but the reservation records.
+fn without_reservations() -> Document {
+    doc! {"reservations": 0}
 }
 
 /// What catalog answers about an article in an `article-data` reply.
@@ -84,7 +116,9 @@ pub struct Store {
     db: Database,
     articles: Collection<Article>,
     documents: Collection<Document>,
+    whole: Collection<ArticleDoc>,
     locks: Arc<ArticleLocks>,
+    snapshot: Arc<RwLock<Snapshot>>,
 }
 
 /// Striped locks: the writes to one article run one at a time; other articles rarely wait.
@@ -111,7 +145,9 @@ impl Store {
         Self {
             articles: db.collection("articles"),
             documents: db.collection("articles"),
+            whole: db.collection("articles"),
             locks: Arc::new(ArticleLocks::new()),
+            snapshot: Arc::default(),
             db,
         }
     }
@@ -143,20 +179,13 @@ impl Store {
             enabled: true,
             created: now,
             updated: now,
+            version: 1,
         };
-        self.db
-            .collection::<ArticleDoc>("articles")
-            .insert_one(&document)
-            .await?;
-        Ok(Article {
-            id: document.id,
-            name: document.name,
-            description: document.description,
-            image: document.image,
-            price: document.price,
-            stock: document.stock,
-            enabled: document.enabled,
-        })
+        self.whole.insert_one(&document).await?;
+        let entry = document.into_entry();
+        let article = entry.article.clone();
+        self.write_snapshot().put(entry);
+        Ok(article)
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Article>> {
@@ -179,10 +208,17 @@ impl Store {
             "search": searchable(&input.name, &input.description),
             "updated": DateTime::now(),
         };
-        self.articles
-            .find_one_and_update(doc! {"_id": id}, doc! {"$set": set})
+        let updated = self
+            .whole
+            .find_one_and_update(doc! {"_id": id}, doc! {"$set": set, "$inc": {"version": 1}})
             .return_document(ReturnDocument::After)
-            .await
+            .await?;
+        Ok(updated.map(|document| {
+            let entry = document.into_entry();
+            let article = entry.article.clone();
+            self.write_snapshot().put(entry);
+            article
+        }))
     }
 
     /// Soft delete; false when there is no such article.
@@ -192,22 +228,75 @@ impl Store {
             .articles
             .update_one(
                 doc! {"_id": id},
-                doc! {"$set": {"enabled": false, "updated": DateTime::now()}},
+                doc! {"$set": {"enabled": false, "updated": DateTime::now()},
+                "$inc": {"version": 1}},
             )
             .await?;
+        if result.modified_count == 1 {
+            self.refresh(id).await;
+        }
         Ok(result.matched_count == 1)
     }
 
     /// A page of the enabled articles, in name order.
     pub async fn list(&self, page: Page) -> Result<Vec<Article>> {
+        if let Some(articles) = self.read_snapshot(|snapshot| snapshot.list(page)) {
+            return Ok(articles);
+        }
         self.enabled(doc! {"enabled": true}, page).await
     }
 
-    /// A page of the enabled articles whose folded name or description matches `pattern` (a
-    /// regular expression of folded text, built by `article::literal_pattern`).
-    pub async fn search(&self, pattern: &str, page: Page) -> Result<Vec<Article>> {
+    /// A page of the enabled articles whose name or description contains `folded` (a text folded
+    /// by `article::fold`).
+    pub async fn search(&self, folded: &str, page: Page) -> Result<Vec<Article>> {
+        if let Some(articles) = self.read_snapshot(|snapshot| snapshot.search(folded, page)) {
+            return Ok(articles);
+        }
+        let pattern = literal_pattern(folded);
         self.enabled(doc! {"enabled": true, "search": {"$regex": pattern}}, page)
             .await
+    }
+
+    /// Reads every article into the snapshot, merged with what it holds.
+    pub async fn reload_snapshot(&self) -> Result<usize> {
+        let entries: Vec<Entry> = self
+            .whole
+            .find(doc! {})
+            .projection(without_reservations())
+            .await?
+            .map_ok(ArticleDoc::into_entry)
+            .try_collect()
+            .await?;
+        let count = entries.len();
+        self.write_snapshot().load(entries);
+        Ok(count)
+    }
+
+    /// Puts the stored article into the snapshot after a write. Should the read fail, the
+    /// snapshot is not trusted (reads go to MongoDB) until the next full reload.
+    async fn refresh(&self, id: &str) {
+        let read = self
+            .whole
+            .find_one(doc! {"_id": id})
+            .projection(without_reservations())
+            .await;
+        match read {
+            Ok(Some(document)) => self.write_snapshot().put(document.into_entry()),
+            Ok(None) => {}
+            Err(error) => {
+                warn!(%error, id, "cannot refresh the snapshot; reading MongoDB until reloaded");
+                self.write_snapshot().distrust();
+            }
+        }
+    }
+
+    fn read_snapshot<T>(&self, read: impl FnOnce(&Snapshot) -> T) -> Option<T> {
+        let snapshot = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
+        snapshot.is_loaded().then(|| read(&snapshot))
+    }
+
+    fn write_snapshot(&self) -> std::sync::RwLockWriteGuard<'_, Snapshot> {
+        self.snapshot.write().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn enabled(&self, filter: Document, page: Page) -> Result<Vec<Article>> {
@@ -235,11 +324,12 @@ impl Store {
             .update_one(
                 doc! {"_id": article_id, "enabled": true, "stock": {"$gte": quantity},
                 &record: {"$exists": false}},
-                doc! {"$inc": {"stock": -quantity},
+                doc! {"$inc": {"stock": -quantity, "version": 1},
                 "$set": {&record: {"state": "reserved", "quantity": quantity}}},
             )
             .await?;
         if reserved.modified_count == 1 {
+            self.refresh(article_id).await;
             let article = self.get(article_id).await?;
             return Ok(article.map_or(Answer::UNKNOWN, |article| Answer::of(&article, true)));
         }
@@ -293,9 +383,12 @@ impl Store {
             .documents
             .update_one(
                 held,
-                doc! {"$inc": {"stock": quantity}, "$set": {&state: "released"}},
+                doc! {"$inc": {"stock": quantity, "version": 1}, "$set": {&state: "released"}},
             )
             .await?;
+        if result.modified_count == 1 {
+            self.refresh(article_id).await;
+        }
         Ok(result.modified_count == 1)
     }
 }

@@ -45,6 +45,15 @@ impl Drop for TestCatalog {
     }
 }
 
+/// The catalog as it runs by default, on the local MongoDB, and the same without the in-memory
+/// snapshot: what listings and searches answer must not depend on where they read.
+pub async fn both_ways() -> [TestCatalog; 2] {
+    [
+        spawn_catalog().await,
+        spawn_catalog_with(|config| config.snapshot_reload = None).await,
+    ]
+}
+
 /// The catalog with its defaults, on the local MongoDB.
 pub async fn spawn_catalog() -> TestCatalog {
     spawn_catalog_with(|_| {}).await
@@ -67,6 +76,7 @@ pub async fn spawn_catalog_with(configure: impl FnOnce(&mut catalog::Config)) ->
         rabbit_url: vhost.amqp_url(),
         auth_service_url: auth.url.clone(),
         token_cache_ttl: Duration::from_secs(600),
+        snapshot_reload: Some(Duration::from_secs(60)),
     };
     configure(&mut config);
     let shutdown = CancellationToken::new();

@@ -1,0 +1,49 @@
+//! Listings and searches read an in-memory snapshot of the catalog: this instance's writes show
+//! in it at once, other instances' writes after the next reload.
+
+mod support;
+
+use std::time::Duration;
+
+use mongodb::bson::{Document, doc};
+use rabbit::contract::queue;
+use support::{spawn_catalog, spawn_catalog_with};
+
+#[tokio::test]
+async fn a_reservation_shows_in_listings_and_search_at_once() {
+    let app = spawn_catalog().await;
+    let lamp = app.article("Lamp", 5).await;
+    let replies = app.messages(queue::ORDERS_ARTICLE_DATA);
+
+    app.place_order(&uuid::Uuid::new_v4().to_string(), &[(&lamp, 2)])
+        .await;
+    replies.next().await;
+
+    for path in ["/articles", "/articles/search/lamp"] {
+        let reply = app.get(path).await;
+        assert_eq!(reply.json()[0]["stock"], 3, "{path}: {reply}");
+    }
+}
+
+#[tokio::test]
+async fn another_instances_write_shows_after_the_reload() {
+    let app =
+        spawn_catalog_with(|config| config.snapshot_reload = Some(Duration::from_secs(1))).await;
+    let lamp = app.article("Lamp", 5).await;
+
+    // What another catalog instance's write does to the document.
+    app.db
+        .collection::<Document>("articles")
+        .update_one(
+            doc! {"_id": &lamp},
+            doc! {"$set": {"stock": 42_i64}, "$inc": {"version": 1}},
+        )
+        .await
+        .expect("MongoDB answers");
+
+    let seen = testkit::eventually(support::PATIENCE, || async {
+        app.get("/articles").await.json()[0]["stock"] == 42
+    })
+    .await;
+    assert!(seen, "the listing never showed the other instance's write");
+}
