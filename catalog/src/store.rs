@@ -5,8 +5,8 @@
 //! for sorting) and `search` (folded name and description, for search), and `reservations`: one
 //! entry per order that asked for the article, keyed by order id,
 //! `{"state": "reserved" | "refused" | "released", "quantity": n}`. Taking stock and recording
-//! which order took it is one single-document update, which MongoDB and FerretDB apply
-//! atomically: a redelivered message, a re-published order or a crash between two steps finds the
+//! which order took it is one single-document update, which MongoDB applies atomically (and, for
+//! FerretDB, see below): a redelivered message, a re-published order or a crash between two steps finds the
 //! record and changes nothing a second time.
 //!
 //! FerretDB 1.x (SQLite) applies an update as a read and then a write, without isolation between
@@ -272,20 +272,25 @@ impl Store {
         Ok(count)
     }
 
-    /// Puts the stored article into the snapshot after a write. Should the read fail, the
-    /// snapshot is not trusted (reads go to MongoDB) until the next full reload.
-    async fn refresh(&self, id: &str) {
+    /// Puts the stored article into the snapshot after a write, and returns it. Should the read
+    /// fail, the snapshot is not trusted (reads go to MongoDB) until the next full reload.
+    async fn refresh(&self, id: &str) -> Option<Article> {
         let read = self
             .whole
             .find_one(doc! {"_id": id})
             .projection(without_reservations())
             .await;
         match read {
-            Ok(Some(document)) => self.write_snapshot().put(document.into_entry()),
-            Ok(None) => {}
+            Ok(document) => {
+                let entry = document?.into_entry();
+                let article = entry.article.clone();
+                self.write_snapshot().put(entry);
+                Some(article)
+            }
             Err(error) => {
                 warn!(%error, id, "cannot refresh the snapshot; reading MongoDB until reloaded");
                 self.write_snapshot().distrust();
+                None
             }
         }
     }
@@ -329,8 +334,10 @@ impl Store {
             )
             .await?;
         if reserved.modified_count == 1 {
-            self.refresh(article_id).await;
-            let article = self.get(article_id).await?;
+            let article = match self.refresh(article_id).await {
+                Some(article) => Some(article),
+                None => self.get(article_id).await?,
+            };
             return Ok(article.map_or(Answer::UNKNOWN, |article| Answer::of(&article, true)));
         }
         // Nothing taken: unknown, disabled, short of stock, or this order has a record already.
@@ -351,12 +358,11 @@ impl Store {
         else {
             return Ok(Answer::UNKNOWN);
         };
-        let state = reservation(&document, order_id).and_then(|entry| entry.get_str("state").ok());
-        let article: Article = mongodb::bson::from_document(document.clone())?;
-        Ok(Answer::of(
-            &article,
-            matches!(state, Some("reserved" | "released")),
-        ))
+        let taken = reservation(&document, order_id)
+            .and_then(|entry| entry.get_str("state").ok())
+            .is_some_and(|state| state == "reserved" || state == "released");
+        let article: Article = mongodb::bson::from_document(document)?;
+        Ok(Answer::of(&article, taken))
     }
 
     /// Gives back what the order reserved of the article, once; false when nothing was reserved
