@@ -36,6 +36,7 @@ done
 
 echo "seeding $ARTICLES articles..."
 eval "$(target/release/shop setup "$ARTICLES")"
+export ARTICLE_ID
 target/release/bench 800 600 40 "$work/upload.json" >/dev/null
 image_id=$(curl -sf "$IMAGE/images/create" -H "Authorization: Bearer $SHOPPER_TOKEN" \
   --data-binary "@$work/upload.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
