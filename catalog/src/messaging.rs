@@ -12,33 +12,29 @@ use rabbit::contract::{
     OrderPlaced, queue,
 };
 use rabbit::{Consumer, HandlerError, Message, Rabbit, RabbitError};
-use tokio::task::JoinHandle;
 use tracing::info;
 
 use crate::order::{demands, is_usable_order_id};
 use crate::store::{Answer, Store};
 
 /// Starts the four consumers; they run across reconnects until shutdown.
-pub fn start(rabbit: &Rabbit, store: Store) -> Vec<JoinHandle<()>> {
-    let consumer = |name: &str| Consumer::queue(name);
-    vec![
-        rabbit.consume(consumer(queue::CATALOG_ARTICLE_VALID), {
-            let (rabbit, store) = (rabbit.clone(), store.clone());
-            move |message| article_valid(rabbit.clone(), store.clone(), message)
-        }),
-        rabbit.consume(consumer(queue::CATALOG_ARTICLE_DATA), {
-            let (rabbit, store) = (rabbit.clone(), store.clone());
-            move |message| article_data(rabbit.clone(), store.clone(), message)
-        }),
-        rabbit.consume(consumer(queue::CATALOG_ORDER_PLACED), {
-            let (rabbit, store) = (rabbit.clone(), store.clone());
-            move |message| order_placed(rabbit.clone(), store.clone(), message)
-        }),
-        rabbit.consume(consumer(queue::CATALOG_ORDER_INVALID), {
-            let store = store.clone();
-            move |message| order_invalid(store.clone(), message)
-        }),
-    ]
+pub fn start(rabbit: &Rabbit, store: Store) {
+    rabbit.consume(Consumer::queue(queue::CATALOG_ARTICLE_VALID), {
+        let (rabbit, store) = (rabbit.clone(), store.clone());
+        move |message| article_valid(rabbit.clone(), store.clone(), message)
+    });
+    rabbit.consume(Consumer::queue(queue::CATALOG_ARTICLE_DATA), {
+        let (rabbit, store) = (rabbit.clone(), store.clone());
+        move |message| article_data(rabbit.clone(), store.clone(), message)
+    });
+    rabbit.consume(Consumer::queue(queue::CATALOG_ORDER_PLACED), {
+        let (rabbit, store) = (rabbit.clone(), store.clone());
+        move |message| order_placed(rabbit.clone(), store.clone(), message)
+    });
+    rabbit.consume(
+        Consumer::queue(queue::CATALOG_ORDER_INVALID),
+        move |message| order_invalid(store.clone(), message),
+    );
 }
 
 /// Valid: the article exists and is enabled.
