@@ -169,7 +169,7 @@ impl Store {
     }
 
     /// Stores the fold of an order's events as its projection's snapshot at that position, then
-    /// deletes the older snapshots. An older fold written late never hides a newer one: reads
+    /// deletes every snapshot older than the newest. An older fold written late never hides a newer one: reads
     /// take the highest position. Writing a snapshot again (a rebuild, a redelivery) replaces it
     /// with the same fold, which also repairs a snapshot changed by hand.
     pub async fn save_projection(&self, order: &Order) -> mongodb::error::Result<()> {
@@ -187,8 +187,14 @@ impl Store {
             Err(error) if common::mongo::is_duplicate_key(&error) => {}
             other => drop(other?),
         }
+        // Below the newest snapshot, which may be another's written first: a late write of an
+        // older fold removes itself too.
+        let newest = self
+            .projection(&order.id)
+            .await?
+            .map_or(order.position, |newest| newest.position.max(order.position));
         self.raw_orders
-            .delete_many(doc! {"orderId": &order.id, "position": {"$lt": order.position}})
+            .delete_many(doc! {"orderId": &order.id, "position": {"$lt": newest}})
             .await?;
         Ok(())
     }
