@@ -49,3 +49,21 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The only test of this binary that touches the environment, which its threads share.
+    #[test]
+    fn defaults_apply_and_a_bad_batch_interval_names_its_variable() {
+        let config = Config::from_env().expect("the defaults are valid");
+        assert_eq!(config.stuck_placed_after, Duration::from_secs(120));
+
+        unsafe { std::env::set_var("ORDERS_BATCH_PLACED_SECS", "often") };
+        let error = Config::from_env().unwrap_err();
+        unsafe { std::env::remove_var("ORDERS_BATCH_PLACED_SECS") };
+
+        assert_eq!(error.name, "ORDERS_BATCH_PLACED_SECS");
+    }
+}
