@@ -27,10 +27,10 @@ async fn payments_covering_the_total_define_the_payment_and_announce_it() {
     assert_eq!(partly.json()["status"], "VALIDATED");
     assert_eq!(partly.json()["totalPayment"], json!(0.2));
     let fully = app
-        .post(
-            &path,
-            Some(&token),
-            &json!({"method": "DEBIT", "amount": 0.1, "orderId": "ignored"}),
+        .send(
+            testkit::with_token(app.http.post(app.url(&path)), Some(&token))
+                .header("correlation_id", "pay-0001")
+                .json(&json!({"method": "DEBIT", "amount": 0.1, "orderId": "ignored"})),
         )
         .await;
 
@@ -42,7 +42,9 @@ async fn payments_covering_the_total_define_the_payment_and_announce_it() {
         order["payments"],
         json!([{"method": "CASH", "amount": 0.2}, {"method": "DEBIT", "amount": 0.1}])
     );
+    assert_eq!(fully.header("correlation_id"), Some("pay-0001"));
     let announced = app.next_published(kind::ORDER_PAYMENT_DEFINED).await;
+    assert_eq!(announced.correlation_id, "pay-0001");
     assert_eq!(
         announced.message,
         json!({"orderId": order_id, "userId": user_id, "status": "PAYMENT_DEFINED"})

@@ -12,10 +12,12 @@ async fn a_place_order_becomes_a_placed_order_announced_with_order_placed() {
     let app = spawn_orders().await;
     let (token, user_id) = app.user("buyer01").await;
 
-    app.place_order("cart-1", &user_id, vec![line("a", 2), line("b", 1)])
+    let correlation_id = app
+        .place_order("cart-1", &user_id, vec![line("a", 2), line("b", 1)])
         .await;
 
     let placed = app.next_published(kind::ORDER_PLACED).await;
+    assert_eq!(placed.correlation_id, correlation_id);
     assert_eq!(
         (placed.exchange.as_str(), placed.routing_key.as_str()),
         ("orders", "article-data")

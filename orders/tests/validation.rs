@@ -17,9 +17,14 @@ async fn an_order_whose_every_line_is_valid_is_validated_and_announced() {
         .await;
 
     app.reply_article(&order_id, "a", true, 2.5).await;
-    app.reply_article(&order_id, "b", true, 0.1).await;
+    app.wait_for_order(&order_id, &token, |order| {
+        order["articles"][0]["validated"] == true
+    })
+    .await;
+    let last_reply = app.reply_article(&order_id, "b", true, 0.1).await;
 
     let validated = app.next_published(kind::ORDER_VALIDATED).await;
+    assert_eq!(validated.correlation_id, last_reply);
     assert_eq!(
         validated.message,
         json!({"orderId": order_id, "userId": user_id, "status": "VALIDATED"})

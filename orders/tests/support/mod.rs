@@ -203,26 +203,42 @@ impl TestOrders {
     // --- playing cart and catalog ------------------------------------------------------------
 
     /// Publishes `place_order` as cart does at checkout.
-    pub async fn place_order(&self, cart_id: &str, user_id: &str, articles: Vec<OrderLine>) {
+    /// Returns the message's correlation id.
+    pub async fn place_order(
+        &self,
+        cart_id: &str,
+        user_id: &str,
+        articles: Vec<OrderLine>,
+    ) -> String {
         let message = PlaceOrder {
             cart_id: cart_id.into(),
             user_id: user_id.into(),
             articles,
         };
-        self.publish_raw(kind::PLACE_ORDER, json!(message)).await;
+        self.publish_raw(kind::PLACE_ORDER, json!(message)).await
     }
 
-    /// Publishes any payload as a `place_order` envelope.
-    pub async fn publish_raw(&self, routing_key: &str, message: Value) {
-        let envelope = Envelope::new(routing_key, uuid::Uuid::new_v4().to_string(), message);
+    /// Publishes any payload to orders with `routing_key` as its type; returns the envelope's
+    /// correlation id.
+    pub async fn publish_raw(&self, routing_key: &str, message: Value) -> String {
+        let correlation_id = uuid::Uuid::new_v4().to_string();
+        let envelope = Envelope::new(routing_key, correlation_id.clone(), message);
         self.rabbit
             .publish(exchange::ORDERS, routing_key, &envelope)
             .await
             .expect("the broker takes the message");
+        correlation_id
     }
 
-    /// Publishes catalog's `article-data` reply for one line of `order_id`.
-    pub async fn reply_article(&self, order_id: &str, article_id: &str, valid: bool, price: f64) {
+    /// Publishes catalog's `article-data` reply for one line of `order_id`; returns its
+    /// correlation id.
+    pub async fn reply_article(
+        &self,
+        order_id: &str,
+        article_id: &str,
+        valid: bool,
+        price: f64,
+    ) -> String {
         let reply = ArticleDataReply {
             reference_id: order_id.into(),
             article_id: article_id.into(),
@@ -231,7 +247,7 @@ impl TestOrders {
             stock: if valid { 100 } else { 0 },
             quantity: None,
         };
-        self.publish_raw(kind::ARTICLE_DATA, json!(reply)).await;
+        self.publish_raw(kind::ARTICLE_DATA, json!(reply)).await
     }
 
     /// The next message of type `kind` orders published; panics when none comes.
