@@ -38,7 +38,7 @@ impl Config {
                 &["http", "https"],
             )?,
             token_cache_ttl: seconds("TOKEN_CACHE_TTL_SECS", 600)?,
-            snapshot_reload: match var("CATALOG_SNAPSHOT_RELOAD_SECS", 60)? {
+            snapshot_reload: match var("CATALOG_SNAPSHOT_RELOAD_SECS", 300)? {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
             },

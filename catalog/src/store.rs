@@ -36,6 +36,9 @@ use crate::snapshot::{Entry, Snapshot};
 
 type Result<T> = mongodb::error::Result<T>;
 
+/// Documents per batch of a snapshot reload: as many as fit in the 16 MiB a batch can carry.
+const RELOAD_BATCH: u32 = 100_000;
+
 /// The fields of the article JSON, so that reads do not load the reservation records.
 /// (FerretDB 1.x refuses a projection on `findAndModify`, so the updates returning an article
 /// read it whole.)
@@ -263,6 +266,9 @@ impl Store {
             .whole
             .find(doc! {})
             .projection(without_reservations())
+            // FerretDB 1.x answers each further batch of a cursor slowly on a large collection;
+            // batches of the largest size MongoDB sends (16 MiB) keep them few.
+            .batch_size(RELOAD_BATCH)
             .await?
             .map_ok(ArticleDoc::into_entry)
             .try_collect()
