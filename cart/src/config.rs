@@ -1,6 +1,8 @@
 use std::time::Duration;
 
-use common::config::{ConfigError, seconds, text, url, var};
+use common::config::{
+    ConfigError, auth_service_url, mongo_url, rabbit_url, seconds, text, token_cache_ttl, var,
+};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -26,23 +28,11 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             port: var("PORT", 3003)?,
-            mongo_url: url(
-                "MONGO_URL",
-                "mongodb://localhost:27017",
-                &["mongodb", "mongodb+srv"],
-            )?,
+            mongo_url: mongo_url()?,
             mongo_db: text("MONGO_DB", "cart")?,
-            rabbit_url: url(
-                "RABBIT_URL",
-                "amqp://guest:guest@localhost:5672/%2f",
-                &["amqp", "amqps"],
-            )?,
-            auth_service_url: url(
-                "AUTH_SERVICE_URL",
-                "http://localhost:3000",
-                &["http", "https"],
-            )?,
-            token_cache_ttl: seconds("TOKEN_CACHE_TTL_SECS", 600)?,
+            rabbit_url: rabbit_url()?,
+            auth_service_url: auth_service_url()?,
+            token_cache_ttl: token_cache_ttl()?,
             revalidate_every: seconds("CART_REVALIDATE_SECS", 60)?,
             validate_timeout: seconds("CART_VALIDATE_TIMEOUT_SECS", 3)?,
             order_resend_first: seconds("CART_ORDER_RESEND_SECS", 10)?,

@@ -67,7 +67,7 @@ async fn cart_keeps_validating_lines_after_the_broker_drops_its_connection() {
 
 #[tokio::test]
 async fn cart_starts_while_mongodb_is_down_and_serves_once_it_is_back() {
-    let mut mongo = support::PrivateMongo::start().await;
+    let mut mongo = testkit::PrivateMongo::start().await;
     mongo.kill();
     let vhost = Vhost::create().await;
     let auth = TestAuth::start(&vhost).await;
@@ -98,7 +98,7 @@ async fn cart_starts_while_mongodb_is_down_and_serves_once_it_is_back() {
 
 #[tokio::test]
 async fn an_order_placed_received_while_mongodb_is_down_is_recorded_once_it_is_back() {
-    let mut mongo = support::PrivateMongo::start().await;
+    let mut mongo = testkit::PrivateMongo::start().await;
     let vhost = Vhost::create().await;
     let auth = TestAuth::start(&vhost).await;
     let mut config = support::test_config(&vhost, &auth.url);

@@ -1,6 +1,8 @@
 use std::time::Duration;
 
-use common::config::{ConfigError, seconds, text, url, var};
+use common::config::{
+    ConfigError, auth_service_url, mongo_url, rabbit_url, seconds, text, token_cache_ttl, var,
+};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -25,23 +27,11 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             port: var("PORT", 3004)?,
-            mongo_url: url(
-                "MONGO_URL",
-                "mongodb://localhost:27017",
-                &["mongodb", "mongodb+srv"],
-            )?,
+            mongo_url: mongo_url()?,
             mongo_db: text("MONGO_DB", "orders")?,
-            rabbit_url: url(
-                "RABBIT_URL",
-                "amqp://guest:guest@localhost:5672/%2f",
-                &["amqp", "amqps"],
-            )?,
-            auth_service_url: url(
-                "AUTH_SERVICE_URL",
-                "http://localhost:3000",
-                &["http", "https"],
-            )?,
-            token_cache_ttl: seconds("TOKEN_CACHE_TTL_SECS", 600)?,
+            rabbit_url: rabbit_url()?,
+            auth_service_url: auth_service_url()?,
+            token_cache_ttl: token_cache_ttl()?,
             placed_batch_interval: seconds("ORDERS_BATCH_PLACED_SECS", 60)?,
             validated_batch_interval: seconds("ORDERS_BATCH_VALIDATED_SECS", 300)?,
             payment_defined_batch_interval: seconds("ORDERS_BATCH_PAYMENT_DEFINED_SECS", 300)?,

@@ -6,9 +6,7 @@ mod support;
 
 use rabbit::contract::kind;
 use serde_json::json;
-use support::{
-    PATIENCE, PrivateMongo, line, spawn_orders, spawn_orders_with, spawn_ready_orders_with,
-};
+use support::{PATIENCE, line, spawn_orders, spawn_orders_with, spawn_ready_orders_with};
 
 #[tokio::test]
 async fn orders_keep_flowing_after_the_broker_drops_every_connection() {
@@ -27,7 +25,7 @@ async fn orders_keep_flowing_after_the_broker_drops_every_connection() {
 
 #[tokio::test]
 async fn with_mongodb_down_requests_get_503_and_messages_wait_until_it_is_back() {
-    let mut mongo = PrivateMongo::start().await;
+    let mut mongo = testkit::PrivateMongo::start().await;
     let url = mongo.url();
     let app = spawn_ready_orders_with(|config| config.mongo_url = url).await;
     let (token, user_id) = app.user("buyer01").await;
@@ -52,7 +50,7 @@ async fn with_mongodb_down_requests_get_503_and_messages_wait_until_it_is_back()
 
 #[tokio::test]
 async fn orders_starts_while_mongodb_is_down_and_is_healthy_once_it_is_up() {
-    let mut mongo = PrivateMongo::start().await;
+    let mut mongo = testkit::PrivateMongo::start().await;
     mongo.kill();
     let url = mongo.url();
     let app = spawn_orders_with(|config| config.mongo_url = url).await;

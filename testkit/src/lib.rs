@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -338,5 +339,87 @@ impl Vhost {
         })
         .await;
         assert!(bound, "fewer than {count} queues bound to {exchange}");
+    }
+}
+
+/// A FerretDB process of the test's own on a free port, over an SQLite directory of its own,
+/// killed when dropped: a test can stop and restart it without disturbing the others. The binary
+/// is the one `scripts/deps.sh` builds (or `FERRETDB_BIN`).
+pub struct PrivateMongo {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl PrivateMongo {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(unique_name("ferretdb"));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("mongodb://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port and data, and waits until it answers.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "ferretdb is already running");
+        let binary = std::env::var("FERRETDB_BIN").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../.deps/bin/ferretdb").into()
+        });
+        let child = Command::new(&binary)
+            .arg("--handler=sqlite")
+            .arg(format!(
+                "--sqlite-url=file:{}/",
+                self.dir.join("data").display()
+            ))
+            .arg(format!("--listen-addr=127.0.0.1:{}", self.port))
+            .arg(format!("--debug-addr=127.0.0.1:{}", free_port()))
+            .arg(format!("--state-dir={}", self.dir.display()))
+            .args(["--telemetry=disable", "--log-level=error"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("{binary} runs (scripts/deps.sh builds it): {error}"));
+        self.child = Some(child);
+        let port = self.port;
+        let up = eventually(STARTUP, || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        assert!(up, "ferretdb never listened on port {port}");
+    }
+}
+
+impl Drop for PrivateMongo {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
