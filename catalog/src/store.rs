@@ -191,7 +191,18 @@ impl Store {
         Ok(article)
     }
 
+    /// The article, from the snapshot when it is loaded (FerretDB 1.x finds even an `_id` by
+    /// scanning the collection). One the snapshot lacks is looked for in MongoDB: another
+    /// instance may have created it since the last reload.
     pub async fn get(&self, id: &str) -> Result<Option<Article>> {
+        if let Some(Some(article)) = self.read_snapshot(|snapshot| snapshot.get(id)) {
+            return Ok(Some(article));
+        }
+        self.stored(id).await
+    }
+
+    /// The article as MongoDB has it.
+    async fn stored(&self, id: &str) -> Result<Option<Article>> {
         self.articles
             .find_one(doc! {"_id": id})
             .projection(article_fields())
@@ -342,7 +353,7 @@ impl Store {
         if reserved.modified_count == 1 {
             let article = match self.refresh(article_id).await {
                 Some(article) => Some(article),
-                None => self.get(article_id).await?,
+                None => self.stored(article_id).await?,
             };
             return Ok(article.map_or(Answer::UNKNOWN, |article| Answer::of(&article, true)));
         }

@@ -1,6 +1,6 @@
-//! MongoDB going away and coming back: while it is down, REST requests that need it answer 503
-//! promptly (listings and search do not: they read the in-memory snapshot) and messages wait (neither lost nor dead-lettered); once it is back, everything works
-//! again without a restart.
+//! MongoDB going away and coming back: while it is down, writes answer 503 promptly, reads answer
+//! from the in-memory snapshot (503 without one), and messages that need MongoDB wait, neither
+//! lost nor dead-lettered; once it is back, everything works again without a restart.
 
 mod support;
 
@@ -10,8 +10,12 @@ use rabbit::contract::queue;
 use serde_json::json;
 use support::{FerretServer, spawn_catalog_with};
 
+fn unavailable() -> serde_json::Value {
+    json!({"error": "Service unavailable"})
+}
+
 #[tokio::test]
-async fn requests_are_503_and_messages_wait_while_mongodb_is_down() {
+async fn writes_are_503_and_orders_wait_while_mongodb_is_down_and_reads_go_on() {
     let mut mongo = FerretServer::start().await;
     let app = spawn_catalog_with(|config| config.mongo_url = mongo.url()).await;
     let admin = app.admin().await;
@@ -20,24 +24,24 @@ async fn requests_are_503_and_messages_wait_while_mongodb_is_down() {
 
     mongo.kill();
 
-    let unavailable = json!({"error": "Service unavailable"});
-    app.get(&format!("/articles/{id}"))
+    let body = json!({"name": "Lamp", "price": 1, "stock": 1});
+    let path = format!("/articles/{id}");
+    app.put(&path, Some(&admin), &body)
         .await
-        .assert_is(503, unavailable.clone());
-    // Listings and search read the in-memory snapshot, which no write can have outdated.
-    let found = app.get("/articles/search/lamp").await;
-    assert_eq!(found.status, 200, "{found}");
-    assert_eq!(found.json()[0]["_id"], id.as_str(), "{found}");
-    app.put(
-        &format!("/articles/{id}"),
-        Some(&admin),
-        &json!({"name": "Lamp", "price": 1, "stock": 1}),
-    )
-    .await
-    .assert_is(503, unavailable);
+        .assert_is(503, unavailable());
+    app.post("/articles", Some(&admin), &body)
+        .await
+        .assert_is(503, unavailable());
+    app.delete(&path, Some(&admin))
+        .await
+        .assert_is(503, unavailable());
     let health = app.get("/health").await;
     assert_eq!(health.status, 503, "{health}");
     assert_eq!(health.json()["dependencies"]["mongodb"], "down", "{health}");
+    // Reads answer from the snapshot, which no write can have outdated meanwhile.
+    assert_eq!(app.stock(&id).await, 3);
+    let found = app.get("/articles/search/lamp").await;
+    assert_eq!(found.json()[0]["_id"], id.as_str(), "{found}");
 
     let order = uuid::Uuid::new_v4().to_string();
     app.place_order(&order, &[(&id, 2)]).await;
@@ -54,4 +58,33 @@ async fn requests_are_503_and_messages_wait_while_mongodb_is_down() {
     let reply = replies.next().await;
     assert_eq!(reply["message"]["valid"], true, "{reply}");
     assert_eq!(app.stock(&id).await, 1);
+}
+
+#[tokio::test]
+async fn without_the_snapshot_reads_are_503_while_mongodb_is_down() {
+    let mut mongo = FerretServer::start().await;
+    let app = spawn_catalog_with(|config| {
+        config.mongo_url = mongo.url();
+        config.snapshot_reload = None;
+    })
+    .await;
+    let id = app.article("Lamp", 3).await;
+
+    mongo.kill();
+
+    for path in [
+        format!("/articles/{id}"),
+        "/articles".into(),
+        "/articles/search/lamp".into(),
+    ] {
+        app.get(&path).await.assert_is(503, unavailable());
+    }
+
+    mongo.restart().await;
+
+    let back = testkit::eventually(support::PATIENCE, || async {
+        app.get(&format!("/articles/{id}")).await.status == 200
+    })
+    .await;
+    assert!(back, "reads never succeeded again after MongoDB came back");
 }

@@ -1,5 +1,6 @@
-//! Listings and searches read an in-memory snapshot of the catalog: this instance's writes show
-//! in it at once, other instances' writes after the next reload.
+//! Reads by id, listings and searches use an in-memory snapshot of the catalog: this instance's writes show
+//! in it at once, other instances' writes after the next reload (but an article read by id that it
+//! lacks is looked for in MongoDB).
 
 mod support;
 
@@ -46,4 +47,27 @@ async fn another_instances_write_shows_after_the_reload() {
     })
     .await;
     assert!(seen, "the listing never showed the other instance's write");
+}
+
+#[tokio::test]
+async fn an_article_another_instance_created_is_found_by_id_before_the_reload() {
+    let app = spawn_catalog().await;
+    app.article("Lamp", 1).await;
+    let id = uuid::Uuid::new_v4().to_string();
+
+    // What another catalog instance's create stores.
+    let now = mongodb::bson::DateTime::now();
+    app.db
+        .collection::<Document>("articles")
+        .insert_one(
+            doc! {"_id": &id, "name": "Chair", "description": "", "image": "",
+            "price": 5.0, "stock": 2_i64, "enabled": true, "key": "chair",
+            "search": "chair\n", "created": now, "updated": now, "version": 1_i64},
+        )
+        .await
+        .expect("MongoDB answers");
+
+    let reply = app.get(&format!("/articles/{id}")).await;
+    assert_eq!(reply.status, 200, "{reply}");
+    assert_eq!(reply.json()["name"], "Chair");
 }
