@@ -195,6 +195,10 @@ impl Store {
     /// scanning the collection). One the snapshot lacks is looked for in MongoDB: another
     /// instance may have created it since the last reload.
     pub async fn get(&self, id: &str) -> Result<Option<Article>> {
+        // Catalog's ids are UUIDs: anything else is unknown without a costly miss.
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Ok(None);
+        }
         if let Some(Some(article)) = self.read_snapshot(|snapshot| snapshot.get(id)) {
             return Ok(Some(article));
         }
