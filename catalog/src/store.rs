@@ -117,8 +117,11 @@ impl Answer {
 #[derive(Clone)]
 pub struct Store {
     db: Database,
+    /// The `articles` collection read as the article JSON (with a projection),
     articles: Collection<Article>,
+    /// as raw documents, for the reservation records,
     documents: Collection<Document>,
+    /// and as whole stored documents, for the snapshot.
     whole: Collection<ArticleDoc>,
     locks: Arc<ArticleLocks>,
     snapshot: Arc<RwLock<Snapshot>>,
