@@ -133,24 +133,27 @@ pub struct Order {
 }
 
 /// Whole cents of an amount; amounts finer than a cent round to the nearest, and a payment is
-/// stored in whole cents.
-pub fn cents(amount: f64) -> i64 {
-    (amount * 100.0).round() as i64
+/// stored in whole cents. In i128, where the cast saturates and sums saturate too, so no price,
+/// quantity or count of lines can overflow (i64 wrapped a big total negative).
+pub fn cents(amount: f64) -> i128 {
+    (amount * 100.0).round() as i128
+}
+
+fn line_cents(line: &Line) -> i128 {
+    cents(line.unitary_price).saturating_mul(i128::from(line.quantity))
+}
+
+fn sum_cents(amounts: impl Iterator<Item = i128>) -> i128 {
+    amounts.fold(0, i128::saturating_add)
 }
 
 impl Order {
-    pub fn total_price_cents(&self) -> i64 {
-        self.articles
-            .iter()
-            .map(|line| cents(line.unitary_price) * line.quantity)
-            .sum()
+    pub fn total_price_cents(&self) -> i128 {
+        sum_cents(self.articles.iter().map(line_cents))
     }
 
-    pub fn total_payment_cents(&self) -> i64 {
-        self.payments
-            .iter()
-            .map(|payment| cents(payment.amount))
-            .sum()
+    pub fn total_payment_cents(&self) -> i128 {
+        sum_cents(self.payments.iter().map(|payment| cents(payment.amount)))
     }
 
     pub fn lines(&self) -> Vec<OrderLine> {
@@ -357,7 +360,9 @@ pub fn decide(order: &Order, command: &Command) -> Result<Option<Event>, Rejecti
             if amount_cents <= 0 {
                 return Err(Rejection::NotPositive);
             }
-            let balance = order.total_price_cents() - order.total_payment_cents();
+            let balance = order
+                .total_price_cents()
+                .saturating_sub(order.total_payment_cents());
             if amount_cents > balance {
                 return Err(Rejection::ExceedsBalance(balance as f64 / 100.0));
             }
@@ -584,6 +589,30 @@ mod tests {
             decide(&order, &payment(6.01)),
             Err(Rejection::ExceedsBalance(6.0))
         );
+    }
+
+    #[test]
+    fn a_total_beyond_i64_cents_is_exact_and_takes_a_partial_payment() {
+        let order = order(&[placed(&[("a", 2)]), validated(1, "a", true, 1e17)]);
+
+        assert_eq!(order.total_price_cents(), 20_000_000_000_000_000_000);
+        assert_eq!(order.status, Status::Validated);
+        assert!(matches!(
+            decide(&order, &payment(1.0)),
+            Ok(Some(Event::PaymentAdded { .. }))
+        ));
+    }
+
+    #[test]
+    fn absurd_prices_and_quantities_saturate_instead_of_overflowing() {
+        let order = order(&[
+            placed(&[("a", i64::MAX), ("b", i64::MAX)]),
+            validated(1, "a", true, 1e300),
+            validated(2, "b", true, 1e300),
+        ]);
+
+        assert_eq!(order.total_price_cents(), i128::MAX);
+        assert_eq!(order.status, Status::Validated);
     }
 
     #[test]

@@ -57,7 +57,7 @@ fn rfc3339(time: DateTime) -> String {
     time.try_to_rfc3339_string().unwrap_or_default()
 }
 
-fn money(cents: i64) -> f64 {
+fn money(cents: i128) -> f64 {
     cents as f64 / 100.0
 }
 
