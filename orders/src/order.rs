@@ -139,8 +139,10 @@ pub fn cents(amount: f64) -> i128 {
     (amount * 100.0).round() as i128
 }
 
+/// A line's `unitaryPrice × quantity`, rounded to the cent once: rounding each unit first would
+/// make 8 × 0.125 cost 1.04.
 fn line_cents(line: &Line) -> i128 {
-    cents(line.unitary_price).saturating_mul(i128::from(line.quantity))
+    cents(line.unitary_price * line.quantity as f64)
 }
 
 fn sum_cents(amounts: impl Iterator<Item = i128>) -> i128 {
@@ -589,6 +591,17 @@ mod tests {
             decide(&order, &payment(6.01)),
             Err(Rejection::ExceedsBalance(6.0))
         );
+    }
+
+    #[test]
+    fn a_line_with_a_sub_cent_price_is_rounded_once_not_per_unit() {
+        let order = order(&[
+            placed(&[("a", 8), ("b", 3)]),
+            validated(1, "a", true, 0.125),
+            validated(2, "b", true, 0.333),
+        ]);
+
+        assert_eq!(order.total_price_cents(), 100 + 100);
     }
 
     #[test]
