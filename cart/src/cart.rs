@@ -193,9 +193,23 @@ impl Cart {
         }
     }
 
-    /// What blocks a checkout: lines catalog said are invalid. Lines catalog has not answered
-    /// about yet do not block it, since orders validates every line against catalog again (with
-    /// stock) and a checkout must not depend on catalog or RabbitMQ being up.
+    /// Records several of catalog's answers (article id, valid) at once; false when none changes
+    /// anything (see `apply_validation`).
+    pub fn apply_answers<'a>(
+        &mut self,
+        answers: impl IntoIterator<Item = (&'a str, bool)>,
+    ) -> bool {
+        answers
+            .into_iter()
+            .fold(false, |changed, (article_id, valid)| {
+                self.apply_validation(article_id, valid) || changed
+            })
+    }
+
+    /// What blocks a checkout: lines catalog said are invalid. Checkout records catalog's fresh
+    /// answers first; only when catalog cannot answer in time do lines it has never answered
+    /// about pass, since orders validates every line against catalog again (with stock) and a
+    /// checkout must not depend on catalog or RabbitMQ being up.
     pub fn checkout_errors(&self) -> Vec<Issue> {
         self.articles
             .iter()
@@ -388,6 +402,19 @@ mod tests {
         let errors = cart.checkout_errors();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].article_id, "invalid");
+    }
+
+    #[test]
+    fn fresh_answers_override_what_was_stored() {
+        let mut cart = cart();
+        cart.add("re-enabled", 1).unwrap();
+        cart.add("made-up", 1).unwrap();
+        cart.apply_validation("re-enabled", false);
+        assert!(cart.apply_answers([("re-enabled", true), ("made-up", false)]));
+        assert!(!cart.apply_answers([("re-enabled", true)]));
+        let errors = cart.checkout_errors();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].article_id, "made-up");
     }
 
     #[test]

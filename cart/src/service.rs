@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::ApiError;
 use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::DateTime;
-use rabbit::Rabbit;
-use rabbit::contract::{ArticleValidReply, OrderPlaced};
+use rabbit::contract::{ArticleDataReply, ArticleValidReply, OrderPlaced};
+use rabbit::{Rabbit, RabbitError};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -211,13 +211,33 @@ impl Carts {
         });
     }
 
-    /// Asks catalog about every line now, in parallel: 503 unless every answer arrives in time.
+    /// Asks catalog about every line now, in parallel, and records the answers on the lines:
+    /// 503 unless every answer arrives in time.
     pub async fn validate(
         &self,
         user_id: &str,
         correlation_id: &str,
     ) -> Result<Validation, ApiError> {
         let cart = self.active(user_id).await?;
+        let answers = self
+            .ask_catalog(&cart, correlation_id)
+            .await
+            .map_err(|error| {
+                warn!(%error, "catalog did not answer article-data");
+                ApiError::Unavailable("catalog")
+            })?;
+        self.record_answers(&cart.id, answers.iter().map(answer_of))
+            .await?;
+        Ok(cart::validation(&cart.articles, &answers))
+    }
+
+    /// Catalog's `article-data` answers about every line of `cart`, in line order, each asked
+    /// now and waited for at most the validate timeout.
+    async fn ask_catalog(
+        &self,
+        cart: &Cart,
+        correlation_id: &str,
+    ) -> Result<Vec<ArticleDataReply>, RabbitError> {
         let timeout = self.timings.validate_timeout;
         let questions = cart.articles.iter().map(|line| {
             messaging::article_data(
@@ -228,86 +248,126 @@ impl Carts {
                 timeout,
             )
         });
-        let answers = futures_util::future::try_join_all(questions)
-            .await
-            .map_err(|error| {
-                warn!(%error, "catalog did not answer article-data");
-                ApiError::Unavailable("catalog")
-            })?;
-        Ok(cart::validation(&cart.articles, &answers))
+        futures_util::future::try_join_all(questions).await
     }
 
-    /// Closes the user's active cart and sends its `place_order`. The close and the pending
-    /// message are one conditional write, so a crash right after still gets the order sent by
-    /// the re-sender; and a second checkout (a double click) finds the next, empty cart.
+    /// Closes the user's active cart and sends its `place_order`. Catalog is asked about the lines
+    /// first; only when it cannot answer in time do the lines' stored answers decide. The close
+    /// and the pending message are one conditional write, so a crash right after still gets the
+    /// order sent by the re-sender; and a second checkout (a double click) finds the next, empty
+    /// cart.
     pub async fn checkout(
         &self,
         user_id: &str,
         correlation_id: &str,
     ) -> Result<Cart, CheckoutError> {
-        let mut closed = None;
-        let writing = self.writers.lock(user_id).await;
         for _ in 0..MAX_CHANGE_ATTEMPTS {
-            let read = self.active(user_id).await?;
-            if read.articles.is_empty() {
+            let asked = self.active(user_id).await?;
+            if asked.articles.is_empty() {
                 return Err(CheckoutError::Empty);
             }
-            let errors = read.checkout_errors();
-            if !errors.is_empty() {
-                return Err(CheckoutError::Invalid(errors));
-            }
-            let now = DateTime::now();
-            let mut cart = read.clone();
-            cart.close(
-                correlation_id,
-                cart::later(now, self.timings.order_resend_first),
-                now,
-            );
-            if self
-                .store
-                .replace(read.version, &cart)
-                .await
-                .map_err(ApiError::from)?
-            {
-                cart.version += 1;
-                closed = Some(cart);
-                break;
+            let answers = self.checkout_answers(&asked, correlation_id).await;
+            if let Some(closed) = self.close(&asked, answers, correlation_id).await? {
+                info!(cart_id = closed.id, "cart checked out");
+                self.send_place_order(&closed).await;
+                return Ok(closed);
             }
             tokio::time::sleep(jitter()).await;
         }
-        drop(writing);
-        let closed =
-            closed.ok_or_else(|| ApiError::internal("too many concurrent changes to one cart"))?;
-        info!(cart_id = closed.id, "cart checked out");
-        // Not waiting for a broker that is down: the re-sender delivers it once it is back.
+        Err(ApiError::internal("too many concurrent changes to one cart").into())
+    }
+
+    /// Catalog's answers for a checkout, or none when RabbitMQ or catalog cannot give them in
+    /// time: a checkout must not depend on them being up.
+    async fn checkout_answers(
+        &self,
+        cart: &Cart,
+        correlation_id: &str,
+    ) -> Option<Vec<ArticleDataReply>> {
+        if !self.rabbit.is_connected() {
+            return None;
+        }
+        self.ask_catalog(cart, correlation_id)
+            .await
+            .inspect_err(|error| {
+                warn!(%error, cart_id = cart.id, "checkout judged by the stored answers");
+            })
+            .ok()
+    }
+
+    /// Closes `asked` with catalog's `answers` recorded on it, unless they show an invalid line.
+    /// `None` when the cart changed since it was asked about: the checkout starts over, so no
+    /// line added meanwhile escapes the question.
+    async fn close(
+        &self,
+        asked: &Cart,
+        answers: Option<Vec<ArticleDataReply>>,
+        correlation_id: &str,
+    ) -> Result<Option<Cart>, CheckoutError> {
+        let mut cart = asked.clone();
+        cart.apply_answers(answers.iter().flatten().map(answer_of));
+        let errors = cart.checkout_errors();
+        if !errors.is_empty() {
+            return Err(CheckoutError::Invalid(errors));
+        }
+        let now = DateTime::now();
+        cart.close(
+            correlation_id,
+            cart::later(now, self.timings.order_resend_first),
+            now,
+        );
+        let _writing = self.writers.lock(&asked.user_id).await;
+        if !self
+            .store
+            .replace(asked.version, &cart)
+            .await
+            .map_err(ApiError::from)?
+        {
+            return Ok(None);
+        }
+        cart.version += 1;
+        Ok(Some(cart))
+    }
+
+    /// Sends a just closed cart's `place_order`, not waiting for a broker that is down: the
+    /// re-sender delivers it once it is back.
+    async fn send_place_order(&self, closed: &Cart) {
         if self.rabbit.is_connected()
-            && let Err(error) = messaging::send_place_order(&self.rabbit, &closed).await
+            && let Err(error) = messaging::send_place_order(&self.rabbit, closed).await
         {
             warn!(%error, cart_id = closed.id, "place_order not sent; the re-sender will");
         }
-        Ok(closed)
     }
 
-    /// Records catalog's `article-valid` answer on its cart's line. An answer about a cart that
-    /// does not exist (or no longer takes answers) is dropped: there is nothing to apply it to.
+    /// Records catalog's `article-valid` answer on its cart's line.
     pub async fn apply_validation(&self, reply: &ArticleValidReply) -> mongodb::error::Result<()> {
+        self.record_answers(
+            &reply.reference_id,
+            [(reply.article_id.as_str(), reply.valid)],
+        )
+        .await
+    }
+
+    /// Records catalog's answers on the lines of cart `cart_id`. Answers about a cart that does
+    /// not exist (or no longer takes answers) are dropped: there is nothing to apply them to.
+    async fn record_answers<'a, A>(&self, cart_id: &str, answers: A) -> mongodb::error::Result<()>
+    where
+        A: IntoIterator<Item = (&'a str, bool)> + Clone,
+    {
         let unknown = || {
-            info!(
-                cart_id = reply.reference_id,
-                "validation for an unknown cart ignored"
-            );
+            info!(cart_id, "validation for an unknown cart ignored");
             Ok(())
         };
-        let Some(cart) = self.store.by_id(&reply.reference_id).await? else {
+        let Some(cart) = self.store.by_id(cart_id).await? else {
             return unknown();
         };
         let _writing = self.writers.lock(&cart.user_id).await;
         for _ in 0..MAX_CHANGE_ATTEMPTS {
-            let Some(read) = self.store.by_id(&reply.reference_id).await? else {
+            let Some(read) = self.store.by_id(cart_id).await? else {
                 return unknown();
             };
             let mut changed = read.clone();
-            if !changed.apply_validation(&reply.article_id, reply.valid) {
+            if !changed.apply_answers(answers.clone()) {
                 return Ok(());
             }
             changed.updated = DateTime::now();
@@ -316,10 +376,7 @@ impl Carts {
             }
             tokio::time::sleep(jitter()).await;
         }
-        warn!(
-            cart_id = reply.reference_id,
-            "validation not applied: cart kept changing"
-        );
+        warn!(cart_id, "validation not applied: cart kept changing");
         Ok(())
     }
 
@@ -460,6 +517,11 @@ where
             }
         }
     });
+}
+
+/// An `article-data` answer as the (article id, valid) a line records.
+fn answer_of(answer: &ArticleDataReply) -> (&str, bool) {
+    (answer.article_id.as_str(), answer.valid)
 }
 
 /// A few random milliseconds, so writers that lost a race do not collide again in step.

@@ -55,6 +55,45 @@ async fn checking_out_a_cart_with_an_invalid_article_is_refused_with_the_errors(
 }
 
 #[tokio::test]
+async fn checkout_asks_catalog_about_a_line_it_has_not_answered_about_yet() {
+    let app = spawn_cart().await;
+    let _catalog = app.catalog_answering_data_only();
+    let token = app.user().await;
+    let cart = app.add(&token, "made-up", 1).await;
+    app.post(Some(&token), "/cart/checkout", None)
+        .await
+        .assert_is(
+            400,
+            json!({"error": "Cart has invalid articles", "errors": [
+                {"articleId": "made-up", "message": "The article is not available"}
+            ]}),
+        );
+    assert_eq!(id_of(&app.cart(&token).await), id_of(&cart));
+}
+
+#[tokio::test]
+async fn an_article_enabled_again_in_catalog_no_longer_blocks_checkout() {
+    let app = spawn_cart().await;
+    let catalog = app.catalog();
+    catalog.set("back", false, 5);
+    let token = app.user().await;
+    let cart = app.add(&token, "back", 1).await;
+    let answered = app
+        .eventually_stored(&id_of(&cart), |stored| {
+            let line = stored.get_array("articles").unwrap()[0]
+                .as_document()
+                .cloned();
+            line.is_some_and(|line| line.get_bool("validated") == Ok(true))
+        })
+        .await;
+    assert!(answered);
+    catalog.set("back", true, 5);
+    let closed = app.post(Some(&token), "/cart/checkout", None).await;
+    assert_eq!(closed.status, 200, "{closed}");
+    assert_eq!(closed.json()["enabled"], false);
+}
+
+#[tokio::test]
 async fn checkout_closes_the_cart_and_its_order_is_recorded_when_orders_confirms() {
     let app = spawn_cart().await;
     let orders = app.orders();

@@ -128,6 +128,22 @@ async fn validate_reports_unavailable_articles_as_errors_and_low_stock_as_warnin
 }
 
 #[tokio::test]
+async fn validate_records_the_answers_on_the_lines() {
+    let app = spawn_cart().await;
+    let catalog = app.catalog();
+    catalog.set("back", false, 5);
+    let token = app.user().await;
+    app.add(&token, "back", 1).await;
+    assert!(line_becomes(&app, &token, "back", false).await);
+    catalog.set("back", true, 5);
+    app.get(Some(&token), "/cart/validate")
+        .await
+        .assert_is(200, json!({"errors": [], "warnings": []}));
+    let cart = app.cart(&token).await;
+    assert_eq!(line(&cart, "back").unwrap()["valid"], true, "{cart}");
+}
+
+#[tokio::test]
 async fn validating_an_empty_cart_finds_nothing_wrong() {
     let app = spawn_cart().await;
     let token = app.user().await;

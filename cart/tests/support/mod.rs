@@ -174,6 +174,11 @@ impl TestCart {
         Catalog::start(&self.rabbit)
     }
 
+    /// Starts a catalog that answers only `/cart/validate`'s and checkout's `article-data`.
+    pub fn catalog_answering_data_only(&self) -> Catalog {
+        Catalog::answering_data(&self.rabbit)
+    }
+
     /// Starts an orders service that records every `place_order` and answers as told.
     pub fn orders(&self) -> Orders {
         Orders::start(&self.rabbit)
@@ -207,10 +212,7 @@ pub struct Catalog {
 
 impl Catalog {
     fn start(rabbit: &Rabbit) -> Self {
-        let catalog = Self {
-            articles: Arc::default(),
-            valid_requests: Arc::default(),
-        };
+        let catalog = Self::answering_data(rabbit);
         let (me, replier) = (catalog.clone(), rabbit.clone());
         rabbit.consume(
             Consumer::queue(queue::CATALOG_ARTICLE_VALID),
@@ -234,6 +236,15 @@ impl Catalog {
                 }
             },
         );
+        catalog
+    }
+
+    /// A catalog that answers `article-data` only: lines are never validated in the background.
+    fn answering_data(rabbit: &Rabbit) -> Self {
+        let catalog = Self {
+            articles: Arc::default(),
+            valid_requests: Arc::default(),
+        };
         let (me, replier) = (catalog.clone(), rabbit.clone());
         rabbit.consume(
             Consumer::queue(queue::CATALOG_ARTICLE_DATA),
