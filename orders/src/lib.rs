@@ -5,6 +5,7 @@
 
 pub mod config;
 mod http;
+mod locks;
 mod messaging;
 mod order;
 mod service;

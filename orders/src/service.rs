@@ -13,12 +13,14 @@ use rabbit::{Rabbit, RabbitError};
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::locks::KeyedLocks;
 use crate::messaging::{publish_placed, publish_status};
 use crate::order::{Command, Event, Method, Order, Rejection, Status, decide, fold, merge_lines};
 use crate::store::{Appended, Store};
 
 /// Appends that lose the race for a position this often in a row give up (and are retried by the
-/// consumer or answered 500): only a storm of concurrent changes to one order gets there.
+/// consumer or answered 500): only a storm of changes to one order from several instances gets
+/// there.
 const MAX_APPEND_ATTEMPTS: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,8 @@ pub struct Orders {
     stuck_placed_after: Duration,
     /// Nothing is appended before the unique (orderId, position) index exists.
     ready: AtomicBool,
+    /// One writer per order at a time inside this process (see [`crate::locks`]).
+    writers: KeyedLocks,
 }
 
 impl Orders {
@@ -81,6 +85,7 @@ impl Orders {
             rabbit,
             stuck_placed_after,
             ready: AtomicBool::new(false),
+            writers: KeyedLocks::default(),
         }
     }
 
@@ -287,7 +292,8 @@ impl Orders {
         Ok(fold(order_id, &events))
     }
 
-    /// Re-read, decide, append at the next position; start over when another change took it.
+    /// Re-read, decide, append at the next position; start over, after a few random
+    /// milliseconds, when another instance took it. Writers in this process take turns per order.
     /// `owner`, when given, must own the order (anyone else sees no order at all).
     async fn execute(
         &self,
@@ -296,6 +302,7 @@ impl Orders {
         command: Command,
     ) -> Result<Order, OrdersError> {
         self.ensure_ready()?;
+        let _turn = self.writers.lock(order_id).await;
         for _ in 0..MAX_APPEND_ATTEMPTS {
             let mut events = self.store.events(order_id).await?;
             let order = fold(order_id, &events)
@@ -314,7 +321,8 @@ impl Orders {
                     events.push(recorded);
                     return fold(order_id, &events).ok_or(OrdersError::NotFound);
                 }
-                Appended::AlreadyThere | Appended::PositionTaken => continue,
+                Appended::AlreadyThere => continue,
+                Appended::PositionTaken => tokio::time::sleep(jitter()).await,
             }
         }
         Err(OrdersError::Internal(format!(
@@ -335,6 +343,11 @@ impl Orders {
         self.store.mark_announced(&order.id, order.status).await?;
         Ok(())
     }
+}
+
+/// A few random milliseconds, so writers that lost a race do not collide again in step.
+fn jitter() -> Duration {
+    Duration::from_millis((Uuid::new_v4().as_u128() % 8) as u64 + 1)
 }
 
 /// How the batches run by themselves: one loop per status, each at its own interval.

@@ -151,3 +151,27 @@ async fn replies_for_unknown_orders_or_articles_are_dead_lettered() {
     app.reply_article(&order_id, "a", true, 1.0).await;
     app.wait_for_status(&order_id, &token, "VALIDATED").await;
 }
+
+#[tokio::test]
+async fn sixty_replies_arriving_at_once_validate_the_order_without_dead_letters() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let articles: Vec<String> = (0..60).map(|n| format!("article-{n}")).collect();
+    let order_id = app
+        .placed_order(&user_id, articles.iter().map(|a| line(a, 1)).collect())
+        .await;
+    let mut dead = dead_letters(&app.rabbit, queue::ORDERS_ARTICLE_DATA);
+
+    let replies = articles
+        .iter()
+        .map(|article_id| app.reply_article(&order_id, article_id, true, 1.0));
+    futures_util::future::join_all(replies).await;
+
+    let order = app.wait_for_status(&order_id, &token, "VALIDATED").await;
+    assert_eq!(order["totalPrice"], json!(60.0));
+    assert_eq!(
+        app.assert_positions_are_a_sequence(&order_id).await.len(),
+        61
+    );
+    assert!(dead.try_recv().is_err(), "no reply was dead-lettered");
+}
