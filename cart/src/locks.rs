@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use tokio::sync::OwnedMutexGuard;
 
@@ -20,6 +21,11 @@ pub struct KeyedLocks {
 }
 
 impl KeyedLocks {
+    /// Waits at most `wait` for the lock of `key`; `None` when it is still held by then.
+    pub async fn lock_within(&self, key: &str, wait: Duration) -> Option<OwnedMutexGuard<()>> {
+        tokio::time::timeout(wait, self.lock(key)).await.ok()
+    }
+
     /// Waits for the lock of `key`; released when the guard is dropped.
     pub async fn lock(&self, key: &str) -> OwnedMutexGuard<()> {
         let mutex = {
@@ -42,8 +48,6 @@ impl KeyedLocks {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[tokio::test]
@@ -54,6 +58,16 @@ mod tests {
         assert!(second.is_err(), "a second holder must wait");
         drop(guard);
         drop(locks.lock("u1").await);
+    }
+
+    #[tokio::test]
+    async fn a_bounded_wait_gives_up_on_a_held_key() {
+        let locks = KeyedLocks::default();
+        let guard = locks.lock("u1").await;
+        let wait = Duration::from_millis(50);
+        assert!(locks.lock_within("u1", wait).await.is_none());
+        drop(guard);
+        assert!(locks.lock_within("u1", wait).await.is_some());
     }
 
     #[tokio::test]

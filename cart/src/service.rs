@@ -10,6 +10,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::DateTime;
 use rabbit::contract::{ArticleDataReply, ArticleValidReply, OrderPlaced};
 use rabbit::{Rabbit, RabbitError};
+use tokio::sync::OwnedMutexGuard;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -21,6 +22,10 @@ use crate::messaging;
 const MAX_CHANGE_ATTEMPTS: usize = 100;
 /// Messages a background job has in flight at once.
 const PUBLISH_CONCURRENCY: usize = 32;
+/// The longest a request waits for its user's lock. A holder can wait out MongoDB's 3 s server
+/// selection while it is down, and requests queued behind each other would wait that long each:
+/// past this bound the request answers 503 instead.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// How often the re-sender looks for due `place_order`s, at most.
 const RESEND_POLL: Duration = Duration::from_secs(1);
 
@@ -121,7 +126,7 @@ impl Carts {
     where
         F: Fn(&mut Cart) -> Result<bool, CartError>,
     {
-        let _writing = self.writers.lock(user_id).await;
+        let _writing = self.lock_for_request(user_id).await?;
         for _ in 0..MAX_CHANGE_ATTEMPTS {
             let read = self.active(user_id).await?;
             let mut changed = read.clone();
@@ -138,6 +143,20 @@ impl Carts {
         Err(ApiError::internal(
             "too many concurrent changes to one cart",
         ))
+    }
+
+    /// The user's write lock for a request, waited for at most `LOCK_WAIT`: 503 past it.
+    async fn lock_for_request(&self, user_id: &str) -> Result<OwnedMutexGuard<()>, ApiError> {
+        self.writers
+            .lock_within(user_id, LOCK_WAIT)
+            .await
+            .ok_or_else(|| {
+                warn!(
+                    user_id,
+                    "the cart's previous change is still waiting for MongoDB"
+                );
+                ApiError::Unavailable("mongodb")
+            })
     }
 
     /// Adds `quantity` of the article and asks catalog about it.
@@ -316,7 +335,7 @@ impl Carts {
             cart::later(now, self.timings.order_resend_first),
             now,
         );
-        let _writing = self.writers.lock(&asked.user_id).await;
+        let _writing = self.lock_for_request(&asked.user_id).await?;
         if !self
             .store
             .replace(asked.version, &cart)

@@ -31,6 +31,25 @@ async fn mongodb_down_answers_503_and_health_names_it() {
 }
 
 #[tokio::test]
+async fn requests_of_one_user_queued_behind_a_mongodb_outage_answer_503_in_bounded_time() {
+    let vhost = Vhost::create().await;
+    let auth = TestAuth::start(&vhost).await;
+    let mut config = support::test_config(&vhost, &auth.url);
+    config.mongo_url = "mongodb://127.0.0.1:9/?connectTimeoutMS=500".into();
+    let app = support::start(vhost, auth, config).await;
+    let token = app.user().await;
+    // Each holder of the user's lock waits out a server selection: unbounded, the last of
+    // these would wait longer than the client's PATIENCE and the request would fail.
+    let adds = (0..12).map(|n| {
+        let body = json!({"articleId": format!("a{n}"), "quantity": 1});
+        app.post(Some(&token), "/cart/article", Some(body))
+    });
+    for reply in futures_util::future::join_all(adds).await {
+        reply.assert_is(503, json!({"error": "Service unavailable"}));
+    }
+}
+
+#[tokio::test]
 async fn a_signed_out_token_is_refused_without_waiting_for_the_cache_to_expire() {
     let app = spawn_cart().await;
     let token = app.user().await;
