@@ -229,12 +229,19 @@ impl Orders {
     /// One run of the batch for `status`: every order the Order projection or Order_Status puts
     /// there is re-folded from its events; the projections are repaired and Order_Status
     /// updated, what is wrong is logged, an order stuck in PLACED gets its `order_placed` again
-    /// and a status never announced is announced. Returns how many orders it looked at.
+    /// and a status never announced is announced. An order that cannot be checked is logged and
+    /// skipped. Returns how many orders it looked at.
     pub async fn run_batch(&self, status: Status) -> Result<usize, OrdersError> {
         self.ensure_ready()?;
         let ids = self.store.ids_with_status(status).await?;
         for order_id in &ids {
-            self.check(order_id).await?;
+            match self.check(order_id).await {
+                Ok(()) => {}
+                // Every other order would fail the same way: the batch stops, 503.
+                Err(error @ OrdersError::Unavailable(_)) => return Err(error),
+                // One broken order must not keep the others from being checked.
+                Err(error) => warn!(order_id, %error, "batch skipped an order it cannot check"),
+            }
         }
         Ok(ids.len())
     }

@@ -8,6 +8,8 @@
 //! projection is a snapshot per position: every write of one snapshot carries the same content
 //! (the fold of the same events), so a lost write loses nothing.
 
+use std::collections::HashSet;
+
 use futures_util::TryStreamExt;
 use mongodb::bson::{DateTime, Document, doc};
 use mongodb::options::IndexOptions;
@@ -253,18 +255,16 @@ impl Store {
     }
 
     /// Ids of the orders whose Order projection or Order_Status entry says `status`.
-    pub async fn ids_with_status(&self, status: Status) -> mongodb::error::Result<Vec<String>> {
-        let mut ids = Vec::new();
+    pub async fn ids_with_status(&self, status: Status) -> mongodb::error::Result<HashSet<String>> {
+        let mut ids = HashSet::new();
         for (collection, field) in [(&self.raw_orders, "orderId"), (&self.order_status, "_id")] {
             let mut cursor = collection
                 .find(doc! {"status": status.as_str()})
                 .projection(doc! {field: 1})
                 .await?;
             while let Some(doc) = cursor.try_next().await? {
-                if let Ok(id) = doc.get_str(field)
-                    && !ids.iter().any(|known| known == id)
-                {
-                    ids.push(id.to_owned());
+                if let Ok(id) = doc.get_str(field) {
+                    ids.insert(id.to_owned());
                 }
             }
         }

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{DateTime, Document, doc};
 use rabbit::contract::kind;
 use serde_json::json;
 use support::{line, spawn_orders, spawn_orders_with};
@@ -149,6 +149,43 @@ async fn the_payment_defined_batch_announces_a_status_never_announced() {
 
     run.assert_is(200, json!({"processed": 1}));
     let announced = app.next_published(kind::ORDER_PAYMENT_DEFINED).await;
+    assert_eq!(announced.message["orderId"], json!(order_id));
+}
+
+#[tokio::test]
+async fn a_batch_skips_an_order_it_cannot_check_and_goes_on_with_the_others() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let admin = app.auth.admin("admin01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 1, 2.0)])
+        .await;
+    app.next_published(kind::ORDER_VALIDATED).await;
+    // As if the service had stopped before announcing it.
+    app.db
+        .collection::<Document>("announcements")
+        .delete_many(doc! {})
+        .await
+        .unwrap();
+    // An order whose only event no version of orders can read.
+    app.db
+        .collection::<Document>("events")
+        .insert_one(
+            doc! {"_id": "broken:0", "orderId": "broken", "position": 0_i64,
+            "type": "unheard_of", "data": {}, "created": DateTime::now()},
+        )
+        .await
+        .unwrap();
+    app.db
+        .collection::<Document>("order_status")
+        .insert_one(doc! {"_id": "broken", "status": "VALIDATED"})
+        .await
+        .unwrap();
+
+    let run = app.get("/orders_batch/validated", Some(&admin)).await;
+
+    run.assert_is(200, json!({"processed": 2}));
+    let announced = app.next_published(kind::ORDER_VALIDATED).await;
     assert_eq!(announced.message["orderId"], json!(order_id));
 }
 
