@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Catalog benchmark: starts auth and catalog in release mode on ports 13100/13102 (clear of the
-# 130xx other benchmarks use) on a RabbitMQ vhost of their own, fills the catalog with COUNT articles (default 100000) through its API,
-# then drives the public reads with wrk, printing requests per second and p50/p99 latency for:
+# 130xx other benchmarks use) on a RabbitMQ vhost of their own, fills the catalog with COUNT
+# articles (default 100000) through its API (catalog/examples/seed.rs), then drives the public
+# reads with wrk, printing requests per second and p50/p99 latency for:
 #   - GET /articles/{id}
 #   - GET /articles, the first page of 50 in name order
 #   - GET /articles/search/<word matching 1/16 of the catalog>, the first page of 50
