@@ -10,7 +10,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::DateTime;
 use rabbit::contract::{ArticleDataReply, ArticleValidReply, OrderPlaced};
 use rabbit::{Rabbit, RabbitError};
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{OwnedMutexGuard, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -26,6 +26,10 @@ const PUBLISH_CONCURRENCY: usize = 32;
 /// selection while it is down, and requests queued behind each other would wait that long each:
 /// past this bound the request answers 503 instead.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
+/// `article-data` requests in flight at once in this process. Each opens an AMQP channel of its
+/// own (direct reply-to), and RabbitMQ allows 2,047 per connection: parallel validations of big
+/// carts must not exhaust them.
+const CATALOG_QUESTIONS: usize = 64;
 /// How often the re-sender looks for due `place_order`s, at most.
 const RESEND_POLL: Duration = Duration::from_secs(1);
 
@@ -67,6 +71,8 @@ pub struct Carts {
     indexes_ready: AtomicBool,
     /// Every write to a user's carts holds that user's lock (see `locks.rs` for why).
     writers: KeyedLocks,
+    /// Slots for `article-data` requests in flight (`CATALOG_QUESTIONS`).
+    catalog_questions: Semaphore,
 }
 
 impl From<CartError> for ApiError {
@@ -87,6 +93,7 @@ impl Carts {
             timings,
             indexes_ready: AtomicBool::new(false),
             writers: KeyedLocks::default(),
+            catalog_questions: Semaphore::new(CATALOG_QUESTIONS),
         }
     }
 
@@ -251,7 +258,7 @@ impl Carts {
     }
 
     /// Catalog's `article-data` answers about every line of `cart`, in line order, each asked
-    /// now and waited for at most the validate timeout.
+    /// now (as soon as a slot is free) and waited for at most the validate timeout.
     async fn ask_catalog(
         &self,
         cart: &Cart,
@@ -259,12 +266,16 @@ impl Carts {
     ) -> Result<Vec<ArticleDataReply>, RabbitError> {
         let timeout = self.timings.validate_timeout;
         let questions = cart.articles.iter().map(|line| {
-            messaging::article_data(
-                &self.rabbit,
-                &cart.id,
-                &line.article_id,
-                correlation_id,
+            in_a_slot(
+                &self.catalog_questions,
                 timeout,
+                messaging::article_data(
+                    &self.rabbit,
+                    &cart.id,
+                    &line.article_id,
+                    correlation_id,
+                    timeout,
+                ),
             )
         });
         futures_util::future::try_join_all(questions).await
@@ -538,6 +549,23 @@ where
     });
 }
 
+/// Runs `question` once one of `slots` is free; the wait for the slot counts against `timeout`.
+async fn in_a_slot<T>(
+    slots: &Semaphore,
+    timeout: Duration,
+    question: impl Future<Output = Result<T, RabbitError>>,
+) -> Result<T, RabbitError> {
+    tokio::time::timeout(timeout, async {
+        let _slot = slots
+            .acquire()
+            .await
+            .map_err(|_| RabbitError::Unavailable)?;
+        question.await
+    })
+    .await
+    .map_err(|_| RabbitError::Timeout)?
+}
+
 /// An `article-data` answer as the (article id, valid) a line records.
 fn answer_of(answer: &ArticleDataReply) -> (&str, bool) {
     (answer.article_id.as_str(), answer.valid)
@@ -546,4 +574,38 @@ fn answer_of(answer: &ArticleDataReply) -> (&str, bool) {
 /// A few random milliseconds, so writers that lost a race do not collide again in step.
 fn jitter() -> Duration {
     Duration::from_millis((uuid::Uuid::new_v4().as_u128() % 8) as u64 + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn questions_beyond_the_slots_wait_for_one() {
+        let slots = Semaphore::new(2);
+        let (in_flight, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let question = || async {
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        };
+        let questions = (0..6).map(|_| in_a_slot(&slots, Duration::from_secs(30), question()));
+        futures_util::future::try_join_all(questions).await.unwrap();
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_slot_counts_against_the_timeout() {
+        let slots = Semaphore::new(1);
+        let held = slots.acquire().await.unwrap();
+        let wait = Duration::from_millis(50);
+        let answer = in_a_slot(&slots, wait, async { Ok(1) }).await;
+        assert!(matches!(answer, Err(RabbitError::Timeout)));
+        drop(held);
+        assert_eq!(in_a_slot(&slots, wait, async { Ok(1) }).await.unwrap(), 1);
+    }
 }
