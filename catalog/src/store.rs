@@ -1,13 +1,13 @@
 //! MongoDB access: the `articles` collection, and stock reservations made exactly once without
 //! transactions.
 //!
-//! An article document holds what clients see plus two derived fields, `key` (the folded name,
-//! for sorting) and `search` (folded name and description, for search), and `reservations`: one
-//! entry per order that asked for the article, keyed by order id,
-//! `{"state": "reserved" | "refused" | "released", "quantity": n}`. Taking stock and recording
-//! which order took it is one single-document update, which MongoDB applies atomically (and, for
-//! FerretDB, see below): a redelivered message, a re-published order or a crash between two steps finds the
-//! record and changes nothing a second time.
+//! An article document holds what clients see plus two derived fields, `key` (the folded name, for
+//! sorting) and `search` (folded name and description, for search), and `reservations`: one entry
+//! per order that asked for the article, keyed by order id, `{"state": "reserved" | "refused" |
+//! "released", "quantity": n}`. Taking stock and recording which order took it is one
+//! single-document update, which MongoDB applies atomically (and, for FerretDB, see below): a
+//! redelivered message, a re-published order or a crash between two steps finds the record and
+//! changes nothing a second time.
 //!
 //! FerretDB 1.x (SQLite) applies an update as a read and then a write, without isolation between
 //! connections: two concurrent conditional updates of one document can both pass their condition

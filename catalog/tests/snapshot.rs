@@ -1,6 +1,6 @@
-//! Reads by id, listings and searches use an in-memory snapshot of the catalog: this instance's writes show
-//! in it at once, other instances' writes after the next reload (but an article read by id that it
-//! lacks is looked for in MongoDB).
+//! Reads by id, listings and searches use an in-memory snapshot of the catalog: this instance's
+//! writes show in it at once, other instances' writes after the next reload (but an article read by
+//! id that it lacks is looked for in MongoDB).
 
 mod support;
 

@@ -61,8 +61,10 @@ pub async fn spawn_catalog() -> TestCatalog {
 
 /// The catalog with the configuration `configure` adjusts (e.g. another MongoDB).
 pub async fn spawn_catalog_with(configure: impl FnOnce(&mut catalog::Config)) -> TestCatalog {
-    // Logs show with a failing test's output (`RUST_LOG` filters them).
-    let _ = common::telemetry::init();
+    // Logs on demand: `RUST_LOG=catalog=debug cargo test -p catalog ...`.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = common::telemetry::init();
+    }
     let vhost = Vhost::create().await;
     let auth = TestAuth::start(&vhost).await;
     let http = reqwest::Client::builder()
