@@ -227,13 +227,13 @@ impl Orders {
     }
 
     /// One run of the batch for `status`: every order the Order projection or Order_Status puts
-    /// there is re-folded from its events; the projections are repaired and Order_Status
+    /// there (or in what else [`checked_by`] the batch) is re-folded from its events; the projections are repaired and Order_Status
     /// updated, what is wrong is logged, an order stuck in PLACED gets its `order_placed` again
     /// and a status never announced is announced. An order that cannot be checked is logged and
     /// skipped. Returns how many orders it looked at.
     pub async fn run_batch(&self, status: Status) -> Result<usize, OrdersError> {
         self.ensure_ready()?;
-        let ids = self.store.ids_with_status(status).await?;
+        let ids = self.store.ids_with_status(checked_by(status)).await?;
         for order_id in &ids {
             match self.check(order_id).await {
                 Ok(()) => {}
@@ -278,7 +278,7 @@ impl Orders {
                       "inconsistency: stuck in PLACED; re-publishing order_placed");
                 publish_placed(&self.rabbit, &order, &correlation_id).await?;
             }
-        } else if self.store.announced(order_id).await?.as_deref() != Some(status) {
+        } else if !self.store.announced(order_id, order.status).await? {
             warn!(
                 order_id,
                 status, "inconsistency: status never announced; announcing it"
@@ -343,12 +343,24 @@ impl Orders {
         if order.status == Status::Placed {
             return Ok(());
         }
-        if self.store.announced(&order.id).await?.as_deref() == Some(order.status.as_str()) {
+        if self.store.announced(&order.id, order.status).await? {
             return Ok(());
         }
         publish_status(&self.rabbit, order, correlation_id).await?;
         self.store.mark_announced(&order.id, order.status).await?;
         Ok(())
+    }
+}
+
+/// The statuses a batch looks at. The validated batch also takes the INVALID orders, whose
+/// `order_invalid` is what makes catalog give their stock back: one whose publish was finally
+/// dead-lettered, or never confirmed, is published again.
+fn checked_by(batch: Status) -> &'static [Status] {
+    match batch {
+        Status::Placed => &[Status::Placed],
+        Status::Validated => &[Status::Validated, Status::Invalid],
+        Status::Invalid => &[Status::Invalid],
+        Status::PaymentDefined => &[Status::PaymentDefined],
     }
 }
 

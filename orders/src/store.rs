@@ -1,6 +1,6 @@
 //! MongoDB access: the append-only `events` collection (the truth), the `orders` projection that
 //! serves the REST reads, the `order_status` projection kept by the batches, and the
-//! `announcements` that remember which status message the broker confirmed.
+//! `announcements` that remember which status messages the broker confirmed.
 //!
 //! Nothing here relies on a read-modify-write of one document being atomic: FerretDB 1.x applies
 //! an update as a read followed by a write of the whole document, so two concurrent updates of
@@ -228,38 +228,47 @@ impl Store {
         Ok(orders)
     }
 
-    /// The last status whose message the broker confirmed, if any.
-    pub async fn announced(&self, order_id: &str) -> mongodb::error::Result<Option<String>> {
-        let announcement = self.announcements.find_one(doc! {"_id": order_id}).await?;
-        Ok(announcement.and_then(|doc| doc.get_str("status").ok().map(str::to_owned)))
+    /// Whether the broker confirmed the message of the order's `status`.
+    pub async fn announced(&self, order_id: &str, status: Status) -> mongodb::error::Result<bool> {
+        let key = announcement_key(order_id, status);
+        Ok(self
+            .announcements
+            .find_one(doc! {"_id": key})
+            .await?
+            .is_some())
     }
 
+    /// Records that the broker confirmed the message of the order's `status`. Insert-only, one
+    /// record per status: a late announcement of an earlier status cannot overwrite a later one,
+    /// and FerretDB's non-atomic updates are never involved.
     pub async fn mark_announced(
         &self,
         order_id: &str,
         status: Status,
     ) -> mongodb::error::Result<()> {
-        let marked = self
-            .announcements
-            .update_one(
-                doc! {"_id": order_id},
-                doc! {"$set": {"status": status.as_str()}},
-            )
-            .upsert(true)
-            .await;
-        match marked {
-            // A concurrent announcement of the order marked it first.
+        let record = doc! {
+            "_id": announcement_key(order_id, status),
+            "orderId": order_id,
+            "status": status.as_str(),
+            "announced": DateTime::now(),
+        };
+        match self.announcements.insert_one(record).await {
+            // Announced before (a redelivery, or a batch racing a consumer).
             Err(error) if common::mongo::is_duplicate_key(&error) => Ok(()),
             other => other.map(drop),
         }
     }
 
-    /// Ids of the orders whose Order projection or Order_Status entry says `status`.
-    pub async fn ids_with_status(&self, status: Status) -> mongodb::error::Result<HashSet<String>> {
+    /// Ids of the orders whose Order projection or Order_Status entry says one of `statuses`.
+    pub async fn ids_with_status(
+        &self,
+        statuses: &[Status],
+    ) -> mongodb::error::Result<HashSet<String>> {
+        let statuses: Vec<&str> = statuses.iter().map(|status| status.as_str()).collect();
         let mut ids = HashSet::new();
         for (collection, field) in [(&self.raw_orders, "orderId"), (&self.order_status, "_id")] {
             let mut cursor = collection
-                .find(doc! {"status": status.as_str()})
+                .find(doc! {"status": {"$in": &statuses}})
                 .projection(doc! {field: 1})
                 .await?;
             while let Some(doc) = cursor.try_next().await? {
@@ -289,4 +298,9 @@ impl Store {
             .await?;
         Ok(previous.and_then(|doc| doc.get_str("status").ok().map(str::to_owned)))
     }
+}
+
+/// `<orderId>:<STATUS>`: one announcement record per status an order reached.
+fn announcement_key(order_id: &str, status: Status) -> String {
+    format!("{order_id}:{}", status.as_str())
 }

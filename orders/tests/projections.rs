@@ -138,18 +138,41 @@ async fn the_payment_defined_batch_announces_a_status_never_announced() {
     )
     .await;
     app.next_published(kind::ORDER_PAYMENT_DEFINED).await;
+    // One record per status reached: a late VALIDATED cannot overwrite PAYMENT_DEFINED.
+    app.forget_announcement(&order_id, "VALIDATED").await;
     // As if the service had stopped between the payment and its announcement.
-    app.db
-        .collection::<Document>("announcements")
-        .delete_one(doc! {"_id": &order_id})
-        .await
-        .unwrap();
+    app.forget_announcement(&order_id, "PAYMENT_DEFINED").await;
 
     let run = app.get("/orders_batch/payment_defined", Some(&admin)).await;
 
     run.assert_is(200, json!({"processed": 1}));
     let announced = app.next_published(kind::ORDER_PAYMENT_DEFINED).await;
     assert_eq!(announced.message["orderId"], json!(order_id));
+}
+
+#[tokio::test]
+async fn the_validated_batch_publishes_order_invalid_again_when_it_was_never_confirmed() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let admin = app.auth.admin("admin01").await;
+    let order_id = app
+        .placed_order(&user_id, vec![line("a", 1), line("b", 2)])
+        .await;
+    app.reply_article(&order_id, "a", false, 0.0).await;
+    app.reply_article(&order_id, "b", true, 1.0).await;
+    app.wait_for_status(&order_id, &token, "INVALID").await;
+    app.next_published(kind::ORDER_INVALID).await;
+    // As if the order_invalid publish had been dead-lettered: nothing confirmed it.
+    app.forget_announcement(&order_id, "INVALID").await;
+
+    let run = app.get("/orders_batch/validated", Some(&admin)).await;
+
+    run.assert_is(200, json!({"processed": 1}));
+    let invalid = app.next_published(kind::ORDER_INVALID).await;
+    assert_eq!(
+        invalid.message,
+        json!({"orderId": order_id, "articles": [{"articleId": "b", "quantity": 2}]})
+    );
 }
 
 #[tokio::test]
@@ -162,11 +185,7 @@ async fn a_batch_skips_an_order_it_cannot_check_and_goes_on_with_the_others() {
         .await;
     app.next_published(kind::ORDER_VALIDATED).await;
     // As if the service had stopped before announcing it.
-    app.db
-        .collection::<Document>("announcements")
-        .delete_many(doc! {})
-        .await
-        .unwrap();
+    app.forget_announcement(&order_id, "VALIDATED").await;
     // An order whose only event no version of orders can read.
     app.db
         .collection::<Document>("events")

@@ -332,6 +332,20 @@ impl TestOrders {
             .unwrap()
     }
 
+    /// Deletes the record of the order's `status` announcement once it exists, as if the broker
+    /// had never confirmed it (the record is written just after the confirm, so wait for it).
+    pub async fn forget_announcement(&self, order_id: &str, status: &str) {
+        let announcements = self.db.collection::<Document>("announcements");
+        let key = format!("{order_id}:{status}");
+        let recorded = testkit::eventually(PATIENCE, || async {
+            let found = announcements.find_one(doc! {"_id": &key}).await;
+            found.is_ok_and(|record| record.is_some())
+        })
+        .await;
+        assert!(recorded, "no announcement recorded as {key}");
+        announcements.delete_one(doc! {"_id": &key}).await.unwrap();
+    }
+
     /// Asserts the order's events sit at positions 0, 1, 2, ... with none shared or skipped.
     pub async fn assert_positions_are_a_sequence(&self, order_id: &str) -> Vec<Document> {
         let events = self.events(order_id).await;
