@@ -119,9 +119,14 @@ fn viewer(caller: &Caller) -> Viewer<'_> {
     }
 }
 
-/// `{"method","amount"}`: both checked at once so a form can show every message. Other fields,
-/// `orderId` included, are ignored: the order is the one in the path.
+/// The keys a payment body may hold; `orderId` is allowed but ignored (the order is the one in
+/// the path).
+const PAYMENT_KEYS: [&str; 3] = ["method", "amount", "orderId"];
+
+/// `{"method","amount"}`: both checked at once so a form can show every message. Any other key
+/// is refused, so that nothing sent (an id, an owner, a status) can look mass-assigned.
 fn payment_fields(body: &Value) -> Result<(Method, f64), ApiError> {
+    refuse_unknown_keys(body)?;
     let method = body["method"].as_str().and_then(Method::parse);
     let amount = body["amount"]
         .as_f64()
@@ -139,6 +144,20 @@ fn payment_fields(body: &Value) -> Result<(Method, f64), ApiError> {
     match (method, amount) {
         (Some(method), Some(amount)) => Ok((method, amount)),
         _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+fn refuse_unknown_keys(body: &Value) -> Result<(), ApiError> {
+    let unknown = body.as_object().and_then(|fields| {
+        fields
+            .keys()
+            .find(|key| !PAYMENT_KEYS.contains(&key.as_str()))
+    });
+    match unknown {
+        Some(key) => Err(ApiError::BadRequest(format!(
+            "Invalid JSON: unknown field `{key}`, expected one of `method`, `amount`, `orderId`"
+        ))),
+        None => Ok(()),
     }
 }
 

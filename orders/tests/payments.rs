@@ -52,6 +52,33 @@ async fn payments_covering_the_total_define_the_payment_and_announce_it() {
 }
 
 #[tokio::test]
+async fn a_payment_with_fields_beyond_method_amount_and_order_id_is_refused() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 1, 10.0)])
+        .await;
+    let path = format!("/orders/{order_id}/payment");
+
+    for field in ["status", "userId", "id", "payments"] {
+        let body = json!({"method": "CASH", "amount": 1, field: "x"});
+        let refused = app.post(&path, Some(&token), &body).await;
+        refused.assert_is(
+            400,
+            json!({"error": format!(
+                "Invalid JSON: unknown field `{field}`, expected one of `method`, `amount`, `orderId`"
+            )}),
+        );
+    }
+    let order = app.get(&format!("/orders/{order_id}"), Some(&token)).await;
+    assert_eq!(order.json()["payments"], json!([]), "{order}");
+
+    let with_order_id = json!({"method": "CASH", "amount": 1, "orderId": "another"});
+    let paid = app.post(&path, Some(&token), &with_order_id).await;
+    assert_eq!(paid.status, 200, "{paid}");
+}
+
+#[tokio::test]
 async fn a_payment_with_a_bad_method_or_amount_is_a_field_error() {
     let app = spawn_orders().await;
     let (token, user_id) = app.user("buyer01").await;
