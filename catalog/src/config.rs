@@ -1,6 +1,8 @@
 use std::time::Duration;
 
-use common::config::{ConfigError, seconds, text, url, var};
+use common::config::{
+    ConfigError, auth_service_url, mongo_url, rabbit_url, text, token_cache_ttl, var,
+};
 
 /// The catalog's settings; [`Config::from_env`] reads them from the contract's variables.
 #[derive(Debug, Clone)]
@@ -21,23 +23,11 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             port: var("PORT", 3002)?,
-            mongo_url: url(
-                "MONGO_URL",
-                "mongodb://localhost:27017",
-                &["mongodb", "mongodb+srv"],
-            )?,
+            mongo_url: mongo_url()?,
             mongo_db: text("MONGO_DB", "catalog")?,
-            rabbit_url: url(
-                "RABBIT_URL",
-                "amqp://guest:guest@localhost:5672/%2f",
-                &["amqp", "amqps"],
-            )?,
-            auth_service_url: url(
-                "AUTH_SERVICE_URL",
-                "http://localhost:3000",
-                &["http", "https"],
-            )?,
-            token_cache_ttl: seconds("TOKEN_CACHE_TTL_SECS", 600)?,
+            rabbit_url: rabbit_url()?,
+            auth_service_url: auth_service_url()?,
+            token_cache_ttl: token_cache_ttl()?,
             snapshot_reload: match var("CATALOG_SNAPSHOT_RELOAD_SECS", 300)? {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use rabbit::contract::queue;
 use serde_json::json;
-use support::{FerretServer, spawn_catalog_with};
+use support::spawn_catalog_with;
+use testkit::PrivateMongo;
 
 fn unavailable() -> serde_json::Value {
     json!({"error": "Service unavailable"})
@@ -16,7 +17,7 @@ fn unavailable() -> serde_json::Value {
 
 #[tokio::test]
 async fn writes_are_503_and_orders_wait_while_mongodb_is_down_and_reads_go_on() {
-    let mut mongo = FerretServer::start().await;
+    let mut mongo = PrivateMongo::start().await;
     let app = spawn_catalog_with(|config| config.mongo_url = mongo.url()).await;
     let admin = app.admin().await;
     let id = app.article("Lamp", 3).await;
@@ -62,7 +63,7 @@ async fn writes_are_503_and_orders_wait_while_mongodb_is_down_and_reads_go_on() 
 
 #[tokio::test]
 async fn without_the_snapshot_reads_are_503_while_mongodb_is_down() {
-    let mut mongo = FerretServer::start().await;
+    let mut mongo = PrivateMongo::start().await;
     let app = spawn_catalog_with(|config| {
         config.mongo_url = mongo.url();
         config.snapshot_reload = None;
