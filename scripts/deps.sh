@@ -88,12 +88,9 @@ mongo_host_port() { # prints "host port" of MONGO_URL's first host
   echo "$host $port"
 }
 
-start_mongo() {
-  read -r host port < <(mongo_host_port)
-  listening "$host" "$port" && { log "MongoDB-compatible server already answers at $host:$port"; return 0; }
-  if [ -n "${MONGO_URL:-}" ] && [ "$host:$port" != "127.0.0.1:27017" ]; then
-    log "MONGO_URL=$MONGO_URL is not reachable"; return 1
-  fi
+# The FerretDB binary, built once into $DEPS_DIR/bin. Built even when a server already answers:
+# the outage tests start private FerretDB servers from it.
+build_ferretdb() {
   local bin="$DEPS_DIR/bin/ferretdb"
   if [ ! -x "$bin" ]; then
     log "building FerretDB $FERRETDB_VERSION from its Go module (a few minutes, once)"
@@ -107,6 +104,16 @@ start_mongo() {
     echo "$FERRETDB_VERSION" > "$build/build/version/version.txt"
     (cd "$build" && go build -o "$bin" ./cmd/ferretdb)
   fi
+}
+
+start_mongo() {
+  build_ferretdb
+  read -r host port < <(mongo_host_port)
+  listening "$host" "$port" && { log "MongoDB-compatible server already answers at $host:$port"; return 0; }
+  if [ -n "${MONGO_URL:-}" ] && [ "$host:$port" != "127.0.0.1:27017" ]; then
+    log "MONGO_URL=$MONGO_URL is not reachable"; return 1
+  fi
+  local bin="$DEPS_DIR/bin/ferretdb"
   mkdir -p "$DEPS_DIR/ferretdb/data" "$DEPS_DIR/ferretdb/state"
   daemon "$DEPS_DIR/log/ferretdb.log" "$bin" --handler=sqlite \
     --sqlite-url="file:$DEPS_DIR/ferretdb/data/" --listen-addr=127.0.0.1:27017 \
