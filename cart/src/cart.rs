@@ -281,6 +281,12 @@ pub fn later(time: DateTime, delay: Duration) -> DateTime {
     DateTime::from_millis(time.timestamp_millis().saturating_add(millis))
 }
 
+/// `time` minus `delay`, in MongoDB's millisecond dates.
+pub fn earlier(time: DateTime, delay: Duration) -> DateTime {
+    let millis = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+    DateTime::from_millis(time.timestamp_millis().saturating_sub(millis))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,6 +482,15 @@ mod tests {
         assert_eq!(
             later(time, Duration::from_millis(1_500)).timestamp_millis(),
             2_500
+        );
+    }
+
+    #[test]
+    fn earlier_takes_the_delay_away_in_milliseconds() {
+        let time = DateTime::from_millis(1_000);
+        assert_eq!(
+            earlier(time, Duration::from_millis(1_500)).timestamp_millis(),
+            -500
         );
     }
 }

@@ -15,6 +15,9 @@ pub struct Config {
     /// How often every line of every active cart is sent to catalog again
     /// (`CART_REVALIDATE_SECS`), so that a disabled article shows up as invalid.
     pub revalidate_every: Duration,
+    /// Only carts changed within this age are revalidated (`CART_REVALIDATE_MAX_AGE_DAYS`):
+    /// abandoned carts are not asked about forever.
+    pub revalidate_max_age: Duration,
     /// How long `/cart/validate` waits for catalog's answers (`CART_VALIDATE_TIMEOUT_SECS`).
     pub validate_timeout: Duration,
     /// How long after a `place_order` is sent it is sent again while no `order_placed` came back
@@ -34,11 +37,25 @@ impl Config {
             auth_service_url: auth_service_url()?,
             token_cache_ttl: token_cache_ttl()?,
             revalidate_every: seconds("CART_REVALIDATE_SECS", 60)?,
+            revalidate_max_age: days("CART_REVALIDATE_MAX_AGE_DAYS", 7)?,
             validate_timeout: seconds("CART_VALIDATE_TIMEOUT_SECS", 3)?,
             order_resend_first: seconds("CART_ORDER_RESEND_SECS", 10)?,
             order_resend_max: seconds("CART_ORDER_RESEND_MAX_SECS", 600)?,
         })
     }
+}
+
+/// A number of days of at least 1.
+fn days(name: &str, default: u64) -> Result<Duration, ConfigError> {
+    const DAY: u64 = 24 * 60 * 60;
+    let value: u64 = var(name, default)?;
+    if value == 0 {
+        return Err(ConfigError::new(name, "0", "must be at least 1"));
+    }
+    value
+        .checked_mul(DAY)
+        .map(Duration::from_secs)
+        .ok_or_else(|| ConfigError::new(name, &value.to_string(), "too large"))
 }
 
 #[cfg(test)]
@@ -58,6 +75,17 @@ mod tests {
         assert_eq!(
             Config::from_env().unwrap().order_resend_first,
             Duration::from_secs(10)
+        );
+        unsafe { std::env::set_var("CART_REVALIDATE_MAX_AGE_DAYS", "0") };
+        let no_age = Config::from_env().unwrap_err();
+        unsafe { std::env::set_var("CART_REVALIDATE_MAX_AGE_DAYS", u64::MAX.to_string()) };
+        let absurd = Config::from_env().unwrap_err();
+        unsafe { std::env::remove_var("CART_REVALIDATE_MAX_AGE_DAYS") };
+        assert_eq!(no_age.name, "CART_REVALIDATE_MAX_AGE_DAYS");
+        assert_eq!(absurd.name, "CART_REVALIDATE_MAX_AGE_DAYS");
+        assert_eq!(
+            Config::from_env().unwrap().revalidate_max_age,
+            Duration::from_secs(7 * 24 * 60 * 60)
         );
     }
 }

@@ -43,6 +43,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
     guard.listen_for_logouts(&rabbit);
     let timings = service::Timings {
         revalidate_every: config.revalidate_every,
+        revalidate_max_age: config.revalidate_max_age,
         validate_timeout: config.validate_timeout,
         order_resend_first: config.order_resend_first,
         order_resend_max: config.order_resend_max,

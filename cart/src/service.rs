@@ -37,6 +37,7 @@ const RESEND_POLL: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub struct Timings {
     pub revalidate_every: Duration,
+    pub revalidate_max_age: Duration,
     pub validate_timeout: Duration,
     pub order_resend_first: Duration,
     pub order_resend_max: Duration,
@@ -465,12 +466,14 @@ impl Carts {
         });
     }
 
-    /// Sends `article-valid` for every line of every active cart.
+    /// Sends `article-valid` for every line of every active cart changed within the maximum
+    /// age: an abandoned cart is not asked about forever, and is asked again once it changes.
     async fn revalidate_all(&self) -> Result<(), JobError> {
         if !self.rabbit.is_connected() {
             return Ok(());
         }
-        let carts = self.store.active_with_lines().await?;
+        let since = cart::earlier(DateTime::now(), self.timings.revalidate_max_age);
+        let carts = self.store.active_with_lines(since).await?;
         let correlation_id = format!("revalidation-{}", uuid::Uuid::new_v4());
         carts
             .map_err(JobError::from)

@@ -79,12 +79,18 @@ impl Store {
         Ok(result.matched_count == 1)
     }
 
-    /// Every active cart with at least one line, for the periodic revalidation.
+    /// Every active cart with at least one line changed since `since`, for the periodic
+    /// revalidation.
     pub async fn active_with_lines(
         &self,
+        since: DateTime,
     ) -> mongodb::error::Result<impl Stream<Item = mongodb::error::Result<Cart>> + use<>> {
         self.carts
-            .find(doc! {"enabled": true, "articles.0": {"$exists": true}})
+            .find(doc! {
+                "enabled": true,
+                "articles.0": {"$exists": true},
+                "updated": {"$gte": since},
+            })
             .await
     }
 

@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use mongodb::bson::{DateTime, Document, doc};
 use rabbit::Envelope;
 use rabbit::contract::{ArticleValidReply, exchange, kind};
 use serde_json::json;
@@ -47,6 +48,33 @@ async fn the_periodic_revalidation_notices_a_disabled_article() {
     assert!(line_becomes(&app, &token, "soon-gone", true).await);
     catalog.set("soon-gone", false, 5);
     assert!(line_becomes(&app, &token, "soon-gone", false).await);
+}
+
+#[tokio::test]
+async fn the_periodic_revalidation_leaves_abandoned_carts_alone() {
+    let app = spawn_cart_with(|config| config.revalidate_every = Duration::from_millis(300)).await;
+    let catalog = app.catalog();
+    let eight_days_ago = DateTime::from_millis(DateTime::now().timestamp_millis() - 8 * 86_400_000);
+    let line = doc! {"articleId": "abandoned", "quantity": 1, "valid": false, "validated": false};
+    let abandoned = doc! {
+        "_id": "abandoned-cart", "userId": "gone", "activeFor": "gone", "orderId": "",
+        "articles": [line], "enabled": true, "created": eight_days_ago,
+        "updated": eight_days_ago, "version": 0_i64,
+    };
+    app.db
+        .collection::<Document>("carts")
+        .insert_one(abandoned)
+        .await
+        .unwrap();
+    let token = app.user().await;
+    app.add(&token, "recent", 1).await;
+    // The request of the add, then two revalidation rounds: the abandoned cart had its chances.
+    let rounds = testkit::eventually(PATIENCE, || async {
+        catalog.valid_requests_for("recent") >= 3
+    })
+    .await;
+    assert!(rounds);
+    assert_eq!(catalog.valid_requests_for("abandoned"), 0);
 }
 
 #[tokio::test]

@@ -56,6 +56,7 @@ pub fn test_config(vhost: &Vhost, auth_url: &str) -> cart::Config {
         auth_service_url: auth_url.into(),
         token_cache_ttl: Duration::from_secs(600),
         revalidate_every: Duration::from_secs(3600),
+        revalidate_max_age: Duration::from_secs(7 * 24 * 3600),
         validate_timeout: Duration::from_secs(2),
         order_resend_first: Duration::from_secs(3600),
         order_resend_max: Duration::from_secs(3600),
