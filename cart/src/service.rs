@@ -326,8 +326,8 @@ impl Carts {
             .ok()
     }
 
-    /// Closes `asked` with catalog's `answers` recorded on it, unless they show an invalid line.
-    /// `None` when the cart changed since it was asked about: the checkout starts over, so no
+    /// Closes `asked` with catalog's `answers` recorded on it, unless they show an invalid line
+    /// (then the answers are recorded on the active cart, for the cart screen). `None` when the cart changed since it was asked about: the checkout starts over, so no
     /// line added meanwhile escapes the question.
     async fn close(
         &self,
@@ -339,6 +339,11 @@ impl Carts {
         cart.apply_answers(answers.iter().flatten().map(answer_of));
         let errors = cart.checkout_errors();
         if !errors.is_empty() {
+            if let Some(answers) = &answers {
+                self.record_answers(&asked.id, answers.iter().map(answer_of))
+                    .await
+                    .map_err(ApiError::from)?;
+            }
             return Err(CheckoutError::Invalid(errors));
         }
         let now = DateTime::now();

@@ -68,7 +68,13 @@ async fn checkout_asks_catalog_about_a_line_it_has_not_answered_about_yet() {
                 {"articleId": "made-up", "message": "The article is not available"}
             ]}),
         );
-    assert_eq!(id_of(&app.cart(&token).await), id_of(&cart));
+    let still = app.cart(&token).await;
+    assert_eq!(id_of(&still), id_of(&cart));
+    let line = &still["articles"][0];
+    assert_eq!(
+        (&line["validated"], &line["valid"]),
+        (&json!(true), &json!(false))
+    );
 }
 
 #[tokio::test]
