@@ -227,10 +227,10 @@ impl Orders {
     }
 
     /// One run of the batch for `status`: every order the Order projection or Order_Status puts
-    /// there (or in what else [`checked_by`] the batch) is re-folded from its events; the projections are repaired and Order_Status
-    /// updated, what is wrong is logged, an order stuck in PLACED gets its `order_placed` again
-    /// and a status never announced is announced. An order that cannot be checked is logged and
-    /// skipped. Returns how many orders it looked at.
+    /// in a status [`checked_by`] the batch is re-folded from its events; the projections are
+    /// repaired and Order_Status updated, what is wrong is logged, an order stuck in PLACED gets
+    /// its `order_placed` again and a status never announced is announced. An order that cannot
+    /// be checked is logged and skipped. Returns how many orders it looked at.
     pub async fn run_batch(&self, status: Status) -> Result<usize, OrdersError> {
         self.ensure_ready()?;
         let ids = self.store.ids_with_status(checked_by(status)).await?;
