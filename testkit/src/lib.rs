@@ -298,7 +298,7 @@ impl std::fmt::Debug for Reply {
 }
 
 /// How long a service may take to report healthy before a test gives up.
-pub const STARTUP: Duration = Duration::from_secs(15);
+pub const STARTUP: Duration = Duration::from_secs(60);
 
 /// Waits until `GET {base_url}/health` answers 200; panics naming `service` otherwise.
 pub async fn wait_healthy(http: &reqwest::Client, base_url: &str, service: &str) {

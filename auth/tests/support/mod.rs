@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub const SECRET: &str = "integration-test-secret-at-least-32-bytes-long";
 pub const PASSWORD: &str = "correct horse battery";
 /// How long the service or the test consumer may take to connect before a test gives up.
-const STARTUP: Duration = Duration::from_secs(10);
+const STARTUP: Duration = Duration::from_secs(60);
 /// How long a broadcast may take to arrive; a bound for giving up, never a speed asserted.
 const DELIVERY: Duration = Duration::from_secs(5);
 

@@ -23,7 +23,7 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 /// How long a service may take to report healthy before a test gives up.
-const STARTUP: Duration = Duration::from_secs(15);
+const STARTUP: Duration = Duration::from_secs(60);
 /// A bound for giving up on a request that never completes: a hang fails the test instead of
 /// stalling the suite. Never a speed asserted.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
