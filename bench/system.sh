@@ -63,6 +63,7 @@ load "catalog: GET /articles/{id}" "$CATALOG/articles/$ARTICLE_ID"
 load "catalog: GET /articles/search/needle, $ARTICLES articles" "$CATALOG/articles/search/needle"
 load "catalog: GET /articles?limit=50" "$CATALOG/articles?limit=50"
 load "cart: GET /cart, cached token" -H "$(bearer "$SHOPPER_TOKEN")" "$CART/cart"
+load "cart: GET /cart/validate, $CART_LINES lines (one article-data request/reply per line)" -H "$(bearer "$SHOPPER_TOKEN")" "$CART/cart/validate"
 load "cart: POST /cart/article and /decrement, alternating" -s bench/cart.lua "$CART" -- "$ARTICLE_ID" "$SHOPPER_TOKEN"
 load "orders: GET /orders" -H "$(bearer "$SHOPPER_TOKEN")" "$ORDERS/orders"
 echo "  checkout to VALIDATED, $SHOPPERS shoppers" >&2

@@ -2,7 +2,7 @@
 //!
 //! `shop setup <articles>`: signs up an admin (made admin in auth's MongoDB, as an operator does
 //! with mongosh) and a shopper, creates `<articles>` articles (named so that a search for
-//! `needle` matches about one in a hundred), puts one in the shopper's cart, and prints shell
+//! `needle` matches about one in a hundred), puts ten in the shopper's cart, and prints shell
 //! assignments (`ADMIN_TOKEN=...`) for the script to `eval`.
 //!
 //! `shop checkouts <shoppers> <seconds>`: every shopper loops add-to-cart, checkout, then polls
@@ -20,6 +20,8 @@ use reqwest::Client;
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "benchmark password";
+/// Lines in the cart of `setup`'s shopper.
+const CART_LINES: usize = 10;
 
 struct Urls {
     auth: String,
@@ -117,28 +119,31 @@ async fn setup(http: &Client, urls: &Urls, articles: usize) {
 
     // The article every cart and checkout uses has stock for any run.
     let article = create_article(http, urls, &admin, 0, 1_000_000_000).await;
-    let batches: Vec<Vec<usize>> = (1..articles)
-        .collect::<Vec<_>>()
-        .chunks(64)
-        .map(<[usize]>::to_vec)
-        .collect();
-    for batch in batches {
-        join_all(
+    let mut created = vec![article.clone()];
+    for batch in (1..articles).collect::<Vec<_>>().chunks(64) {
+        let ids = join_all(
             batch
-                .into_iter()
-                .map(|n| create_article(http, urls, &admin, n, 100)),
+                .iter()
+                .map(|&n| create_article(http, urls, &admin, n, 100)),
+        )
+        .await;
+        created.extend(ids);
+    }
+
+    // The shopper's cart holds CART_LINES articles, so that one `GET /cart/validate` makes that
+    // many `article-data` request/replies with catalog.
+    let shopper = signup(http, urls, &format!("shopper_{suffix}")).await;
+    for line in created.iter().take(CART_LINES) {
+        call(
+            http.post(format!("{}/cart/article", urls.cart))
+                .bearer_auth(&shopper)
+                .json(&json!({"articleId": line, "quantity": 1})),
         )
         .await;
     }
-
-    let shopper = signup(http, urls, &format!("shopper_{suffix}")).await;
-    call(
-        http.post(format!("{}/cart/article", urls.cart))
-            .bearer_auth(&shopper)
-            .json(&json!({"articleId": article, "quantity": 1})),
-    )
-    .await;
-    println!("ADMIN_TOKEN={admin}\nSHOPPER_TOKEN={shopper}\nARTICLE_ID={article}");
+    println!(
+        "ADMIN_TOKEN={admin}\nSHOPPER_TOKEN={shopper}\nARTICLE_ID={article}\nCART_LINES={CART_LINES}"
+    );
 }
 
 async fn checkouts(http: &Client, urls: &Urls, shoppers: usize, run_for: Duration) {
