@@ -5,7 +5,6 @@
 mod cart;
 pub mod config;
 mod http;
-mod locks;
 mod messaging;
 mod service;
 mod store;

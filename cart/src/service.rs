@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cart::{self, Cart, CartError, Issue, Validation};
-use crate::locks::KeyedLocks;
 use crate::messaging;
+use common::locks::KeyedLocks;
 
 /// A change that keeps losing the race against others on the same cart gives up eventually.
 const MAX_CHANGE_ATTEMPTS: usize = 100;

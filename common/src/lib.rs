@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod guard;
 pub mod http;
+pub mod locks;
 pub mod mongo;
 pub mod server;
 pub mod telemetry;

@@ -5,7 +5,6 @@
 
 pub mod config;
 mod http;
-mod locks;
 mod messaging;
 mod order;
 mod service;

@@ -13,10 +13,10 @@ use rabbit::{Rabbit, RabbitError};
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::locks::KeyedLocks;
 use crate::messaging::{publish_placed, publish_status};
 use crate::order::{Command, Event, Method, Order, Rejection, Status, decide, fold, merge_lines};
 use crate::store::{Appended, Store};
+use common::locks::KeyedLocks;
 
 /// Appends that lose the race for a position this often in a row give up (and are retried by the
 /// consumer or answered 500): only a storm of changes to one order from several instances gets

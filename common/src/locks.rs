@@ -1,10 +1,10 @@
-//! One async lock per key, held only while someone uses it.
+//! One async lock per key (a user's carts, an order's stream), held only while someone uses it.
 //!
-//! Why cart needs it: FerretDB 1.x runs an update as a read followed by a write by `_id`, so two
-//! concurrent conditional writes can both pass the `version` check and one update is lost (on
-//! MongoDB the check and the write are one atomic step). Serialising the writes to one user's
-//! cart inside the process makes a single instance correct on both servers, and saves MongoDB
-//! the retries; the `version` check still guards writes from other instances on MongoDB.
+//! Why services need it: FerretDB 1.x runs an update as a read followed by a write by `_id`, so two
+//! concurrent conditional writes can both pass their check and one update is lost (on MongoDB the
+//! check and the write are one atomic step). Serialising the writes to one key inside the process
+//! makes a single instance correct on both servers and spares the retries of writers that race;
+//! the conditional writes and unique indexes still guard against other instances.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
