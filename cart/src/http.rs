@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use common::http::{DEFAULT_BODY_LIMIT, health, json_body, respond, respond_with};
+use common::http::{DEFAULT_BODY_LIMIT, health, json_body, percent_decode, respond, respond_with};
 use common::{ApiError, Caller, FieldError, TokenGuard};
 use mongodb::bson::DateTime;
 use serde::Deserialize;
@@ -85,26 +85,7 @@ fn cart_json(cart: &Cart) -> Value {
 /// The article id of a path segment, which warp leaves percent-encoded: ids are opaque, so
 /// `a%20b` must name the line of `a b`. A segment that does not decode to UTF-8 names no line.
 fn article_in_path(segment: &str) -> Result<String, ApiError> {
-    let mut bytes = Vec::with_capacity(segment.len());
-    let mut rest = segment.as_bytes();
-    while let Some((&byte, tail)) = rest.split_first() {
-        let escaped = (byte == b'%')
-            .then(|| tail.get(..2))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(decoded) => {
-                bytes.push(decoded);
-                rest = &tail[2..];
-            }
-            None => {
-                bytes.push(byte);
-                rest = tail;
-            }
-        }
-    }
-    String::from_utf8(bytes).map_err(|_| ApiError::NotFound)
+    String::from_utf8(percent_decode(segment)).map_err(|_| ApiError::NotFound)
 }
 
 fn rfc3339(time: DateTime) -> String {

@@ -2,6 +2,7 @@
 //! no I/O; refusals are field errors with the query's own names (`skip`, `limit`, `text`).
 
 use common::FieldError;
+use common::http::{is_percent_encoded, percent_decode};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
@@ -48,31 +49,17 @@ impl Page {
 /// 1 to 200 characters.
 pub fn search_text(segment: &str) -> Result<String, FieldError> {
     let refuse = |message| FieldError::new("text", message);
-    let bytes = percent_decode(segment).ok_or_else(|| refuse("is not valid percent-encoding"))?;
-    let text = String::from_utf8(bytes).map_err(|_| refuse("is not valid UTF-8"))?;
+    if !is_percent_encoded(segment) {
+        return Err(refuse("is not valid percent-encoding"));
+    }
+    let text =
+        String::from_utf8(percent_decode(segment)).map_err(|_| refuse("is not valid UTF-8"))?;
     let text = text.trim();
     match text.chars().count() {
         0 => Err(refuse("is required")),
         length if length > MAX_SEARCH => Err(refuse("must be at most 200 characters")),
         _ => Ok(text.to_owned()),
     }
-}
-
-/// `%XX` sequences decoded (a path keeps `+` as it is); `None` for a malformed sequence.
-fn percent_decode(segment: &str) -> Option<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(segment.len());
-    let mut rest = segment.as_bytes();
-    while let Some((&byte, tail)) = rest.split_first() {
-        if byte == b'%' {
-            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
-            bytes.push(u8::from_str_radix(hex, 16).ok()?);
-            rest = &tail[2..];
-        } else {
-            bytes.push(byte);
-            rest = tail;
-        }
-    }
-    Some(bytes)
 }
 
 #[cfg(test)]

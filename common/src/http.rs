@@ -90,6 +90,42 @@ where
     Ok(collected.freeze())
 }
 
+/// A path segment with its `%XX` sequences decoded, since warp leaves them encoded. A `%` that is
+/// not followed by two hex digits stays as it is; [`is_percent_encoded`] tells whether there is one.
+pub fn percent_decode(segment: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(segment.len());
+    let mut rest = segment.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        match (byte == b'%').then(|| escaped(tail)).flatten() {
+            Some(decoded) => {
+                bytes.push(decoded);
+                rest = &tail[2..];
+            }
+            None => {
+                bytes.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    bytes
+}
+
+/// True when every `%` of `segment` starts a `%XX` sequence.
+pub fn is_percent_encoded(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, byte)| **byte == b'%')
+        .all(|(at, _)| escaped(&bytes[at + 1..]).is_some())
+}
+
+/// The byte that the two hex digits starting `tail` stand for.
+fn escaped(tail: &[u8]) -> Option<u8> {
+    let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+    u8::from_str_radix(hex, 16).ok()
+}
+
 /// Runs a handler inside a span carrying the correlation id and turns its result into the JSON
 /// reply, echoing the correlation id.
 pub async fn respond<T, F>(correlation_id: String, handler: F) -> Response
