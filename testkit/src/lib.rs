@@ -87,20 +87,8 @@ impl Vhost {
 
     /// How many messages wait in `queue`, as the broker's statistics (every 500 ms) last saw.
     pub async fn queued(&self, queue: &str) -> u64 {
-        let url = format!(
-            "http://{MANAGEMENT}/api/queues/{}/{}",
-            self.name,
-            encode(queue)
-        );
-        let queue: serde_json::Value = reqwest::Client::new()
-            .get(url)
-            .header("authorization", AUTHORIZATION)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let path = format!("queues/{}/{}", self.name, encode(queue));
+        let queue = management_get(&path).await;
         queue["messages"].as_u64().unwrap_or(0)
     }
 
@@ -160,7 +148,13 @@ impl Drop for Vhost {
 
 /// A list the management API answers at `/api/<path>`.
 async fn management_list(path: &str) -> Vec<serde_json::Value> {
-    let list: serde_json::Value = reqwest::Client::new()
+    let list = management_get(path).await;
+    list.as_array().cloned().unwrap_or_default()
+}
+
+/// What the management API answers at `/api/<path>`.
+async fn management_get(path: &str) -> serde_json::Value {
+    reqwest::Client::new()
         .get(format!("http://{MANAGEMENT}/api/{path}"))
         .header("authorization", AUTHORIZATION)
         .send()
@@ -168,8 +162,7 @@ async fn management_list(path: &str) -> Vec<serde_json::Value> {
         .unwrap()
         .json()
         .await
-        .unwrap();
-    list.as_array().cloned().unwrap_or_default()
+        .unwrap()
 }
 
 fn encode(name: &str) -> String {
