@@ -9,6 +9,7 @@ pub mod guard;
 pub mod http;
 pub mod locks;
 pub mod mongo;
+pub mod periodic;
 pub mod server;
 pub mod telemetry;
 
