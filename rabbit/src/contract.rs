@@ -22,6 +22,9 @@ pub mod exchange {
     pub const ORDERS: &str = "orders";
     /// Topic: the order's life cycle, for any subscriber.
     pub const SELL_FLOW: &str = "sell_flow";
+    /// Fanout: every write catalog makes to an article, so that each catalog instance (one
+    /// exclusive queue per instance) updates its in-memory copy within a second.
+    pub const CATALOG_CHANGES: &str = "catalog_changes";
 }
 
 /// Routing keys, which are also the message types (the envelope's `type`).
@@ -34,6 +37,8 @@ pub mod kind {
     pub const ORDER_INVALID: &str = "order_invalid";
     pub const ORDER_VALIDATED: &str = "order_validated";
     pub const ORDER_PAYMENT_DEFINED: &str = "order_payment_defined";
+    /// On `catalog_changes`: the article as stored after a write (catalog's own payload).
+    pub const ARTICLE_CHANGED: &str = "article_changed";
 }
 
 /// Durable queue names: `<consuming service>.<routing key>`.
@@ -59,6 +64,7 @@ pub fn topology() -> Topology {
         .exchange(CART, ExchangeKind::Direct)
         .exchange(ORDERS, ExchangeKind::Direct)
         .exchange(SELL_FLOW, ExchangeKind::Topic)
+        .exchange(CATALOG_CHANGES, ExchangeKind::Fanout)
         .queue(CATALOG_ARTICLE_VALID, CATALOG, ARTICLE_VALID)
         .queue(CATALOG_ARTICLE_DATA, CATALOG, ARTICLE_DATA)
         .queue(CATALOG_ORDER_PLACED, SELL_FLOW, ORDER_PLACED)
@@ -188,6 +194,24 @@ mod tests {
         let request: ArticleDataRequest =
             serde_json::from_value(json!({"referenceId": "c", "articleId": "a"})).unwrap();
         assert_eq!(request.quantity, None);
+    }
+
+    #[test]
+    fn catalog_changes_is_a_fanout_without_a_durable_queue() {
+        let topology = topology();
+        let changes = topology
+            .exchanges
+            .iter()
+            .find(|e| e.name == exchange::CATALOG_CHANGES)
+            .expect("declared");
+        assert_eq!(changes.kind, ExchangeKind::Fanout);
+        assert!(
+            topology.queues.iter().all(|queue| queue
+                .bindings
+                .iter()
+                .all(|(e, _)| e != exchange::CATALOG_CHANGES)),
+            "each instance binds its own exclusive queue"
+        );
     }
 
     #[test]
