@@ -7,10 +7,11 @@ use common::{ApiError, Caller, FieldError, TokenGuard};
 use serde_json::{Value, json};
 use warp::Filter;
 use warp::filters::BoxedFilter;
+use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use crate::order::{Method, Rejection, Status};
-use crate::service::{Orders, OrdersError, Viewer};
+use crate::service::{Orders, OrdersError, Payment, Viewer};
 use crate::view::{OrderJson, OrderSummary};
 
 pub fn routes(orders: Arc<Orders>, guard: &TokenGuard) -> BoxedFilter<(Response,)> {
@@ -56,19 +57,24 @@ pub fn routes(orders: Arc<Orders>, guard: &TokenGuard) -> BoxedFilter<(Response,
         .and(warp::post())
         .and(guard.authenticated())
         .and(state.clone())
+        .and(warp::header::headers_cloned())
         .and(json_body::<Value>(DEFAULT_BODY_LIMIT))
         .then(
-            |order_id: String, caller: Caller, orders: Arc<Orders>, body: Value| {
+            |order_id: String,
+             caller: Caller,
+             orders: Arc<Orders>,
+             headers: HeaderMap,
+             body: Value| {
                 respond(caller.correlation_id.clone(), async move {
-                    let (method, amount) = payment_fields(&body)?;
+                    let key = headers.get(IDEMPOTENCY_KEY);
+                    let (method, amount, key) = payment_fields(&body, key)?;
+                    let payment = Payment {
+                        method,
+                        amount,
+                        idempotency_key: key,
+                    };
                     let order = orders
-                        .pay(
-                            &order_id,
-                            &caller.user.id,
-                            method,
-                            amount,
-                            &caller.correlation_id,
-                        )
+                        .pay(&order_id, &caller.user.id, payment, &caller.correlation_id)
                         .await
                         .map_err(api_error)?;
                     Ok(OrderJson::from(&order))
@@ -123,9 +129,19 @@ fn viewer(caller: &Caller) -> Viewer<'_> {
 /// the path).
 const PAYMENT_KEYS: [&str; 3] = ["method", "amount", "orderId"];
 
-/// `{"method","amount"}`: both checked at once so a form can show every message. Any other key
-/// is refused, so that nothing sent (an id, an owner, a status) can look mass-assigned.
-fn payment_fields(body: &Value) -> Result<(Method, f64), ApiError> {
+/// The header that makes a payment safe to retry (contract extension, see the README).
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// The longest `Idempotency-Key` taken.
+const MAX_KEY_LENGTH: usize = 200;
+
+/// `{"method","amount"}` and the `Idempotency-Key` header, if any: all checked at once so a form
+/// can show every message. Any other body key is refused, so that nothing sent (an id, an owner,
+/// a status) can look mass-assigned.
+fn payment_fields<'a>(
+    body: &Value,
+    key: Option<&'a HeaderValue>,
+) -> Result<(Method, f64, Option<&'a str>), ApiError> {
     refuse_unknown_keys(body)?;
     let method = body["method"].as_str().and_then(Method::parse);
     let amount = body["amount"]
@@ -141,10 +157,27 @@ fn payment_fields(body: &Value) -> Result<(Method, f64), ApiError> {
     if amount.is_none() {
         errors.push(FieldError::new("amount", "must be a number greater than 0"));
     }
-    match (method, amount) {
-        (Some(method), Some(amount)) => Ok((method, amount)),
+    let key = key.map(|key| idempotency_key(key.as_bytes()));
+    if let Some(None) = key {
+        errors.push(FieldError::new(
+            IDEMPOTENCY_KEY,
+            "must be 1 to 200 visible ASCII characters",
+        ));
+    }
+    match (method, amount, key) {
+        (Some(method), Some(amount), None) => Ok((method, amount, None)),
+        (Some(method), Some(amount), Some(Some(key))) => Ok((method, amount, Some(key))),
         _ => Err(ApiError::Validation(errors)),
     }
+}
+
+/// The key when it is 1 to [`MAX_KEY_LENGTH`] visible ASCII characters (`!` to `~`).
+fn idempotency_key(key: &[u8]) -> Option<&str> {
+    let visible = key.iter().all(|byte| matches!(byte, b'!'..=b'~'));
+    if !visible || key.is_empty() || key.len() > MAX_KEY_LENGTH {
+        return None;
+    }
+    std::str::from_utf8(key).ok()
 }
 
 fn refuse_unknown_keys(body: &Value) -> Result<(), ApiError> {
@@ -168,7 +201,26 @@ fn api_error(error: OrdersError) -> ApiError {
         OrdersError::Rejected(rejection @ Rejection::NotPositive) => {
             ApiError::field("amount", rejection.to_string())
         }
+        OrdersError::Rejected(Rejection::KeyReused) => ApiError::Refused(
+            StatusCode::CONFLICT,
+            "Idempotency-Key reused with a different payment",
+        ),
         OrdersError::Rejected(rejection) => ApiError::BadRequest(rejection.to_string()),
         OrdersError::Internal(detail) => ApiError::Internal(detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idempotency_key_is_1_to_200_visible_ascii_characters() {
+        for key in ["k", "2f1c-77/retry#1", "!~", &"x".repeat(200)] {
+            assert_eq!(idempotency_key(key.as_bytes()), Some(key), "{key}");
+        }
+        for key in ["", "with space", "tab\t", "é", "\u{7f}", &"x".repeat(201)] {
+            assert_eq!(idempotency_key(key.as_bytes()), None, "{key:?}");
+        }
     }
 }

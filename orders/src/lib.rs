@@ -1,6 +1,7 @@
 //! The orders service (CONTRACT sections 8 and 9): event-sourced orders. Each order is an
 //! append-only stream of events in MongoDB; the Order projection serves the REST reads and the
-//! Order_Status projection is kept by batch processes. Orders are placed from cart's
+//! Order_Status projection is kept by batch processes, each run once per interval for the whole
+//! system. Orders are placed from cart's
 //! `place_order`, validated line by line by catalog's `article-data` replies, and paid over REST.
 
 pub mod config;
@@ -23,7 +24,7 @@ pub use common::server::StartError;
 pub use config::Config;
 
 use crate::order::Status;
-use crate::service::Orders;
+use crate::service::{Batch, Orders};
 
 /// A started orders service.
 pub struct Running {
@@ -52,19 +53,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
 
     let background = orders.clone();
     let consumers = rabbit.clone();
-    let intervals = [
-        (Status::Placed, config.placed_batch_interval),
-        (Status::Validated, config.validated_batch_interval),
-        (
-            Status::PaymentDefined,
-            config.payment_defined_batch_interval,
-        ),
+    let batches = [
+        Batch {
+            name: "placed",
+            status: Status::Placed,
+            interval: config.placed_batch_interval,
+        },
+        Batch {
+            name: "validated",
+            status: Status::Validated,
+            interval: config.validated_batch_interval,
+        },
+        Batch {
+            name: "payment_defined",
+            status: Status::PaymentDefined,
+            interval: config.payment_defined_batch_interval,
+        },
     ];
     let batches_shutdown = shutdown.clone();
     tokio::spawn(async move {
         if background.prepare(&batches_shutdown).await {
             messaging::consume(&consumers, background.clone());
-            service::spawn_batches(background, intervals, batches_shutdown);
+            service::spawn_batches(background, batches, batches_shutdown);
         }
     });
 

@@ -275,6 +275,19 @@ pub fn fold(order_id: &str, events: &[Recorded]) -> Option<Order> {
     Some(order)
 }
 
+/// The order as it stood right after the payment `payment_id` was added: what that payment's
+/// request answered, and what a retry of it answers again. `None` when there is no such payment.
+pub fn fold_through_payment(
+    order_id: &str,
+    events: &[Recorded],
+    payment_id: &str,
+) -> Option<Order> {
+    let paid_at = events.iter().position(|recorded| {
+        matches!(&recorded.event, Event::PaymentAdded { payment_id: id, .. } if id == payment_id)
+    })?;
+    fold(order_id, &events[..=paid_at])
+}
+
 /// A cart's lines with one line per article: repeated articles are added up, so that catalog's
 /// one reply per article answers exactly one line.
 pub fn merge_lines(lines: &[OrderLine]) -> Vec<OrderLine> {
@@ -319,6 +332,9 @@ pub enum Rejection {
     ExceedsBalance(f64),
     #[error("The amount must be at least 0.01")]
     NotPositive,
+    /// An idempotency key names a payment already made with another method or amount.
+    #[error("Idempotency-Key reused with a different payment")]
+    KeyReused,
 }
 
 /// The event a command adds to the order, `None` when it already happened (a duplicate reply).
@@ -348,12 +364,17 @@ pub fn decide(order: &Order, command: &Command) -> Result<Option<Event>, Rejecti
             method,
             amount,
         } => {
-            if order
+            if let Some(made) = order
                 .payments
                 .iter()
-                .any(|payment| &payment.id == payment_id)
+                .find(|payment| &payment.id == payment_id)
             {
-                return Ok(None);
+                // A retry of a payment made before, or the same key reused for another one.
+                return if made.method == *method && cents(made.amount) == cents(*amount) {
+                    Ok(None)
+                } else {
+                    Err(Rejection::KeyReused)
+                };
             }
             if order.status != Status::Validated {
                 return Err(Rejection::NotValidated(order.status.as_str()));
@@ -644,6 +665,53 @@ mod tests {
             decide(&order, &payment(1.006)),
             Ok(Some(Event::PaymentAdded { amount: 1.01, .. }))
         ));
+    }
+
+    #[test]
+    fn a_payment_id_reused_with_another_method_or_amount_is_refused() {
+        let events = [
+            placed(&[("a", 1)]),
+            validated(1, "a", true, 5.0),
+            paid(2, 1.0),
+        ];
+        let order = order(&events);
+        let reuse = |method, amount| Command::AddPayment {
+            payment_id: "p2".into(),
+            method,
+            amount,
+        };
+
+        assert_eq!(decide(&order, &reuse(Method::Cash, 1.001)), Ok(None));
+        assert_eq!(
+            decide(&order, &reuse(Method::Debit, 1.0)),
+            Err(Rejection::KeyReused)
+        );
+        assert_eq!(
+            decide(&order, &reuse(Method::Cash, 2.0)),
+            Err(Rejection::KeyReused)
+        );
+    }
+
+    #[test]
+    fn a_retried_payment_answers_the_order_as_it_stood_after_that_payment() {
+        let events = [
+            placed(&[("a", 1)]),
+            validated(1, "a", true, 5.0),
+            paid(2, 1.0),
+            paid(3, 4.0),
+        ];
+
+        let first = fold_through_payment("order-1", &events, "p2").unwrap();
+
+        assert_eq!(first, order(&events[..3]));
+        assert_eq!(first.status, Status::Validated);
+        assert_eq!(
+            fold_through_payment("order-1", &events, "p3")
+                .unwrap()
+                .status,
+            Status::PaymentDefined
+        );
+        assert_eq!(fold_through_payment("order-1", &events, "p9"), None);
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! them, decides the next event and appends it at the next position; a lost race for that
 //! position starts over. After each change the Order projection is refreshed and the status
 //! announced on `sell_flow`.
+//!
+//! Correct with any number of instances: what must happen once is an insert that a unique index
+//! decides (an event at position n+1, an event `_id` per fact, one announcement and one
+//! Order_Status record per status, one batch turn per interval). The per-order lock only spares
+//! this process's writers lost races; it is never why a result is right.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,9 +19,13 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::messaging::{publish_placed, publish_status};
-use crate::order::{Command, Event, Method, Order, Rejection, Status, decide, fold, merge_lines};
-use crate::store::{Appended, Store};
+use crate::order::{
+    Command, Event, Method, Order, Recorded, Rejection, Status, decide, fold, fold_through_payment,
+    merge_lines,
+};
+use crate::store::{Appended, Candidate, Store};
 use common::locks::KeyedLocks;
+use common::periodic::{Turns, every_turn};
 
 /// Appends that lose the race for a position this often in a row give up (and are retried by the
 /// consumer or answered 500): only a storm of changes to one order from several instances gets
@@ -56,6 +65,14 @@ impl From<RabbitError> for OrdersError {
     }
 }
 
+/// A payment as the owner asks for it.
+pub struct Payment<'a> {
+    pub method: Method,
+    pub amount: f64,
+    /// The client's `Idempotency-Key`: retries with the same key pay once.
+    pub idempotency_key: Option<&'a str>,
+}
+
 /// Who asks to see an order: its owner, or an admin, may.
 pub struct Viewer<'a> {
     pub user_id: &'a str,
@@ -74,7 +91,9 @@ pub struct Orders {
     stuck_placed_after: Duration,
     /// Nothing is appended before the unique (orderId, position) index exists.
     ready: AtomicBool,
-    /// One writer per order at a time inside this process (see [`crate::locks`]).
+    /// One writer per order at a time inside this process: a throughput aid (catalog answers
+    /// every line of an order at once, and writers racing for one position retry), not a guard;
+    /// the unique `(orderId, position)` index decides between writers of every instance.
     writers: KeyedLocks,
 }
 
@@ -174,33 +193,40 @@ impl Orders {
             price: reply.price,
             stock: reply.stock,
         };
-        let order = self.execute(&reply.reference_id, None, command).await?;
+        let (order, _) = self.execute(&reply.reference_id, None, command).await?;
         self.store.save_projection(&order).await?;
         self.announce(&order, correlation_id).await?;
         Ok(())
     }
 
-    /// Adds the owner's payment to a VALIDATED order. The payment is stored even when RabbitMQ
-    /// is down; then the `payment_defined` batch announces it later.
+    /// Adds the owner's payment to a VALIDATED order and answers the order as it stood right
+    /// after that payment. With an idempotency key the payment is paid once, whichever instance
+    /// each retry reaches: its id, and so its event's `_id`, is derived from the owner and the
+    /// key, and a retry answers what the first request did. The payment is stored even when
+    /// RabbitMQ is down; then the `payment_defined` batch announces it later.
     pub async fn pay(
         &self,
         order_id: &str,
         owner: &str,
-        method: Method,
-        amount: f64,
+        payment: Payment<'_>,
         correlation_id: &str,
     ) -> Result<Order, OrdersError> {
-        let command = Command::AddPayment {
-            payment_id: Uuid::new_v4().to_string(),
-            method,
-            amount,
+        let payment_id = match payment.idempotency_key {
+            Some(key) => format!("key:{owner}:{key}"),
+            None => Uuid::new_v4().to_string(),
         };
-        let order = self.execute(order_id, Some(owner), command).await?;
+        let command = Command::AddPayment {
+            payment_id: payment_id.clone(),
+            method: payment.method,
+            amount: payment.amount,
+        };
+        let (order, events) = self.execute(order_id, Some(owner), command).await?;
         self.store.save_projection(&order).await?;
         if let Err(error) = self.announce(&order, correlation_id).await {
             warn!(%error, order_id, "payment stored but not announced; the batch will");
         }
-        Ok(order)
+        fold_through_payment(order_id, &events, &payment_id)
+            .ok_or_else(|| OrdersError::Internal(format!("payment {payment_id} vanished")))
     }
 
     /// The order as its projection has it, for its owner or an admin.
@@ -226,28 +252,36 @@ impl Orders {
         Ok(order)
     }
 
-    /// One run of the batch for `status`: every order the Order projection or Order_Status puts
-    /// in a status [`checked_by`] the batch is re-folded from its events; the projections are
-    /// repaired and Order_Status updated, what is wrong is logged, an order stuck in PLACED gets
-    /// its `order_placed` again and a status never announced is announced. An order that cannot
-    /// be checked is logged and skipped. Returns how many orders it looked at.
+    /// One run of the batch for `status`, over the orders that can still change: those whose
+    /// projection is in a status [`checked_by`] the batch and not yet settled (every PLACED
+    /// order; a later status until its Order_Status record and announcement are both stored).
+    /// Each is re-folded from its events; the projection is repaired and Order_Status recorded,
+    /// what is wrong is logged, an order stuck in PLACED gets its `order_placed` again and a
+    /// status never announced is announced; then the order is settled and later runs skip it.
+    /// An order that cannot be checked is logged and skipped. Returns how many orders it
+    /// examined.
     pub async fn run_batch(&self, status: Status) -> Result<usize, OrdersError> {
         self.ensure_ready()?;
-        let ids = self.store.ids_with_status(checked_by(status)).await?;
-        for order_id in &ids {
-            match self.check(order_id).await {
+        let candidates = self.store.unsettled(checked_by(status)).await?;
+        for candidate in &candidates {
+            match self.check(candidate).await {
                 Ok(()) => {}
                 // Every other order would fail the same way: the batch stops, 503.
                 Err(error @ OrdersError::Unavailable(_)) => return Err(error),
                 // One broken order must not keep the others from being checked.
-                Err(error) => warn!(order_id, %error, "batch skipped an order it cannot check"),
+                Err(error) => warn!(
+                    order_id = candidate.order_id,
+                    %error,
+                    "batch skipped an order it cannot check"
+                ),
             }
         }
-        Ok(ids.len())
+        Ok(candidates.len())
     }
 
     /// One order's turn in a batch.
-    async fn check(&self, order_id: &str) -> Result<(), OrdersError> {
+    async fn check(&self, candidate: &Candidate) -> Result<(), OrdersError> {
+        let order_id = candidate.order_id.as_str();
         let Some(order) = self.current(order_id).await? else {
             warn!(
                 order_id,
@@ -255,9 +289,8 @@ impl Orders {
             );
             return Ok(());
         };
-        let projection = self.store.projection(order_id).await?;
-        if projection.as_ref() != Some(&order) {
-            let projected = projection.map(|projection| projection.position);
+        if candidate.projection.as_ref() != Some(&order) {
+            let projected = candidate.projection.as_ref().map(|order| order.position);
             warn!(
                 order_id,
                 ?projected,
@@ -267,9 +300,8 @@ impl Orders {
             self.store.save_projection(&order).await?;
         }
         let status = order.status.as_str();
-        let previous = self.store.record_status(&order).await?;
-        if let Some(previous) = previous.filter(|previous| previous != status) {
-            info!(order_id, from = previous, to = status, "status moved");
+        if self.store.record_status(&order).await? {
+            info!(order_id, status, "status recorded in Order_Status");
         }
         let correlation_id = format!("batch-{}", Uuid::new_v4());
         if order.status == Status::Placed {
@@ -278,13 +310,17 @@ impl Orders {
                       "inconsistency: stuck in PLACED; re-publishing order_placed");
                 publish_placed(&self.rabbit, &order, &correlation_id).await?;
             }
-        } else if !self.store.announced(order_id, order.status).await? {
+            return Ok(());
+        }
+        if !self.store.announced(order_id, order.status).await? {
             warn!(
                 order_id,
                 status, "inconsistency: status never announced; announcing it"
             );
-            self.announce(&order, &correlation_id).await?;
+            publish_status(&self.rabbit, &order, &correlation_id).await?;
+            self.store.mark_announced(order_id, order.status).await?;
         }
+        self.store.settle(&order).await?;
         Ok(())
     }
 
@@ -300,14 +336,16 @@ impl Orders {
     }
 
     /// Re-read, decide, append at the next position; start over, after a few random
-    /// milliseconds, when another instance took it. Writers in this process take turns per order.
-    /// `owner`, when given, must own the order (anyone else sees no order at all).
+    /// milliseconds, when another writer (of any instance) took it. Writers in this process take
+    /// turns per order, which only makes such races rarer. `owner`, when given, must own the
+    /// order (anyone else sees no order at all). Returns the order after the command with the
+    /// events it folds.
     async fn execute(
         &self,
         order_id: &str,
         owner: Option<&str>,
         command: Command,
-    ) -> Result<Order, OrdersError> {
+    ) -> Result<(Order, Vec<Recorded>), OrdersError> {
         self.ensure_ready()?;
         let _turn = self.writers.lock(order_id).await;
         for _ in 0..MAX_APPEND_ATTEMPTS {
@@ -315,8 +353,15 @@ impl Orders {
             let order = fold(order_id, &events)
                 .filter(|order| owner.is_none_or(|owner| order.user_id == owner))
                 .ok_or(OrdersError::NotFound)?;
-            let Some(event) = decide(&order, &command)? else {
-                return Ok(order);
+            let event = match decide(&order, &command) {
+                Ok(Some(event)) => event,
+                Ok(None) => return Ok((order, events)),
+                Err(rejection) => {
+                    // The fold is at hand: a projection left behind by a writer that stopped
+                    // between its append and its projection write is repaired here.
+                    self.store.save_projection(&order).await?;
+                    return Err(rejection.into());
+                }
             };
             let event_id = event.id(order_id);
             match self
@@ -326,7 +371,8 @@ impl Orders {
             {
                 Appended::Stored(recorded) => {
                     events.push(recorded);
-                    return fold(order_id, &events).ok_or(OrdersError::NotFound);
+                    let order = fold(order_id, &events).ok_or(OrdersError::NotFound)?;
+                    return Ok((order, events));
                 }
                 Appended::AlreadyThere => continue,
                 Appended::PositionTaken => tokio::time::sleep(jitter()).await,
@@ -338,7 +384,8 @@ impl Orders {
     }
 
     /// Publishes the message of the order's status unless the broker already confirmed it, then
-    /// remembers that it did.
+    /// remembers that it did. Two instances may both publish it (at least once, like every
+    /// message here); both carry the same content, the fold of the same events.
     async fn announce(&self, order: &Order, correlation_id: &str) -> Result<(), OrdersError> {
         if order.status == Status::Placed {
             return Ok(());
@@ -369,24 +416,35 @@ fn jitter() -> Duration {
     Duration::from_millis((Uuid::new_v4().as_u128() % 8) as u64 + 1)
 }
 
-/// How the batches run by themselves: one loop per status, each at its own interval.
+/// A batch that runs by itself: its name (the job in `turns`, as in `/orders_batch/{name}`), the
+/// status it checks and how often.
+pub struct Batch {
+    pub name: &'static str,
+    pub status: Status,
+    pub interval: Duration,
+}
+
+/// How the batches run by themselves: each once per interval for the whole system, on the one
+/// instance that claims the interval's turn (`common::periodic`).
 pub fn spawn_batches(
     orders: Arc<Orders>,
-    intervals: [(Status, Duration); 3],
+    batches: [Batch; 3],
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    for (status, every) in intervals {
+    let turns = Turns::new(orders.store.db());
+    for Batch {
+        name,
+        status,
+        interval,
+    } in batches
+    {
         let orders = orders.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = shutdown.cancelled() => return,
-                }
+        every_turn(turns.clone(), name, interval, shutdown.clone(), move || {
+            let orders = orders.clone();
+            async move {
                 match orders.run_batch(status).await {
-                    Ok(processed) => info!(batch = status.as_str(), processed, "batch done"),
-                    Err(error) => warn!(batch = status.as_str(), %error, "batch failed"),
+                    Ok(processed) => info!(batch = name, processed, "batch done"),
+                    Err(error) => warn!(batch = name, %error, "batch failed"),
                 }
             }
         });

@@ -4,9 +4,11 @@
 //!
 //! Nothing here relies on a read-modify-write of one document being atomic: FerretDB 1.x applies
 //! an update as a read followed by a write of the whole document, so two concurrent updates of
-//! one document can lose one. Events are only inserted (the unique index decides), and the Order
-//! projection is a snapshot per position: every write of one snapshot carries the same content
-//! (the fold of the same events), so a lost write loses nothing.
+//! one document can lose one. Events, Order_Status records and announcements are only inserted
+//! (a unique index decides which insert wins). The Order projection is a snapshot per position:
+//! every write of one snapshot carries the same content (the fold of the same events), so a lost
+//! write loses nothing. The one update is a snapshot's `settled` flag, a cache for the batches:
+//! lost, it costs one more check of the order.
 
 use std::collections::HashSet;
 
@@ -40,6 +42,17 @@ struct Snapshot {
     key: String,
     #[serde(flatten)]
     order: Order,
+    /// Set by a batch once this status is recorded in Order_Status and announced: the batches
+    /// skip the snapshot from then on. Written false with every snapshot.
+    #[serde(default)]
+    settled: bool,
+}
+
+/// An order a batch has to examine, with its projection as the batch found it (`None` when the
+/// stored snapshot cannot be read).
+pub struct Candidate {
+    pub order_id: String,
+    pub projection: Option<Order>,
 }
 
 /// How an append ended.
@@ -104,10 +117,14 @@ impl Store {
             )
             .await?;
         self.raw_orders
-            .create_index(IndexModel::builder().keys(doc! {"status": 1}).build())
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"status": 1, "settled": 1})
+                    .build(),
+            )
             .await?;
         self.order_status
-            .create_index(IndexModel::builder().keys(doc! {"status": 1}).build())
+            .create_index(IndexModel::builder().keys(doc! {"orderId": 1}).build())
             .await?;
         Ok(())
     }
@@ -176,8 +193,9 @@ impl Store {
     /// with the same fold, which also repairs a snapshot changed by hand.
     pub async fn save_projection(&self, order: &Order) -> mongodb::error::Result<()> {
         let snapshot = Snapshot {
-            key: format!("{}:{}", order.id, order.position),
+            key: snapshot_key(order),
             order: order.clone(),
+            settled: false,
         };
         let written = self
             .orders
@@ -230,7 +248,7 @@ impl Store {
 
     /// Whether the broker confirmed the message of the order's `status`.
     pub async fn announced(&self, order_id: &str, status: Status) -> mongodb::error::Result<bool> {
-        let key = announcement_key(order_id, status);
+        let key = status_key(order_id, status);
         Ok(self
             .announcements
             .find_one(doc! {"_id": key})
@@ -247,7 +265,7 @@ impl Store {
         status: Status,
     ) -> mongodb::error::Result<()> {
         let record = doc! {
-            "_id": announcement_key(order_id, status),
+            "_id": status_key(order_id, status),
             "orderId": order_id,
             "status": status.as_str(),
             "announced": DateTime::now(),
@@ -259,48 +277,77 @@ impl Store {
         }
     }
 
-    /// Ids of the orders whose Order projection or Order_Status entry says one of `statuses`.
-    pub async fn ids_with_status(
-        &self,
-        statuses: &[Status],
-    ) -> mongodb::error::Result<HashSet<String>> {
+    /// The orders whose projection is in one of `statuses` and not settled: the ones a batch
+    /// still has to examine. Settled snapshots (terminal or waiting orders already recorded and
+    /// announced) are filtered out by the server, so a run never reads the history.
+    pub async fn unsettled(&self, statuses: &[Status]) -> mongodb::error::Result<Vec<Candidate>> {
         let statuses: Vec<&str> = statuses.iter().map(|status| status.as_str()).collect();
-        let mut ids = HashSet::new();
-        for (collection, field) in [(&self.raw_orders, "orderId"), (&self.order_status, "_id")] {
-            let mut cursor = collection
-                .find(doc! {"status": {"$in": &statuses}})
-                .projection(doc! {field: 1})
-                .await?;
-            while let Some(doc) = cursor.try_next().await? {
-                if let Ok(id) = doc.get_str(field) {
-                    ids.insert(id.to_owned());
-                }
+        let mut cursor = self
+            .raw_orders
+            .find(doc! {"status": {"$in": &statuses}, "settled": {"$ne": true}})
+            .sort(doc! {"orderId": 1, "position": -1})
+            .await?;
+        let mut candidates = Vec::new();
+        let mut seen = HashSet::new();
+        while let Some(doc) = cursor.try_next().await? {
+            let Ok(order_id) = doc.get_str("orderId").map(str::to_owned) else {
+                continue;
+            };
+            // The newest snapshot comes first; an older one not yet deleted is skipped.
+            if !seen.insert(order_id.clone()) {
+                continue;
             }
+            let projection = mongodb::bson::from_document::<Snapshot>(doc)
+                .ok()
+                .map(|snapshot| snapshot.order);
+            candidates.push(Candidate {
+                order_id,
+                projection,
+            });
         }
-        Ok(ids)
+        Ok(candidates)
     }
 
-    /// Records the order's current status in Order_Status; returns the status it held before.
-    pub async fn record_status(&self, order: &Order) -> mongodb::error::Result<Option<String>> {
-        let previous = self
-            .order_status
-            .find_one_and_update(
-                doc! {"_id": &order.id},
-                doc! {"$set": {
-                    "status": order.status.as_str(),
-                    "userId": &order.user_id,
-                    "position": order.position,
-                    "updated": order.updated,
-                    "checked": DateTime::now(),
-                }},
+    /// Marks the order's snapshot at its position settled (see [`Snapshot::settled`]).
+    pub async fn settle(&self, order: &Order) -> mongodb::error::Result<()> {
+        self.raw_orders
+            .update_one(
+                doc! {"_id": snapshot_key(order)},
+                doc! {"$set": {"settled": true}},
             )
-            .upsert(true)
             .await?;
-        Ok(previous.and_then(|doc| doc.get_str("status").ok().map(str::to_owned)))
+        Ok(())
+    }
+
+    /// Records in Order_Status that the order reached its current status; true when this call
+    /// recorded it, false when it was recorded before. One insert-only record per status
+    /// reached, `{_id: "<orderId>:<STATUS>", orderId, status, userId, position, updated,
+    /// recorded}`: written once, when the status changes, and a batch that folded an older
+    /// status cannot overwrite a newer one. An order's current status is its furthest record.
+    pub async fn record_status(&self, order: &Order) -> mongodb::error::Result<bool> {
+        let record = doc! {
+            "_id": status_key(&order.id, order.status),
+            "orderId": &order.id,
+            "status": order.status.as_str(),
+            "userId": &order.user_id,
+            "position": order.position,
+            "updated": order.updated,
+            "recorded": DateTime::now(),
+        };
+        match self.order_status.insert_one(record).await {
+            Ok(_) => Ok(true),
+            Err(error) if common::mongo::is_duplicate_key(&error) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 }
 
-/// `<orderId>:<STATUS>`: one announcement record per status an order reached.
-fn announcement_key(order_id: &str, status: Status) -> String {
+fn snapshot_key(order: &Order) -> String {
+    format!("{}:{}", order.id, order.position)
+}
+
+/// `<orderId>:<STATUS>`: one Order_Status record, and one announcement record, per status an
+/// order reached.
+fn status_key(order_id: &str, status: Status) -> String {
     format!("{order_id}:{}", status.as_str())
 }

@@ -100,10 +100,10 @@ async fn the_placed_batch_re_drives_an_order_stuck_in_placed() {
     let status = app
         .db
         .collection::<Document>("order_status")
-        .find_one(doc! {"_id": &stuck})
+        .find_one(doc! {"_id": format!("{stuck}:PLACED")})
         .await
         .unwrap()
-        .expect("an Order_Status entry");
+        .expect("an Order_Status record");
     assert_eq!(status.get_str("status").unwrap(), "PLACED");
 }
 
@@ -196,8 +196,11 @@ async fn a_batch_skips_an_order_it_cannot_check_and_goes_on_with_the_others() {
         .await
         .unwrap();
     app.db
-        .collection::<Document>("order_status")
-        .insert_one(doc! {"_id": "broken", "status": "VALIDATED"})
+        .collection::<Document>("orders")
+        .insert_one(
+            doc! {"_id": "broken:0", "orderId": "broken", "position": 0_i64,
+            "status": "VALIDATED"},
+        )
         .await
         .unwrap();
 
@@ -220,12 +223,13 @@ async fn a_batch_repairs_a_projection_behind_its_events_and_records_the_status()
     app.get("/orders_batch/validated", Some(&admin))
         .await
         .assert_is(200, json!({"processed": 1}));
-    // As if the service had stopped between an append and its projection update.
+    // As if the service had stopped between an append and its projection update: the snapshot
+    // of position 0, never settled.
     app.db
         .collection::<Document>("orders")
         .update_many(
             doc! {"orderId": &order_id},
-            doc! {"$set": {"status": "PLACED", "position": 0_i64}},
+            doc! {"$set": {"status": "PLACED", "position": 0_i64, "settled": false}},
         )
         .await
         .unwrap();
@@ -239,11 +243,79 @@ async fn a_batch_repairs_a_projection_behind_its_events_and_records_the_status()
     let status = app
         .db
         .collection::<Document>("order_status")
-        .find_one(doc! {"_id": &order_id})
+        .find_one(doc! {"_id": format!("{order_id}:VALIDATED")})
         .await
         .unwrap()
-        .expect("an Order_Status entry");
+        .expect("an Order_Status record");
     assert_eq!(status.get_str("status").unwrap(), "VALIDATED");
+}
+
+#[tokio::test]
+async fn a_batch_examines_an_order_once_its_status_is_recorded_and_announced() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let admin = app.auth.admin("admin01").await;
+    let mut paid = Vec::new();
+    for n in 0..4 {
+        let order_id = app
+            .validated_order(&token, &user_id, &[(&format!("a{n}"), 1, 2.0)])
+            .await;
+        let payment = json!({"method": "CASH", "amount": 2});
+        let reply = app
+            .post(
+                &format!("/orders/{order_id}/payment"),
+                Some(&token),
+                &payment,
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{reply}");
+        paid.push(order_id);
+    }
+    for _ in &paid {
+        app.next_published(kind::ORDER_PAYMENT_DEFINED).await;
+    }
+    let waiting = app
+        .validated_order(&token, &user_id, &[("b", 1, 5.0)])
+        .await;
+
+    let first = app.get("/orders_batch/payment_defined", Some(&admin)).await;
+    let second = app.get("/orders_batch/payment_defined", Some(&admin)).await;
+
+    first.assert_is(200, json!({"processed": paid.len()}));
+    second.assert_is(200, json!({"processed": 0}));
+    let status = app.db.collection::<Document>("order_status");
+    for order_id in &paid {
+        let records = status
+            .count_documents(doc! {"orderId": order_id})
+            .await
+            .unwrap();
+        assert_eq!(records, 1, "one record, PAYMENT_DEFINED, for {order_id}");
+    }
+    // A VALIDATED order waiting for its payment is examined once too.
+    app.forget_announcement(&waiting, "VALIDATED").await;
+    let validated = app.get("/orders_batch/validated", Some(&admin)).await;
+    validated.assert_is(200, json!({"processed": 1}));
+    loop {
+        let announced = app.next_published(kind::ORDER_VALIDATED).await;
+        if announced.correlation_id.starts_with("batch-") {
+            assert_eq!(announced.message["orderId"], json!(waiting));
+            break;
+        }
+    }
+    app.get("/orders_batch/validated", Some(&admin))
+        .await
+        .assert_is(200, json!({"processed": 0}));
+    // A payment makes a new snapshot: the order can change again, so it is examined again.
+    let payment = json!({"method": "CASH", "amount": 1});
+    app.post(
+        &format!("/orders/{waiting}/payment"),
+        Some(&token),
+        &payment,
+    )
+    .await;
+    app.get("/orders_batch/validated", Some(&admin))
+        .await
+        .assert_is(200, json!({"processed": 1}));
 }
 
 #[tokio::test]

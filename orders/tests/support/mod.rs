@@ -178,6 +178,29 @@ impl TestOrders {
             .await
     }
 
+    /// `POST /orders/{order_id}/payment` on the instance at `base`, with an `Idempotency-Key`
+    /// when one is given.
+    pub async fn pay_at(
+        &self,
+        base: &str,
+        order_id: &str,
+        token: &str,
+        key: Option<&str>,
+        body: &Value,
+    ) -> Reply {
+        let url = format!("{base}/orders/{order_id}/payment");
+        let mut request = with_token(self.http.post(url), Some(token)).json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.send(request).await
+    }
+
+    /// [`Self::pay_at`] this instance.
+    pub async fn pay(&self, order_id: &str, token: &str, key: Option<&str>, body: &Value) -> Reply {
+        self.pay_at(&self.url, order_id, token, key, body).await
+    }
+
     /// A signed-up user: its token and id.
     pub async fn user(&self, login: &str) -> (String, String) {
         let token = self.auth.signup(login).await;
