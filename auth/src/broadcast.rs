@@ -1,6 +1,10 @@
-//! The logout broadcast: every token marked for eviction in the store is published on the `auth`
-//! fanout, and its marker cleared once the broker confirmed it. Handlers flush their user's tokens
-//! before answering; a sweeper re-sends whatever a RabbitMQ outage or a crash left behind.
+//! The logout broadcast: every entry of the logout outbox is published on the `auth` fanout, and
+//! deleted once the broker confirmed it. Handlers flush their user's entries before answering; a
+//! sweeper re-sends whatever a RabbitMQ outage or a crash left behind.
+//!
+//! The sweeper runs on every instance, with no lease: two instances may both send an entry before
+//! either deletes it, and a token broadcast twice is harmless (a cache drops it, or it is not
+//! there). That keeps an outage of one instance from delaying anybody's logout.
 
 use std::time::Duration;
 
@@ -12,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::jwt::{Claims, Jwt};
-use crate::store::{Store, TokenDoc};
+use crate::store::{LogoutDoc, Store};
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Broadcasts awaiting their confirm at once.
@@ -44,11 +48,11 @@ impl Broadcaster {
         user: Option<ObjectId>,
         correlation_id: &str,
     ) -> Result<usize, BroadcastError> {
-        let pending = self.store.pending_evictions(user).await?;
+        let pending = self.store.pending_logouts(user).await?;
         // Confirms are awaited in a window rather than one round trip after another.
         let sends: Vec<_> = pending
             .iter()
-            .map(|token| self.send(token, correlation_id))
+            .map(|logout| self.send(logout, correlation_id))
             .collect();
         futures_util::stream::iter(sends)
             .buffer_unordered(PUBLISH_WINDOW)
@@ -57,11 +61,15 @@ impl Broadcaster {
         Ok(pending.len())
     }
 
-    async fn send(&self, token: &TokenDoc, correlation_id: &str) -> Result<(), BroadcastError> {
-        let raw = self.jwt.issue(&claims(token));
+    async fn send(&self, logout: &LogoutDoc, correlation_id: &str) -> Result<(), BroadcastError> {
+        let raw = self.jwt.issue(&Claims {
+            token_id: logout.token_id.to_hex(),
+            user_id: logout.user_id.to_hex(),
+            iat: logout.iat,
+        });
         let envelope = Envelope::new(LOGOUT, correlation_id, raw);
         self.rabbit.publish(AUTH_EXCHANGE, "", &envelope).await?;
-        self.store.eviction_sent(token).await?;
+        self.store.logout_sent(logout).await?;
         Ok(())
     }
 
@@ -90,13 +98,5 @@ impl Broadcaster {
                 }
             }
         })
-    }
-}
-
-pub fn claims(token: &TokenDoc) -> Claims {
-    Claims {
-        token_id: token.id.to_hex(),
-        user_id: token.user_id.to_hex(),
-        iat: token.iat,
     }
 }

@@ -1,4 +1,9 @@
 //! The auth operations of CONTRACT section 4, between the HTTP layer and the store.
+//!
+//! Correct with any number of instances on one store whose updates are not atomic: a login is
+//! unique because the unique login index decides between racing signups, and whether a user may
+//! hold tokens is decided by the user's access log, where enable and disable are inserts at a
+//! unique position (see `store.rs` and [`Auth::set_enabled`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,11 +18,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use warp::http::StatusCode;
 
-use crate::broadcast::{Broadcaster, claims};
-use crate::jwt::Jwt;
+use crate::broadcast::Broadcaster;
+use crate::jwt::{Claims, Jwt};
 use crate::password::Hasher;
 use crate::rules;
-use crate::store::{Store, TokenDoc, Tokens, UserDoc};
+use crate::store::{Access, Store, TokenDoc, UserDoc};
 
 const INVALID_CREDENTIALS: ApiError =
     ApiError::Refused(StatusCode::UNAUTHORIZED, "Invalid login or password");
@@ -26,7 +31,7 @@ const USER_DISABLED: ApiError = ApiError::Refused(StatusCode::FORBIDDEN, "User d
 /// The caller of an authenticated request: its user and the token it used.
 pub struct Session {
     pub user: UserDoc,
-    pub token_id: ObjectId,
+    pub token: TokenDoc,
 }
 
 impl Session {
@@ -131,7 +136,7 @@ impl Auth {
             )),
             result => result.map_err(ApiError::from),
         }?;
-        self.new_token(user.id).await
+        self.issue_token(user.id).await
     }
 
     /// Unknown login and wrong password answer alike and take about the same time.
@@ -145,11 +150,12 @@ impl Auth {
         if !user.enabled {
             return Err(USER_DISABLED);
         }
-        self.new_token(user.id).await
+        self.issue_token(user.id).await
     }
 
-    /// The session of a token whose signature verifies (HS256 only), whose token document is
-    /// enabled and whose user is enabled.
+    /// The session of a token whose signature verifies (HS256 only), whose token document
+    /// exists and is enabled, whose user is enabled, and whose user's access log is still at the
+    /// position the token was issued under (a disable since then ended it for good).
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Session, ApiError> {
         let token = authorization
             .and_then(bearer_token)
@@ -161,22 +167,31 @@ impl Auth {
         ) else {
             return Err(ApiError::Unauthorized);
         };
-        let (token, user) = tokio::try_join!(self.store.token(token_id), self.store.user(user_id))?;
-        let token_ok = token.is_some_and(|token| {
-            token.enabled && token.user_id == user_id && crate::broadcast::claims(&token) == claims
-        });
-        match user {
-            Some(user) if token_ok && user.enabled => Ok(Session { user, token_id }),
+        let (token, user, access) = tokio::try_join!(
+            self.store.token(token_id),
+            self.store.user(user_id),
+            self.store.access(user_id)
+        )?;
+        match (token, user) {
+            (Some(token), Some(user))
+                if token.enabled
+                    && token.user_id == user_id
+                    && claims_of(&token) == claims
+                    && user.enabled
+                    && access.enabled
+                    && token.access == access.position =>
+            {
+                Ok(Session { user, token })
+            }
             _ => Err(ApiError::Unauthorized),
         }
     }
 
     pub async fn signout(&self, session: Session, correlation_id: &str) -> Result<(), ApiError> {
-        let user = session.user.id;
-        self.store
-            .revoke_tokens(user, Tokens::Only(session.token_id))
-            .await?;
-        self.broadcaster.flush_user(user, correlation_id).await;
+        self.store.revoke(&[session.token]).await?;
+        self.broadcaster
+            .flush_user(session.user.id, correlation_id)
+            .await;
         Ok(())
     }
 
@@ -205,9 +220,14 @@ impl Auth {
         let user = session.user.id;
         // Tokens first: a crash between the two writes leaves sessions ended, never a changed
         // password with the old sessions alive.
-        self.store
-            .revoke_tokens(user, Tokens::AllBut(session.token_id))
-            .await?;
+        let others: Vec<TokenDoc> = self
+            .store
+            .user_tokens(user)
+            .await?
+            .into_iter()
+            .filter(|token| token.id != session.token.id)
+            .collect();
+        self.store.revoke(&others).await?;
         self.store
             .update_user(user, doc! {"$set": {"password": hash}})
             .await?;
@@ -216,10 +236,33 @@ impl Auth {
     }
 
     pub async fn all_users(&self) -> Result<Vec<User>, ApiError> {
-        Ok(self.store.all_users().await?.iter().map(to_user).collect())
+        let (users, access) = tokio::try_join!(self.store.all_users(), self.store.all_access())?;
+        Ok(users
+            .into_iter()
+            .map(|mut user| {
+                user.enabled &= access.get(&user.id).copied().unwrap_or(true);
+                to_user(&user)
+            })
+            .collect())
     }
 
-    /// Disabling revokes every token of the user; either way caches drop the user's tokens.
+    /// Enables or disables a user. Disabling ends every token the user holds, for good: a later
+    /// `enable` brings none back, and no signin racing the disable leaves a working token.
+    ///
+    /// Why, with any number of instances: the disable first appends a disabling entry at
+    /// position n+1 of the user's access log (an insert the `_id` index decides), and only then
+    /// reads the user's tokens to revoke and broadcast them. A signin first inserts its token,
+    /// tagged with the position it read, and only then re-reads the log ([`Auth::issue_token`]).
+    /// Both sides write, then read, so at least one sees the other:
+    /// - the token was tagged with position n (or earlier): authentication compares the tag with
+    ///   the log, which now stands at n+1 or later, so auth refuses it from the moment the entry
+    ///   exists, whatever happens to the token document;
+    /// - another service may have cached the token only if auth accepted it before the entry was
+    ///   inserted, so after the token's insert; the disable's read of the tokens comes after its
+    ///   insert, sees the token and broadcasts its logout.
+    ///
+    /// Nothing here rests on an update: the token documents are deleted, the log only grows,
+    /// and a racing enable or disable takes the next position and decides from what it reads.
     pub async fn set_enabled(
         &self,
         admin: &Session,
@@ -233,20 +276,36 @@ impl Auth {
                 "An admin cannot disable itself".into(),
             ));
         }
-        // Disabling revokes the tokens first: a crash between the two writes leaves a user who
-        // must sign in again, never a disabled user whose tokens come back with `enable`.
-        if !enabled {
-            self.store.revoke_tokens(user, Tokens::All).await?;
-        }
-        if !self
-            .store
-            .update_user(user, doc! {"$set": {"enabled": enabled}})
-            .await?
-        {
+        if self.store.user(user).await?.is_none() {
             return Err(ApiError::NotFound);
         }
+        loop {
+            let access = self.store.access(user).await?;
+            if access.enabled == enabled {
+                break;
+            }
+            let next = Access {
+                position: access.position + 1,
+                enabled,
+            };
+            if self.store.append_access(user, next).await? {
+                break;
+            }
+        }
+        // The user document's flag is the operator's switch (mongosh) and is honoured too, so
+        // an enable also clears it. A disable never writes it: a concurrent update of the user
+        // (a grant) could write the old value back, while nothing undoes the log's entry.
         if enabled {
-            self.store.mark_for_eviction(user).await?;
+            self.store
+                .update_user(user, doc! {"$set": {"enabled": true}})
+                .await?;
+        }
+        // Enabling brings no token back; the caches re-ask about the live ones either way.
+        let tokens = self.store.user_tokens(user).await?;
+        if enabled {
+            self.store.announce(&tokens).await?;
+        } else {
+            self.store.revoke(&tokens).await?;
         }
         self.broadcaster.flush_user(user, correlation_id).await;
         Ok(())
@@ -271,23 +330,48 @@ impl Auth {
         if !self.store.update_user(user, update).await? {
             return Err(ApiError::NotFound);
         }
-        self.store.mark_for_eviction(user).await?;
+        let tokens = self.store.user_tokens(user).await?;
+        self.store.announce(&tokens).await?;
         self.broadcaster.flush_user(user, correlation_id).await;
         Ok(())
     }
 
-    async fn new_token(&self, user_id: ObjectId) -> Result<String, ApiError> {
-        let created = DateTime::now();
-        let token = TokenDoc {
-            id: ObjectId::new(),
-            user_id,
-            enabled: true,
-            created,
-            iat: created.timestamp_millis() / 1000,
-            evict: None,
-        };
-        self.store.insert_token(&token).await?;
-        Ok(self.jwt.issue(&claims(&token)))
+    /// Issues a token under the user's current access position. The token is inserted before
+    /// the log is read again, so a disable racing this either shows in that read (the token is
+    /// dropped: 403) or reads the token after its own entry and revokes it ([`Auth::set_enabled`]).
+    async fn issue_token(&self, user_id: ObjectId) -> Result<String, ApiError> {
+        let mut access = self.store.access(user_id).await?;
+        loop {
+            if !access.enabled {
+                return Err(USER_DISABLED);
+            }
+            let created = DateTime::now();
+            let token = TokenDoc {
+                id: ObjectId::new(),
+                user_id,
+                enabled: true,
+                created,
+                iat: created.timestamp_millis() / 1000,
+                access: access.position,
+            };
+            self.store.insert_token(&token).await?;
+            let now = self.store.access(user_id).await?;
+            if now == access {
+                return Ok(self.jwt.issue(&claims_of(&token)));
+            }
+            // Never handed out, so nobody needs telling; it is refused anyway if this fails.
+            self.store.delete_token(token.id).await?;
+            access = now;
+        }
+    }
+}
+
+/// The claims of the JWT issued for `token`.
+fn claims_of(token: &TokenDoc) -> Claims {
+    Claims {
+        token_id: token.id.to_hex(),
+        user_id: token.user_id.to_hex(),
+        iat: token.iat,
     }
 }
 

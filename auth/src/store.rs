@@ -1,9 +1,22 @@
-//! MongoDB access for users and tokens.
+//! MongoDB access for users, tokens, the access log and the logout outbox.
 //!
-//! A token document carries an `evict` marker while the other services must still be told to
-//! drop it from their caches (revoked, or its user's permissions changed). The marker is written
-//! with the change itself and cleared only after the broadcast was confirmed, so a broadcast
-//! survives a RabbitMQ outage or a crash (see `broadcast.rs`).
+//! Several auth instances share one store whose updates are not atomic (FerretDB applies an
+//! update as a read and a later write), so what decides a token's validity is written only by
+//! inserts and deletes:
+//! - `access`: an append-only log per user of enable/disable, each entry at a unique position
+//!   (`_id` `<userId>:<position>`), so two admins racing on one user both land, in one order.
+//!   A user with no entry is at position 0, enabled.
+//! - `tokens`: inserted with the access position they were issued under, deleted when revoked,
+//!   never updated. A token is valid only while its user's access log is still at that position.
+//! - `logouts`: the outbox of the logout broadcast, one entry per token that other services must
+//!   drop from their caches (revoked, or its user's permissions changed), inserted with the change
+//!   and deleted once the broker confirmed it (see `broadcast.rs`).
+//!
+//! The user document is still updated in place (password, permissions, and its `enabled` flag,
+//! which an operator may set with mongosh and an enable sets back to true): concurrent updates of
+//! one user are last-writer-wins, so nothing that must not be lost is decided there.
+
+use std::collections::HashMap;
 
 use futures_util::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
@@ -35,8 +48,58 @@ pub struct TokenDoc {
     pub created: DateTime,
     /// The JWT's `iat`, kept to rebuild the exact token for its broadcast.
     pub iat: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evict: Option<ObjectId>,
+    /// The position of the user's access log this token was issued under (0 for tokens stored
+    /// before the log existed).
+    #[serde(default)]
+    pub access: i64,
+}
+
+/// Where a user's access log stands: the newest entry's position and whether it enables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    pub position: i64,
+    pub enabled: bool,
+}
+
+impl Access {
+    /// A user nobody enabled or disabled yet.
+    const INITIAL: Access = Access {
+        position: 0,
+        enabled: true,
+    };
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct AccessDoc {
+    /// `<userId>:<position>`: the `_id` index lets one entry only take a position.
+    #[serde(rename = "_id")]
+    id: String,
+    #[serde(rename = "userId")]
+    user_id: ObjectId,
+    position: i64,
+    enabled: bool,
+    created: DateTime,
+}
+
+impl AccessDoc {
+    fn access(&self) -> Access {
+        Access {
+            position: self.position,
+            enabled: self.enabled,
+        }
+    }
+}
+
+/// A token the other services must drop from their caches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogoutDoc {
+    #[serde(rename = "_id")]
+    pub id: ObjectId,
+    #[serde(rename = "tokenId")]
+    pub token_id: ObjectId,
+    #[serde(rename = "userId")]
+    pub user_id: ObjectId,
+    pub iat: i64,
 }
 
 #[derive(Clone)]
@@ -44,13 +107,8 @@ pub struct Store {
     db: Database,
     users: Collection<UserDoc>,
     tokens: Collection<TokenDoc>,
-}
-
-/// Which of a user's tokens a change touches.
-pub enum Tokens {
-    Only(ObjectId),
-    All,
-    AllBut(ObjectId),
+    access: Collection<AccessDoc>,
+    logouts: Collection<LogoutDoc>,
 }
 
 impl Store {
@@ -58,6 +116,8 @@ impl Store {
         Self {
             users: db.collection("users"),
             tokens: db.collection("tokens"),
+            access: db.collection("access"),
+            logouts: db.collection("logouts"),
             db,
         }
     }
@@ -80,8 +140,12 @@ impl Store {
         self.tokens
             .create_index(IndexModel::builder().keys(doc! {"userId": 1}).build())
             .await?;
-        self.tokens
-            .create_index(IndexModel::builder().keys(doc! {"evict": 1}).build())
+        self.access
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"userId": 1, "position": -1})
+                    .build(),
+            )
             .await?;
         Ok(())
     }
@@ -123,46 +187,112 @@ impl Store {
         Ok(result.matched_count == 1)
     }
 
+    /// Where user `id`'s access log stands.
+    pub async fn access(&self, id: ObjectId) -> mongodb::error::Result<Access> {
+        let newest = self
+            .access
+            .find_one(doc! {"userId": id})
+            .sort(doc! {"position": -1})
+            .await?;
+        Ok(newest.map_or(Access::INITIAL, |entry| entry.access()))
+    }
+
+    /// Whether each user with an access log is enabled; users without one are.
+    pub async fn all_access(&self) -> mongodb::error::Result<HashMap<ObjectId, bool>> {
+        let mut newest: HashMap<ObjectId, Access> = HashMap::new();
+        let mut entries = self.access.find(doc! {}).await?;
+        while let Some(entry) = entries.try_next().await? {
+            let held = newest.entry(entry.user_id).or_insert(entry.access());
+            if entry.position > held.position {
+                *held = entry.access();
+            }
+        }
+        Ok(newest
+            .into_iter()
+            .map(|(user, access)| (user, access.enabled))
+            .collect())
+    }
+
+    /// Appends `access` to user `id`'s log; false when another entry took that position first.
+    pub async fn append_access(
+        &self,
+        id: ObjectId,
+        access: Access,
+    ) -> mongodb::error::Result<bool> {
+        let entry = AccessDoc {
+            id: format!("{}:{}", id.to_hex(), access.position),
+            user_id: id,
+            position: access.position,
+            enabled: access.enabled,
+            created: DateTime::now(),
+        };
+        match self.access.insert_one(entry).await {
+            Ok(_) => Ok(true),
+            Err(error) if common::mongo::is_duplicate_key(&error) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     pub async fn insert_token(&self, token: &TokenDoc) -> mongodb::error::Result<()> {
         self.tokens.insert_one(token).await.map(drop)
+    }
+
+    /// Deletes a token that was never handed out, so nobody needs telling.
+    pub async fn delete_token(&self, id: ObjectId) -> mongodb::error::Result<()> {
+        self.tokens.delete_one(doc! {"_id": id}).await.map(drop)
     }
 
     pub async fn token(&self, id: ObjectId) -> mongodb::error::Result<Option<TokenDoc>> {
         self.tokens.find_one(doc! {"_id": id}).await
     }
 
-    /// Disables the user's enabled tokens among `which` and marks them for broadcast.
-    pub async fn revoke_tokens(
-        &self,
-        user_id: ObjectId,
-        which: Tokens,
-    ) -> mongodb::error::Result<()> {
-        let update = doc! {"$set": {"enabled": false, "evict": ObjectId::new()}};
+    pub async fn user_tokens(&self, user_id: ObjectId) -> mongodb::error::Result<Vec<TokenDoc>> {
         self.tokens
-            .update_many(tokens_filter(user_id, which), update)
+            .find(doc! {"userId": user_id})
+            .await?
+            .try_collect()
+            .await
+    }
+
+    /// Queues the broadcast of `tokens`, then deletes them: an unknown token is refused. In this
+    /// order a crash in between leaves a broadcast too many, never a revoked token nobody was told
+    /// about.
+    pub async fn revoke(&self, tokens: &[TokenDoc]) -> mongodb::error::Result<()> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        self.announce(tokens).await?;
+        let ids: Vec<ObjectId> = tokens.iter().map(|token| token.id).collect();
+        self.tokens
+            .delete_many(doc! {"_id": {"$in": ids}})
             .await
             .map(drop)
     }
 
-    /// Marks the user's enabled tokens for broadcast, so caches pick up a permission change.
-    pub async fn mark_for_eviction(&self, user_id: ObjectId) -> mongodb::error::Result<()> {
-        let update = doc! {"$set": {"evict": ObjectId::new()}};
-        self.tokens
-            .update_many(tokens_filter(user_id, Tokens::All), update)
-            .await
-            .map(drop)
+    /// Queues the broadcast of `tokens`, so caches pick up a change of their user.
+    pub async fn announce(&self, tokens: &[TokenDoc]) -> mongodb::error::Result<()> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let logouts = tokens.iter().map(|token| LogoutDoc {
+            id: ObjectId::new(),
+            token_id: token.id,
+            user_id: token.user_id,
+            iat: token.iat,
+        });
+        self.logouts.insert_many(logouts).await.map(drop)
     }
 
-    /// Tokens still waiting for their broadcast, of one user or of everybody.
-    pub async fn pending_evictions(
+    /// Broadcasts still owed, of one user or of everybody.
+    pub async fn pending_logouts(
         &self,
         user_id: Option<ObjectId>,
-    ) -> mongodb::error::Result<Vec<TokenDoc>> {
-        let mut filter = doc! {"evict": {"$exists": true}};
-        if let Some(user_id) = user_id {
-            filter.insert("userId", user_id);
-        }
-        self.tokens
+    ) -> mongodb::error::Result<Vec<LogoutDoc>> {
+        let filter = match user_id {
+            Some(user_id) => doc! {"userId": user_id},
+            None => doc! {},
+        };
+        self.logouts
             .find(filter)
             .limit(1000)
             .await?
@@ -170,30 +300,10 @@ impl Store {
             .await
     }
 
-    /// Clears the marker, unless a newer change set another one meanwhile (that change's
-    /// broadcast is then still owed).
-    /// A revoked token's document is deleted then: an unknown token is refused like a revoked
-    /// one, and the collection keeps only live tokens.
-    pub async fn eviction_sent(&self, token: &TokenDoc) -> mongodb::error::Result<()> {
-        let Some(marker) = token.evict else {
-            return Ok(());
-        };
-        let unchanged = doc! {"_id": token.id, "evict": marker};
-        if token.enabled {
-            let update = doc! {"$unset": {"evict": ""}};
-            self.tokens.update_one(unchanged, update).await.map(drop)
-        } else {
-            self.tokens.delete_one(unchanged).await.map(drop)
-        }
+    pub async fn logout_sent(&self, logout: &LogoutDoc) -> mongodb::error::Result<()> {
+        self.logouts
+            .delete_one(doc! {"_id": logout.id})
+            .await
+            .map(drop)
     }
-}
-
-fn tokens_filter(user_id: ObjectId, which: Tokens) -> Document {
-    let mut filter = doc! {"userId": user_id, "enabled": true};
-    match which {
-        Tokens::Only(id) => filter.insert("_id", id),
-        Tokens::All => None,
-        Tokens::AllBut(kept) => filter.insert("_id", doc! {"$ne": kept}),
-    };
-    filter
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+use mongodb::bson::{Document, doc};
 use serde_json::json;
 use support::{PASSWORD, spawn_auth};
 
@@ -137,34 +138,26 @@ async fn a_signout_while_rabbitmq_refuses_the_broadcast_is_broadcast_once_it_acc
 }
 
 #[tokio::test]
-async fn a_revoked_token_is_deleted_once_its_broadcast_is_confirmed() {
+async fn a_revoked_token_is_deleted_and_its_outbox_entry_once_the_broadcast_is_confirmed() {
     let app = spawn_auth().await;
     let logouts = app.listen_for_logouts().await;
     let token = app.signup("alice01").await;
     let kept = app.new_token("alice01").await;
-    let tokens = app.db.collection::<mongodb::bson::Document>("tokens");
-    assert_eq!(
-        tokens
-            .count_documents(mongodb::bson::doc! {})
-            .await
-            .unwrap(),
-        2
-    );
+    let tokens = app.db.collection::<Document>("tokens");
+    let outbox = app.db.collection::<Document>("logouts");
+    assert_eq!(tokens.count_documents(doc! {}).await.unwrap(), 2);
 
     app.get("/users/signout", Some(&token))
         .await
         .assert_is(200, json!({}));
 
+    assert_eq!(tokens.count_documents(doc! {}).await.unwrap(), 1);
     assert!(logouts.eventually_contain(&[&token]).await);
-    let pruned = testkit::eventually(std::time::Duration::from_secs(10), || async {
-        tokens
-            .count_documents(mongodb::bson::doc! {})
-            .await
-            .unwrap()
-            == 1
+    let sent = testkit::eventually(std::time::Duration::from_secs(10), || async {
+        outbox.count_documents(doc! {}).await.unwrap() == 0
     })
     .await;
-    assert!(pruned, "only the live token is left");
+    assert!(sent, "the outbox keeps only what is still owed");
     app.get("/users/current", Some(&token))
         .await
         .assert_is(401, json!({"error": "Unauthorized"}));

@@ -27,16 +27,23 @@ const DELIVERY: Duration = Duration::from_secs(5);
 
 /// A running auth service, stopped when dropped.
 pub struct TestAuth {
+    /// Declared first so that the service stops before the vhost is deleted.
+    instance: Instance,
     pub base_url: String,
     pub http: reqwest::Client,
     /// The service's database, for what an operator does with Mongo tooling.
     pub db: mongodb::Database,
     /// Deleted, with everything in it, when the test ends.
     pub vhost: Vhost,
+}
+
+/// Another auth instance on the same database and vhost as a [`TestAuth`], stopped when dropped.
+pub struct Instance {
+    pub base_url: String,
     shutdown: CancellationToken,
 }
 
-impl Drop for TestAuth {
+impl Drop for Instance {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
@@ -48,39 +55,74 @@ pub use testkit::Reply;
 pub async fn spawn_auth() -> TestAuth {
     let vhost = Vhost::create().await;
     let mongo_db = testkit::unique_name("auth");
+    let http = reqwest::Client::new();
+    let instance = start_instance(&http, &mongo_db, &vhost.amqp_url()).await;
+    let db = mongodb::Client::with_uri_str(testkit::mongo_url())
+        .await
+        .expect("a valid MongoDB URL")
+        .database(&mongo_db);
+    TestAuth {
+        base_url: instance.base_url.clone(),
+        http,
+        db,
+        vhost,
+        instance,
+    }
+}
+
+/// Starts auth on `mongo_db` and `amqp_url` and waits until its /health reports "up".
+async fn start_instance(http: &reqwest::Client, mongo_db: &str, amqp_url: &str) -> Instance {
     let config = auth::Config {
         port: 0,
         mongo_url: testkit::mongo_url(),
-        mongo_db: mongo_db.clone(),
-        rabbit_url: vhost.amqp_url(),
+        mongo_db: mongo_db.into(),
+        rabbit_url: amqp_url.into(),
         jwt_secret: SECRET.into(),
     };
     let shutdown = CancellationToken::new();
     let running = auth::run(config, shutdown.clone())
         .await
         .expect("auth starts");
-    let db = mongodb::Client::with_uri_str(testkit::mongo_url())
-        .await
-        .expect("a valid MongoDB URL")
-        .database(&mongo_db);
-    let app = TestAuth {
+    let instance = Instance {
         base_url: format!("http://127.0.0.1:{}", running.addr.port()),
-        http: reqwest::Client::new(),
-        db,
-        vhost,
         shutdown,
     };
+    let health = format!("{}/health", instance.base_url);
     let up = testkit::eventually(STARTUP, || async {
-        app.get("/health", None).await.status == StatusCode::OK
+        let reply = http.get(&health).send().await;
+        reply.is_ok_and(|reply| reply.status() == StatusCode::OK)
     })
     .await;
     assert!(up, "auth never reported healthy");
-    app
+    instance
 }
 
 impl TestAuth {
+    /// A second instance sharing this one's database and vhost, as behind a load balancer.
+    pub async fn another_instance(&self) -> Instance {
+        start_instance(&self.http, self.db.name(), &self.vhost.amqp_url()).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// `POST path` with `body` to the instance at `base_url` (this one's or another's).
+    pub async fn post_at(
+        &self,
+        base_url: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Reply {
+        let request = self.http.post(format!("{base_url}{path}"));
+        self.send(with_token(request, token).json(body)).await
+    }
+
+    /// `GET /users/current` with `token` at the instance at `base_url`.
+    pub async fn current_at(&self, base_url: &str, token: &str) -> Reply {
+        let request = self.http.get(format!("{base_url}/users/current"));
+        self.send(with_token(request, Some(token))).await
     }
 
     pub async fn send(&self, request: RequestBuilder) -> Reply {
