@@ -11,7 +11,9 @@ const MAX_NAME: usize = 100;
 const MAX_DESCRIPTION: usize = 2048;
 const MAX_IMAGE: usize = 100;
 
-/// The article JSON of the contract.
+/// The article JSON of the contract, plus the read-only `stockVersion` (a contract extension):
+/// the position in the article's stock ledger that `stock` is the balance of. An admin changing
+/// the stock sends back the `stockVersion` it read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Article {
     #[serde(rename = "_id")]
@@ -21,6 +23,8 @@ pub struct Article {
     pub image: String,
     pub price: f64,
     pub stock: i64,
+    #[serde(rename = "stockVersion")]
+    pub stock_version: i64,
     pub enabled: bool,
 }
 
@@ -32,6 +36,9 @@ pub struct ArticleInput {
     pub image: String,
     pub price: f64,
     pub stock: i64,
+    /// The `stockVersion` the admin read, when sent: a changed `stock` is applied only if no
+    /// other stock movement came in since.
+    pub stock_version: Option<i64>,
 }
 
 impl ArticleInput {
@@ -70,6 +77,19 @@ impl ArticleInput {
             errors.push(FieldError::new("stock", message));
             0
         });
+        let stock_version = match body.get("stockVersion") {
+            None | Some(Value::Null) => None,
+            Some(value) => match value.as_i64() {
+                Some(version) if version >= 0 => Some(version),
+                _ => {
+                    errors.push(FieldError::new(
+                        "stockVersion",
+                        "must be an integer of at least 0",
+                    ));
+                    None
+                }
+            },
+        };
         if errors.is_empty() {
             Ok(Self {
                 name,
@@ -77,6 +97,7 @@ impl ArticleInput {
                 image,
                 price,
                 stock,
+                stock_version,
             })
         } else {
             Err(errors)
@@ -275,6 +296,20 @@ mod tests {
         body["_id"] = json!("mine");
         body["enabled"] = json!(true);
         assert_eq!(parse(body).unwrap_err(), ["_id", "enabled"]);
+    }
+
+    #[test]
+    fn a_stock_version_is_read_when_sent_and_must_be_a_natural_number() {
+        assert_eq!(parse(valid()).unwrap().stock_version, None);
+        let mut body = valid();
+        body["stockVersion"] = json!(4);
+        assert_eq!(parse(body.clone()).unwrap().stock_version, Some(4));
+        body["stockVersion"] = json!(null);
+        assert_eq!(parse(body.clone()).unwrap().stock_version, None);
+        for bad in [json!(-1), json!("4"), json!(1.5)] {
+            body["stockVersion"] = bad;
+            assert_eq!(parse(body.clone()).unwrap_err(), ["stockVersion"]);
+        }
     }
 
     #[test]

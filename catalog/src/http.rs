@@ -1,17 +1,19 @@
 //! Routes and handlers (CONTRACT section 6): parse, call the store, build the reply. Reads are
-//! public; writes need the `admin` permission.
+//! public; writes need the `admin` permission. An update changing the stock carries the
+//! `stockVersion` it read (in the body, or `If-Match: "<n>"`), else 409.
 
-use common::http::{DEFAULT_BODY_LIMIT, correlation_id, health, json_body, respond};
+use common::http::{DEFAULT_BODY_LIMIT, correlation_id, health, json_body, respond, respond_with};
 use common::{ApiError, Caller, TokenGuard};
 use rabbit::Rabbit;
 use serde_json::{Map, Value, json};
 use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::reply::Response;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
 
 use crate::article::{ArticleInput, fold};
 use crate::query::{Page, search_text};
-use crate::store::Store;
+use crate::store::{Store, UpdateError};
 
 pub fn routes(store: Store, guard: &TokenGuard, rabbit: Rabbit) -> BoxedFilter<(Response,)> {
     let state = {
@@ -72,12 +74,33 @@ pub fn routes(store: Store, guard: &TokenGuard, rabbit: Rabbit) -> BoxedFilter<(
         .and(warp::post().or(warp::put()).unify())
         .and(guard.admin())
         .and(article_body())
+        .and(warp::header::optional::<String>("if-match"))
         .and(state.clone())
         .then(
-            |id: String, caller: Caller, input: Result<ArticleInput, ApiError>, store: Store| {
-                respond(caller.correlation_id, async move {
-                    let input = input?;
-                    store.update(&id, input).await?.ok_or(ApiError::NotFound)
+            |id: String,
+             caller: Caller,
+             input: Result<ArticleInput, ApiError>,
+             if_match: Option<String>,
+             store: Store| {
+                respond_with(caller.correlation_id, async move {
+                    let mut input = input?;
+                    if input.stock_version.is_none() {
+                        input.stock_version = if_match.as_deref().and_then(read_version);
+                    }
+                    match store.update(&id, input).await {
+                        Ok(article) => Ok(warp::reply::json(&article).into_response()),
+                        Err(UpdateError::NotFound) => Err(ApiError::NotFound),
+                        Err(UpdateError::Store(error)) => Err(error.into()),
+                        Err(UpdateError::StockChanged(head)) => Ok(conflict(format!(
+                            "Conflict: stock changed (now {} at version {})",
+                            head.balance, head.position
+                        ))),
+                        Err(UpdateError::VersionMissing(head)) => Ok(conflict(format!(
+                            "Conflict: a stock change needs the stockVersion it was read at \
+                             (now {} at version {})",
+                            head.balance, head.position
+                        ))),
+                    }
                 })
             },
         );
@@ -121,6 +144,25 @@ pub fn routes(store: Store, guard: &TokenGuard, rabbit: Rabbit) -> BoxedFilter<(
         .or(health)
         .unify()
         .boxed()
+}
+
+/// The version of an `If-Match: "<n>"` header (quotes optional).
+fn read_version(header: &str) -> Option<i64> {
+    header
+        .trim()
+        .trim_matches('"')
+        .parse()
+        .ok()
+        .filter(|version| *version >= 0)
+}
+
+/// 409 `{"error": message}`: the admin re-reads the article and decides again.
+fn conflict(message: String) -> Response {
+    warp::reply::with_status(
+        warp::reply::json(&json!({ "error": message })),
+        StatusCode::CONFLICT,
+    )
+    .into_response()
 }
 
 /// An article body: a JSON object within the 64 KiB limit, its fields checked all at once.

@@ -1,11 +1,14 @@
 //! The catalog service (CONTRACT sections 6 and 9): articles with price and stock in MongoDB,
 //! admin-only writes, public reads and search, and catalog's part in the message flows:
 //! answering `article-valid` and `article-data` requests, reserving stock when an order is
-//! placed and giving it back when the order turns out invalid.
+//! placed and giving it back when the order turns out invalid. Stock is a ledger of movements,
+//! so any number of instances can share one store and one broker.
 
 mod article;
+mod changes;
 pub mod config;
 mod http;
+mod ledger;
 mod messaging;
 mod order;
 mod query;
@@ -13,10 +16,12 @@ mod snapshot;
 mod store;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::TokenGuard;
 use rabbit::Rabbit;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -37,18 +42,29 @@ pub struct Running {
 /// they are back. Everything stops when `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let db = common::mongo::connect(&config.mongo_url, &config.mongo_db, "catalog").await?;
-    let store = store::Store::new(db);
-    tokio::spawn(ensure_indexes(store.clone(), shutdown.clone()));
-    if let Some(interval) = config.snapshot_reload {
-        tokio::spawn(keep_snapshot(store.clone(), interval, shutdown.clone()));
-    }
     let rabbit = Rabbit::start(
         &config.rabbit_url,
         rabbit::contract::topology(),
         shutdown.clone(),
     );
+    let store = store::Store::new(db, changes::Changes::new(rabbit.clone()));
+    tokio::spawn(ensure_indexes(store.clone(), shutdown.clone()));
+    tokio::spawn({
+        let (store, shutdown) = (store.clone(), shutdown.clone());
+        async move { store.ledger().keep_saving_heads(shutdown).await }
+    });
+    let reload = Arc::new(Notify::new());
+    if let Some(interval) = config.snapshot_reload {
+        tokio::spawn(keep_snapshot(
+            store.clone(),
+            interval,
+            reload.clone(),
+            shutdown.clone(),
+        ));
+    }
     let guard = TokenGuard::new(&config.auth_service_url, config.token_cache_ttl);
     guard.listen_for_logouts(&rabbit);
+    messaging::listen_for_changes(&rabbit, store.clone(), move || reload.notify_one());
     messaging::start(&rabbit, store.clone());
     let routes = http::routes(store, &guard, rabbit);
     let server = common::server::serve(routes, config.port, shutdown).await?;
@@ -59,7 +75,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
 }
 
 /// The name index only speeds listings up, so the service does not wait for it: it is retried
-/// in the background until MongoDB accepts it.
+/// in the background until MongoDB accepts it. (The ledger's unique index is also created before
+/// the first movement is written: positions rest on it.)
 async fn ensure_indexes(store: store::Store, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(500);
     while let Err(error) = store.ensure_indexes().await {
@@ -72,9 +89,15 @@ async fn ensure_indexes(store: store::Store, shutdown: CancellationToken) {
     }
 }
 
-/// Loads the in-memory snapshot listings and searches read, then reloads it every `interval` to
-/// pick up what other instances wrote; retried every 2 s while MongoDB is unreachable.
-async fn keep_snapshot(store: store::Store, interval: Duration, shutdown: CancellationToken) {
+/// Loads the in-memory snapshot listings and searches read, then reloads it every `interval` (a
+/// safety net: other instances' writes arrive on `catalog_changes`) or when `reload` is notified
+/// (announcements were missed); retried every 2 s while MongoDB is unreachable.
+async fn keep_snapshot(
+    store: store::Store,
+    interval: Duration,
+    reload: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
     loop {
         let wait = match store.reload_snapshot().await {
             Ok(count) => {
@@ -88,6 +111,7 @@ async fn keep_snapshot(store: store::Store, interval: Duration, shutdown: Cancel
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = reload.notified() => {}
             _ = shutdown.cancelled() => return,
         }
     }

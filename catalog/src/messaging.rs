@@ -1,21 +1,48 @@
 //! Catalog's consumers (CONTRACT section 9): `article-valid` and `article-data` requests answered
-//! where each envelope asks, `order_placed` reserving stock and answering one `article-data` per
-//! line, `order_invalid` giving the reservations back. Every handler stores its effect and
-//! publishes its replies (broker-confirmed) before the message is acked, and is idempotent, so a
-//! redelivery after a crash or a reconnect changes nothing twice.
+//! where each envelope asks (from the snapshot: advisory answers), `order_placed` deciding each
+//! line in the stock ledger and answering one `article-data` per line from that decision,
+//! `order_invalid` giving the reservations back; and the `catalog_changes` broadcast of other
+//! instances' writes. Every handler stores its effect and publishes its replies (broker-confirmed)
+//! before the message is acked, and is idempotent, so a redelivery after a crash or a reconnect,
+//! or the same message taken by two instances, changes nothing twice.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::future::try_join_all;
 use rabbit::contract::{
     ArticleDataReply, ArticleDataRequest, ArticleValidReply, ArticleValidRequest, OrderInvalid,
-    OrderPlaced, queue,
+    OrderPlaced, exchange, queue,
 };
 use rabbit::{Consumer, HandlerError, Message, Rabbit, RabbitError};
 use tracing::info;
 
+use crate::changes::ArticleChanged;
 use crate::order::{demands, is_usable_order_id};
 use crate::store::{Answer, Store};
+
+/// Listens to the `catalog_changes` broadcast on a queue of this instance's own. Announcements
+/// made while the queue did not exist (a reconnect) are lost, so each re-subscription calls
+/// `missed`, which asks for a full reload.
+pub fn listen_for_changes(
+    rabbit: &Rabbit,
+    store: Store,
+    missed: impl Fn() + Send + Sync + 'static,
+) {
+    let subscribed_before = AtomicBool::new(false);
+    let consumer = Consumer {
+        on_subscribed: Some(Arc::new(move || {
+            if subscribed_before.swap(true, Ordering::Relaxed) {
+                missed();
+            }
+        })),
+        ..Consumer::broadcast(exchange::CATALOG_CHANGES)
+    };
+    rabbit.consume(consumer, move |message: Arc<Message<ArticleChanged>>| {
+        store.hear(message.envelope.message.clone());
+        async { Ok(()) }
+    });
+}
 
 /// Starts the four consumers; they run across reconnects until shutdown.
 pub fn start(rabbit: &Rabbit, store: Store) {
@@ -80,8 +107,9 @@ async fn article_data(
     rabbit.reply(&message, reply).await.map_err(published)
 }
 
-/// Reserves every line that can be, then answers one `article-data` per line, the order id as
-/// `referenceId`. The replies go out together, confirmed, before the message is acked.
+/// Decides every line in the ledger (reserved or refused, once per order and article), then
+/// answers one `article-data` per line from that decision, the order id as `referenceId`. The
+/// replies go out together, confirmed, before the message is acked.
 async fn order_placed(
     rabbit: Rabbit,
     store: Store,

@@ -4,8 +4,8 @@ use rabbit::contract::OrderLine;
 
 use crate::article::MAX_STOCK;
 
-/// What one order asks of one article: the lines naming it, summed. The reservation record is
-/// kept per order and article, so two lines of one article must be reserved as one.
+/// What one order asks of one article: the lines naming it, summed. The decision is taken per
+/// order and article, so two lines of one article must be reserved as one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Demand {
     pub article_id: String,
@@ -41,8 +41,9 @@ pub fn demands(lines: &[OrderLine]) -> Vec<Demand> {
     demands
 }
 
-/// Whether `order_id` can key a reservation record: it becomes a field name in the article's
-/// document, so it may not hold `.` or `$` (orders uses UUIDs).
+/// Whether `order_id` can key the ledger's once-only movements (`<order>:<article>:reserve`): no
+/// `:` that could make two keys alike, nothing a store could read as an operator (orders uses
+/// UUIDs).
 pub fn is_usable_order_id(order_id: &str) -> bool {
     (1..=100).contains(&order_id.len())
         && order_id

@@ -7,14 +7,18 @@
 //! articles). 100,000 articles fit in a few tens of MiB, and a substring
 //! scan over their folded text takes milliseconds.
 //!
-//! How it stays current: every write of this instance re-reads the article it wrote and puts it
-//! here, under the article's lock, and a full reload at an interval picks up what other instances
-//! wrote. Each document carries a `version` that every write increments, so a reload that read an
-//! article before a newer write never replaces the newer copy.
+//! How it stays current: every write of any instance is put here by the writer at once and
+//! announced on the `catalog_changes` fanout to every other instance, which puts it here too; a
+//! full reload at an interval is the safety net for announcements lost while a queue was down.
+//! Content and stock are ordered separately: content by the article's `version`, which every
+//! content write increments, stock by its `stockVersion` (its position in the stock ledger). So an
+//! older copy, however late it arrives, never replaces a newer one. Nothing here decides a
+//! reservation: the ledger does.
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::article::Article;
+use crate::article::{Article, searchable, sort_key};
+use crate::ledger::Head;
 use crate::query::Page;
 
 /// An article as the snapshot keeps it.
@@ -25,7 +29,47 @@ pub struct Entry {
     pub key: String,
     /// Folded name and description: what search looks in.
     pub search: String,
+    /// The version of the content (everything but the stock).
     pub version: i64,
+}
+
+impl Entry {
+    pub fn new(article: Article, version: i64) -> Self {
+        Self {
+            key: sort_key(&article.name),
+            search: searchable(&article.name, &article.description),
+            article,
+            version,
+        }
+    }
+
+    /// The stock and its ledger position.
+    pub fn head(&self) -> Head {
+        Head {
+            position: self.article.stock_version,
+            balance: self.article.stock,
+        }
+    }
+
+    /// With the stock of `head` when that is newer.
+    pub fn with_head(mut self, head: Head) -> Self {
+        if head.position > self.article.stock_version {
+            self.article.stock = head.balance;
+            self.article.stock_version = head.position;
+        }
+        self
+    }
+
+    /// `newer`'s content unless this one's is newer, and the newer of the two stocks.
+    fn merged(self, newer: Entry) -> Entry {
+        let head = self.head().newest(newer.head());
+        let content = if newer.version >= self.version {
+            newer
+        } else {
+            self
+        };
+        content.with_head(head)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -43,16 +87,16 @@ impl Snapshot {
         self.loaded
     }
 
-    /// Keeps `entry` unless the snapshot holds a newer version of the article.
+    /// Merges `entry` with the copy held: the newer content and the newer stock win.
     pub fn put(&mut self, entry: Entry) {
         let id = entry.article.id.clone();
-        if let Some(key) = self.keys.get(&id) {
-            let place = (key.clone(), id.clone());
-            if self.by_name[&place].version > entry.version {
-                return;
-            }
-            self.by_name.remove(&place);
-        }
+        let entry = match self.keys.remove(&id) {
+            Some(key) => match self.by_name.remove(&(key, id.clone())) {
+                Some(held) => held.merged(entry),
+                None => entry,
+            },
+            None => entry,
+        };
         self.keys.insert(id.clone(), entry.key.clone());
         self.by_name.insert((entry.key.clone(), id), entry);
     }
@@ -65,17 +109,11 @@ impl Snapshot {
         self.loaded = true;
     }
 
-    /// Stops listings from being answered here until the next full load: after a write whose
-    /// result could not be read back, this copy may be behind.
-    pub fn distrust(&mut self) {
-        self.loaded = false;
-    }
-
     /// The article with this id, enabled or not.
-    pub fn get(&self, id: &str) -> Option<Article> {
+    pub fn get(&self, id: &str) -> Option<Entry> {
         let key = self.keys.get(id)?;
         let place = (key.clone(), id.to_owned());
-        self.by_name.get(&place).map(|entry| entry.article.clone())
+        self.by_name.get(&place).cloned()
     }
 
     /// A page of the enabled articles.
@@ -102,23 +140,25 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::article::{searchable, sort_key};
 
     fn entry(id: &str, name: &str, enabled: bool, version: i64) -> Entry {
-        Entry {
-            article: Article {
-                id: id.into(),
-                name: name.into(),
-                description: String::new(),
-                image: String::new(),
-                price: 1.0,
-                stock: version,
-                enabled,
-            },
-            key: sort_key(name),
-            search: searchable(name, ""),
-            version,
-        }
+        let article = Article {
+            id: id.into(),
+            name: name.into(),
+            description: String::new(),
+            image: String::new(),
+            price: 1.0,
+            stock: version,
+            stock_version: version,
+            enabled,
+        };
+        Entry::new(article, version)
+    }
+
+    fn stock_at(mut entry: Entry, stock: i64, position: i64) -> Entry {
+        entry.article.stock = stock;
+        entry.article.stock_version = position;
+        entry
     }
 
     fn names(articles: Vec<Article>) -> Vec<String> {
@@ -158,7 +198,7 @@ mod tests {
         let mut snapshot = Snapshot::default();
         snapshot.put(entry("1", "lamp", false, 1));
         assert_eq!(
-            snapshot.get("1").map(|article| article.name),
+            snapshot.get("1").map(|entry| entry.article.name),
             Some("lamp".into())
         );
         assert_eq!(snapshot.get("2"), None);
@@ -171,6 +211,18 @@ mod tests {
         snapshot.load(vec![entry("1", "old lamp", true, 2)]);
         assert_eq!(names(snapshot.list(ALL)), ["lamp"]);
         assert_eq!(snapshot.list(ALL)[0].stock, 3);
+    }
+
+    #[test]
+    fn content_and_stock_are_each_kept_from_the_newer_copy() {
+        let mut snapshot = Snapshot::default();
+        snapshot.put(stock_at(entry("1", "lamp", true, 1), 5, 7));
+        // A content edit announced with an older stock, then a movement with the old content.
+        snapshot.put(stock_at(entry("1", "desk lamp", true, 2), 9, 6));
+        snapshot.put(stock_at(entry("1", "lamp", true, 1), 4, 8));
+        let held = snapshot.get("1").unwrap();
+        assert_eq!(held.article.name, "desk lamp");
+        assert_eq!((held.article.stock, held.article.stock_version), (4, 8));
     }
 
     #[test]

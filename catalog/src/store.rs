@@ -1,25 +1,15 @@
-//! MongoDB access: the `articles` collection, and stock reservations made exactly once without
-//! transactions.
+//! MongoDB access for articles, and the catalog's writes put together: the `articles` collection
+//! (what clients see), the stock ledger (`ledger`), the in-memory snapshot reads come from
+//! (`snapshot`) and the announcements that keep other instances' snapshots current (`changes`).
 //!
-//! An article document holds what clients see plus two derived fields, `key` (the folded name, for
-//! sorting) and `search` (folded name and description, for search), and `reservations`: one entry
-//! per order that asked for the article, keyed by order id, `{"state": "reserved" | "refused" |
-//! "released", "quantity": n}`. Taking stock and recording which order took it is one
-//! single-document update, which MongoDB applies atomically (and, for FerretDB, see below): a
-//! redelivered message, a re-published order or a crash between two steps finds the record and
-//! changes nothing a second time.
-//!
-//! FerretDB 1.x (SQLite) applies an update as a read and then a write, without isolation between
-//! connections: two concurrent conditional updates of one document can both pass their condition
-//! (the test reserving the last units of an article caught it). So the writes to one article are
-//! also run one at a time within the process ([`ArticleLocks`]). Against MongoDB the update is
-//! atomic on its own and several instances are safe; against FerretDB, run one instance.
-//!
-//! Every write that changes what clients see increments the document's `version` and puts the
-//! new article into the [`Snapshot`] that listings and searches read, still under the lock.
+//! An article document holds what clients see but the stock, plus two derived fields, `key` (the
+//! folded name, for sorting) and `search` (folded name and description, for search), and the
+//! content `version`. Nothing in it grows with orders. The stock lives in the ledger only: its
+//! copies (the snapshot's, `stock_heads`, each instance's remembered heads) are caches, and
+//! deliberately not a field of the article document, where FerretDB 1.x, which applies an update
+//! as a read and a later whole-document write, would let a cache write undo an admin's edit.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use futures_util::TryStreamExt;
@@ -27,10 +17,10 @@ use mongodb::bson::{DateTime, Document, doc};
 use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex, MutexGuard};
-use tracing::warn;
 
 use crate::article::{Article, ArticleInput, literal_pattern, searchable, sort_key};
+use crate::changes::{ArticleChanged, Changes};
+use crate::ledger::{Appended, Head, Kind, Ledger, Movement, StockEdit, decide};
 use crate::query::Page;
 use crate::snapshot::{Entry, Snapshot};
 
@@ -39,13 +29,7 @@ type Result<T> = mongodb::error::Result<T>;
 /// Documents per batch of a snapshot reload: as many as fit in the 16 MiB a batch can carry.
 const RELOAD_BATCH: u32 = 100_000;
 
-/// The fields of the article JSON, so that reads do not load the reservation records.
-/// (FerretDB 1.x refuses a projection on `findAndModify`, so the updates returning an article
-/// read it whole.)
-fn article_fields() -> Document {
-    doc! {"name": 1, "description": 1, "image": 1, "price": 1, "stock": 1, "enabled": 1}
-}
-
+/// An article document.
 #[derive(Serialize, Deserialize)]
 struct ArticleDoc {
     #[serde(rename = "_id")]
@@ -54,39 +38,30 @@ struct ArticleDoc {
     description: String,
     image: String,
     price: f64,
-    stock: i64,
     enabled: bool,
     key: String,
     search: String,
     created: DateTime,
     updated: DateTime,
-    /// Incremented by every write, so the snapshot can tell a newer copy from an older one.
+    /// Incremented by every content write, so a snapshot can tell a newer copy from an older one.
     #[serde(default)]
     version: i64,
 }
 
 impl ArticleDoc {
-    fn into_entry(self) -> Entry {
-        Entry {
-            article: Article {
-                id: self.id,
-                name: self.name,
-                description: self.description,
-                image: self.image,
-                price: self.price,
-                stock: self.stock,
-                enabled: self.enabled,
-            },
-            key: self.key,
-            search: self.search,
-            version: self.version,
-        }
+    fn into_entry(self, head: Head) -> Entry {
+        let article = Article {
+            id: self.id,
+            name: self.name,
+            description: self.description,
+            image: self.image,
+            price: self.price,
+            stock: head.balance,
+            stock_version: head.position,
+            enabled: self.enabled,
+        };
+        Entry::new(article, self.version)
     }
-}
-
-/// Everything but the reservation records.
-fn without_reservations() -> Document {
-    doc! {"reservations": 0}
 }
 
 /// What catalog answers about an article in an `article-data` reply.
@@ -104,56 +79,41 @@ impl Answer {
         price: 0.0,
         stock: 0,
     };
+}
 
-    fn of(article: &Article, valid: bool) -> Self {
-        Self {
-            valid,
-            price: article.price,
-            stock: article.stock,
-        }
+/// Why an admin's update was not applied.
+#[derive(Debug)]
+pub enum UpdateError {
+    NotFound,
+    /// The body's stock differs and another movement came after its `stockVersion`.
+    StockChanged(Head),
+    /// The body's stock differs and it has no `stockVersion`.
+    VersionMissing(Head),
+    Store(mongodb::error::Error),
+}
+
+impl From<mongodb::error::Error> for UpdateError {
+    fn from(error: mongodb::error::Error) -> Self {
+        Self::Store(error)
     }
 }
 
 #[derive(Clone)]
 pub struct Store {
     db: Database,
-    /// The `articles` collection read as the article JSON (with a projection),
-    articles: Collection<Article>,
-    /// as raw documents, for the reservation records,
-    documents: Collection<Document>,
-    /// and as whole stored documents, for the snapshot.
-    whole: Collection<ArticleDoc>,
-    locks: Arc<ArticleLocks>,
+    articles: Collection<ArticleDoc>,
+    ledger: Arc<Ledger>,
     snapshot: Arc<RwLock<Snapshot>>,
-}
-
-/// Striped locks: the writes to one article run one at a time; other articles rarely wait.
-struct ArticleLocks(Vec<Mutex<()>>);
-
-impl ArticleLocks {
-    const STRIPES: usize = 64;
-
-    fn new() -> Self {
-        Self((0..Self::STRIPES).map(|_| Mutex::new(())).collect())
-    }
-
-    async fn lock(&self, article_id: &str) -> MutexGuard<'_, ()> {
-        let mut hasher = DefaultHasher::new();
-        article_id.hash(&mut hasher);
-        self.0[hasher.finish() as usize % Self::STRIPES]
-            .lock()
-            .await
-    }
+    changes: Changes,
 }
 
 impl Store {
-    pub fn new(db: Database) -> Self {
+    pub fn new(db: Database, changes: Changes) -> Self {
         Self {
             articles: db.collection("articles"),
-            documents: db.collection("articles"),
-            whole: db.collection("articles"),
-            locks: Arc::new(ArticleLocks::new()),
+            ledger: Arc::new(Ledger::new(&db)),
             snapshot: Arc::default(),
+            changes,
             db,
         }
     }
@@ -162,106 +122,161 @@ impl Store {
         &self.db
     }
 
-    /// Listings and searches read enabled articles in name order.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Listings and searches read enabled articles in name order; the ledger's positions are
+    /// unique per article.
     pub async fn ensure_indexes(&self) -> Result<()> {
         let by_name = IndexModel::builder()
             .keys(doc! {"enabled": 1, "key": 1, "_id": 1})
             .build();
-        self.documents.create_index(by_name).await?;
-        Ok(())
+        self.articles.create_index(by_name).await?;
+        self.ledger.ensure_index().await
     }
 
+    /// Writes the initial stock movement first, then the article: a crash in between leaves a
+    /// movement of an article nobody can see, never an article whose stock is not in the ledger.
     pub async fn create(&self, input: ArticleInput) -> Result<Article> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let opened = self.ledger.open(&id, input.stock).await?;
         let now = DateTime::now();
         let document = ArticleDoc {
-            id: uuid::Uuid::new_v4().to_string(),
             key: sort_key(&input.name),
             search: searchable(&input.name, &input.description),
+            id,
             name: input.name,
             description: input.description,
             image: input.image,
             price: input.price,
-            stock: input.stock,
             enabled: true,
             created: now,
             updated: now,
             version: 1,
         };
-        self.whole.insert_one(&document).await?;
-        let entry = document.into_entry();
-        let article = entry.article.clone();
-        self.write_snapshot().put(entry);
-        Ok(article)
+        self.articles.insert_one(&document).await?;
+        Ok(self.wrote(document.into_entry(opened.head())))
     }
 
-    /// The article, from the snapshot when it is loaded (FerretDB 1.x finds even an `_id` by
-    /// scanning the collection). One the snapshot lacks is looked for in MongoDB: another
-    /// instance may have created it since the last reload.
+    /// The article, from the snapshot when it has it (FerretDB 1.x finds even an `_id` by
+    /// scanning the collection), else from MongoDB.
     pub async fn get(&self, id: &str) -> Result<Option<Article>> {
+        Ok(self.entry(id).await?.map(|entry| entry.article))
+    }
+
+    async fn entry(&self, id: &str) -> Result<Option<Entry>> {
         // Catalog's ids are UUIDs: anything else is unknown without a costly miss.
         if uuid::Uuid::parse_str(id).is_err() {
             return Ok(None);
         }
-        if let Some(Some(article)) = self.read_snapshot(|snapshot| snapshot.get(id)) {
-            return Ok(Some(article));
+        if let Some(entry) = self.snapshot_entry(id) {
+            return Ok(Some(entry));
         }
-        self.stored(id).await
+        let Some(document) = self.articles.find_one(doc! {"_id": id}).await? else {
+            return Ok(None);
+        };
+        let ids = [id.to_owned()];
+        let saved = self.ledger.saved_heads(Some(&ids)).await?;
+        Ok(Some(self.with_stock(document, &saved)))
     }
 
-    /// The article as MongoDB has it.
-    async fn stored(&self, id: &str) -> Result<Option<Article>> {
-        self.articles
-            .find_one(doc! {"_id": id})
-            .projection(article_fields())
-            .await
+    fn snapshot_entry(&self, id: &str) -> Option<Entry> {
+        let snapshot = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
+        let entry = snapshot.is_loaded().then(|| snapshot.get(id)).flatten()?;
+        Some(self.freshest(entry))
     }
 
-    /// Replaces what an admin sets; `enabled` and the reservations stay as they are.
-    pub async fn update(&self, id: &str, input: ArticleInput) -> Result<Option<Article>> {
-        let _locked = self.locks.lock(id).await;
+    /// The entry with the newest stock this instance knows.
+    fn freshest(&self, entry: Entry) -> Entry {
+        match self.ledger.known(&entry.article.id) {
+            Some(head) => entry.with_head(head),
+            None => entry,
+        }
+    }
+
+    fn with_stock(&self, document: ArticleDoc, saved: &HashMap<String, Head>) -> Entry {
+        let head = saved.get(&document.id).copied().unwrap_or_default();
+        self.freshest(document.into_entry(head))
+    }
+
+    /// Replaces what an admin sets; `enabled` stays as it is. A different stock is a movement
+    /// checked against the `stockVersion` the admin read, applied before the content, so a refused
+    /// stock leaves the article untouched.
+    pub async fn update(
+        &self,
+        id: &str,
+        input: ArticleInput,
+    ) -> std::result::Result<Article, UpdateError> {
+        let Some(entry) = self.entry(id).await? else {
+            return Err(UpdateError::NotFound);
+        };
+        let head = {
+            let _turn = self.ledger.turn(id).await;
+            let head = self.ledger.head(id, entry.head()).await?;
+            match self
+                .ledger
+                .edit(id, head, input.stock, input.stock_version)
+                .await?
+            {
+                StockEdit::Unchanged(head) => head,
+                StockEdit::Changed(movement) => movement.head(),
+                StockEdit::Stale(head) => return Err(UpdateError::StockChanged(head)),
+                StockEdit::VersionMissing(head) => return Err(UpdateError::VersionMissing(head)),
+            }
+        };
         let set = doc! {
             "name": &input.name,
             "description": &input.description,
             "image": &input.image,
             "price": input.price,
-            "stock": input.stock,
             "key": sort_key(&input.name),
             "search": searchable(&input.name, &input.description),
             "updated": DateTime::now(),
         };
-        let updated = self
-            .whole
+        let document = self
+            .articles
             .find_one_and_update(doc! {"_id": id}, doc! {"$set": set, "$inc": {"version": 1}})
             .return_document(ReturnDocument::After)
-            .await?;
-        Ok(updated.map(|document| {
-            let entry = document.into_entry();
-            let article = entry.article.clone();
-            self.write_snapshot().put(entry);
-            article
-        }))
+            .await?
+            .ok_or(UpdateError::NotFound)?;
+        Ok(self.wrote(self.freshest(document.into_entry(head))))
     }
 
     /// Soft delete; false when there is no such article.
     pub async fn disable(&self, id: &str) -> Result<bool> {
-        let _locked = self.locks.lock(id).await;
-        let result = self
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Ok(false);
+        }
+        let disabled = self
             .articles
-            .update_one(
+            .find_one_and_update(
                 doc! {"_id": id},
                 doc! {"$set": {"enabled": false, "updated": DateTime::now()},
                 "$inc": {"version": 1}},
             )
+            .return_document(ReturnDocument::After)
             .await?;
-        if result.modified_count == 1 {
-            self.refresh(id).await;
-        }
-        Ok(result.matched_count == 1)
+        let Some(document) = disabled else {
+            return Ok(false);
+        };
+        let entry = match self.snapshot_entry(id) {
+            Some(held) => document.into_entry(held.head()),
+            None => {
+                let ids = [id.to_owned()];
+                self.with_stock(document, &self.ledger.saved_heads(Some(&ids)).await?)
+            }
+        };
+        self.wrote(self.freshest(entry));
+        Ok(true)
     }
 
     /// A page of the enabled articles, in name order.
     pub async fn list(&self, page: Page) -> Result<Vec<Article>> {
-        if let Some(articles) = self.read_snapshot(|snapshot| snapshot.list(page)) {
+        if let Some(articles) = self
+            .read_snapshot(move |snapshot| snapshot.list(page))
+            .await
+        {
             return Ok(articles);
         }
         self.enabled(doc! {"enabled": true}, page).await
@@ -270,7 +285,11 @@ impl Store {
     /// A page of the enabled articles whose name or description contains `folded` (a text folded
     /// by `article::fold`).
     pub async fn search(&self, folded: &str, page: Page) -> Result<Vec<Article>> {
-        if let Some(articles) = self.read_snapshot(|snapshot| snapshot.search(folded, page)) {
+        let text = folded.to_owned();
+        let found = self
+            .read_snapshot(move |snapshot| snapshot.search(&text, page))
+            .await;
+        if let Some(articles) = found {
             return Ok(articles);
         }
         let pattern = literal_pattern(folded);
@@ -278,156 +297,169 @@ impl Store {
             .await
     }
 
-    /// Reads every article into the snapshot, merged with what it holds.
+    /// Reads every article and saved stock head into the snapshot, merged with what it holds.
     pub async fn reload_snapshot(&self) -> Result<usize> {
+        let saved = self.ledger.saved_heads(None).await?;
         let entries: Vec<Entry> = self
-            .whole
+            .articles
             .find(doc! {})
-            .projection(without_reservations())
             // FerretDB 1.x answers each further batch of a cursor slowly on a large collection;
             // batches of the largest size MongoDB sends (16 MiB) keep them few.
             .batch_size(RELOAD_BATCH)
             .await?
-            .map_ok(ArticleDoc::into_entry)
+            .map_ok(|document| self.with_stock(document, &saved))
             .try_collect()
             .await?;
         let count = entries.len();
-        self.write_snapshot().load(entries);
+        let snapshot = self.snapshot.clone();
+        // A merge of 100,000 entries is CPU work: off the async workers.
+        tokio::task::spawn_blocking(move || {
+            snapshot
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .load(entries);
+        })
+        .await
+        .map_err(mongodb::error::Error::custom)?;
         Ok(count)
     }
 
-    /// Puts the stored article into the snapshot after a write, and returns it. Should the read
-    /// fail, the snapshot is not trusted (reads go to MongoDB) until the next full reload.
-    async fn refresh(&self, id: &str) -> Option<Article> {
-        let read = self
-            .whole
-            .find_one(doc! {"_id": id})
-            .projection(without_reservations())
-            .await;
-        match read {
-            Ok(document) => {
-                let entry = document?.into_entry();
-                let article = entry.article.clone();
-                self.write_snapshot().put(entry);
-                Some(article)
-            }
-            Err(error) => {
-                warn!(%error, id, "cannot refresh the snapshot; reading MongoDB until reloaded");
-                self.write_snapshot().distrust();
-                None
-            }
-        }
+    /// Takes in another instance's (or this one's) announced write.
+    pub fn hear(&self, change: ArticleChanged) {
+        let entry = change.into_entry();
+        self.ledger.hear(&entry.article.id, entry.head());
+        self.put(entry);
     }
 
-    fn read_snapshot<T>(&self, read: impl FnOnce(&Snapshot) -> T) -> Option<T> {
-        let snapshot = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
-        snapshot.is_loaded().then(|| read(&snapshot))
+    /// After a write: into this instance's snapshot at once (it reads its own writes), and
+    /// announced to the others.
+    fn wrote(&self, entry: Entry) -> Article {
+        self.changes.announce(&entry);
+        let article = entry.article.clone();
+        self.put(entry);
+        article
     }
 
-    fn write_snapshot(&self) -> std::sync::RwLockWriteGuard<'_, Snapshot> {
-        self.snapshot.write().unwrap_or_else(|e| e.into_inner())
+    fn put(&self, entry: Entry) {
+        self.snapshot
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(entry);
+    }
+
+    /// Runs `read` on the loaded snapshot on a blocking thread: a search scans every article, too
+    /// long a CPU stretch for an async worker. `None` when the snapshot is not loaded.
+    async fn read_snapshot<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Snapshot) -> T + Send + 'static,
+    ) -> Option<T> {
+        let snapshot = self.snapshot.clone();
+        tokio::task::spawn_blocking(move || {
+            let snapshot = snapshot.read().unwrap_or_else(|e| e.into_inner());
+            snapshot.is_loaded().then(|| read(&snapshot))
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     async fn enabled(&self, filter: Document, page: Page) -> Result<Vec<Article>> {
-        self.articles
+        let documents: Vec<ArticleDoc> = self
+            .articles
             .find(filter)
             .sort(doc! {"key": 1, "_id": 1})
             .skip(page.skip)
             .limit(page.limit)
-            .projection(article_fields())
             .await?
             .try_collect()
-            .await
+            .await?;
+        let ids: Vec<String> = documents
+            .iter()
+            .map(|document| document.id.clone())
+            .collect();
+        let saved = self.ledger.saved_heads(Some(&ids)).await?;
+        Ok(documents
+            .into_iter()
+            .map(|document| self.with_stock(document, &saved).article)
+            .collect())
     }
 
-    /// Reserves `quantity` of the article for the order, once: the first time the article is
-    /// known, enabled and has the stock, it is decremented and recorded as reserved in the same
-    /// write; otherwise the refusal is recorded. Either record decides every later answer for
-    /// this order, so a repeated message gets the first answer again and never reserves twice,
-    /// even after the reservation was given back.
+    /// Decides the order's line once: a `reserved` (stock taken) or `refused` movement keyed by
+    /// order and article, appended on the article's true head. A repeated message, on any
+    /// instance, finds that decision and gets the same answer, even after a release or a restock.
     pub async fn reserve(&self, article_id: &str, order_id: &str, quantity: i64) -> Result<Answer> {
-        let _locked = self.locks.lock(article_id).await;
-        let record = format!("reservations.{order_id}");
-        let reserved = self
-            .documents
-            .update_one(
-                doc! {"_id": article_id, "enabled": true, "stock": {"$gte": quantity},
-                &record: {"$exists": false}},
-                doc! {"$inc": {"stock": -quantity, "version": 1},
-                "$set": {&record: {"state": "reserved", "quantity": quantity}}},
-            )
-            .await?;
-        if reserved.modified_count == 1 {
-            let article = match self.refresh(article_id).await {
-                Some(article) => Some(article),
-                None => self.stored(article_id).await?,
-            };
-            return Ok(article.map_or(Answer::UNKNOWN, |article| Answer::of(&article, true)));
-        }
-        // Nothing taken: unknown, disabled, short of stock, or this order has a record already.
-        // Recording the refusal is conditional too, so the first outcome stays the only one.
-        self.documents
-            .update_one(
-                doc! {"_id": article_id, &record: {"$exists": false}},
-                doc! {"$set": {&record: {"state": "refused"}}},
-            )
-            .await?;
-        let mut fields = article_fields();
-        fields.insert(&record, 1);
-        let Some(document) = self
-            .documents
-            .find_one(doc! {"_id": article_id})
-            .projection(fields)
-            .await?
-        else {
+        let Some(entry) = self.entry(article_id).await? else {
             return Ok(Answer::UNKNOWN);
         };
-        let taken = reservation(&document, order_id)
-            .and_then(|entry| entry.get_str("state").ok())
-            .is_some_and(|state| state == "reserved" || state == "released");
-        let article: Article = mongodb::bson::from_document(document)?;
-        Ok(Answer::of(&article, taken))
+        let enabled = entry.article.enabled;
+        let price = entry.article.price;
+        let id = crate::ledger::reserve_id(order_id, article_id);
+        let decision = {
+            let _turn = self.ledger.turn(article_id).await;
+            let head = self.ledger.head(article_id, entry.head()).await?;
+            let decide = |head| decide(head, enabled, quantity);
+            self.ledger
+                .append(article_id, &id, Some(order_id), head, decide)
+                .await?
+        };
+        let decision = self.settle(entry, decision);
+        Ok(Answer {
+            valid: decision.kind == Kind::Reserved,
+            price,
+            stock: decision.balance,
+        })
     }
 
     /// Gives back what the order reserved of the article, once; false when nothing was reserved
-    /// or it was given back already.
+    /// or it was given back already. With no decision yet, the line is refused first, so a late
+    /// `order_placed` of this invalid order can never take stock.
     pub async fn release(&self, article_id: &str, order_id: &str) -> Result<bool> {
-        let _locked = self.locks.lock(article_id).await;
-        let state = format!("reservations.{order_id}.state");
-        let held = doc! {"_id": article_id, &state: "reserved"};
-        let Some(document) = self
-            .documents
-            .find_one(held.clone())
-            .projection(doc! {format!("reservations.{order_id}"): 1})
-            .await?
-        else {
+        let Some(entry) = self.entry(article_id).await? else {
             return Ok(false);
         };
-        let Some(quantity) =
-            reservation(&document, order_id).and_then(|entry| entry.get_i64("quantity").ok())
-        else {
-            return Ok(false);
+        let decision_id = crate::ledger::reserve_id(order_id, article_id);
+        let _turn = self.ledger.turn(article_id).await;
+        let decision = match self.ledger.find(&decision_id).await? {
+            Some(decision) => decision,
+            None => {
+                let head = self.ledger.head(article_id, entry.head()).await?;
+                let refuse = |_| crate::ledger::Change {
+                    kind: Kind::Refused,
+                    quantity: 0,
+                };
+                let appended = self
+                    .ledger
+                    .append(article_id, &decision_id, Some(order_id), head, refuse)
+                    .await?;
+                self.settle(entry.clone(), appended)
+            }
         };
-        // Conditional on the state read above: of two concurrent releases, one gives back.
-        let result = self
-            .documents
-            .update_one(
-                held,
-                doc! {"$inc": {"stock": quantity, "version": 1}, "$set": {&state: "released"}},
-            )
-            .await?;
-        if result.modified_count == 1 {
-            self.refresh(article_id).await;
+        if decision.kind != Kind::Reserved {
+            return Ok(false);
         }
-        Ok(result.modified_count == 1)
+        let head = self.ledger.head(article_id, entry.head()).await?;
+        let give_back = |_| crate::ledger::Change {
+            kind: Kind::Released,
+            quantity: -decision.quantity,
+        };
+        let release_id = crate::ledger::release_id(order_id, article_id);
+        let appended = self
+            .ledger
+            .append(article_id, &release_id, Some(order_id), head, give_back)
+            .await?;
+        let given_back = matches!(appended, Appended::New(_));
+        self.settle(entry, appended);
+        Ok(given_back)
     }
-}
 
-/// The reservation record of `order_id` in an article document.
-fn reservation<'a>(document: &'a Document, order_id: &str) -> Option<&'a Document> {
-    document
-        .get_document("reservations")
-        .ok()?
-        .get_document(order_id)
-        .ok()
+    /// The movement an append ended with; a new one is shown and announced.
+    fn settle(&self, entry: Entry, appended: Appended) -> Movement {
+        match appended {
+            Appended::New(movement) => {
+                self.wrote(self.freshest(entry.with_head(movement.head())));
+                movement
+            }
+            Appended::Existing(movement) => movement,
+        }
+    }
 }

@@ -25,7 +25,7 @@ async fn an_admin_creates_an_article_and_anyone_reads_it() {
     assert_eq!(
         article,
         json!({"_id": id, "name": "Desk lamp", "description": "Warm light", "image": "img-1",
-               "price": 19.99, "stock": 7, "enabled": true})
+               "price": 19.99, "stock": 7, "stockVersion": 1, "enabled": true})
     );
     app.get(&format!("/articles/{id}"))
         .await
@@ -71,26 +71,90 @@ async fn post_and_put_on_an_article_both_replace_what_an_admin_sets() {
     let admin = app.admin().await;
     let id = app.article("Lamp", 1).await;
 
+    let mut body = lamp();
+    body["stockVersion"] = json!(1);
     let updated = app
-        .post(&format!("/articles/{id}"), Some(&admin), &lamp())
+        .post(&format!("/articles/{id}"), Some(&admin), &body)
         .await;
     let mut expected = lamp();
     expected["_id"] = json!(id);
     expected["enabled"] = json!(true);
+    expected["stockVersion"] = json!(2);
     updated.assert_is(200, expected.clone());
 
-    let mut body = lamp();
     body["price"] = json!(5);
     body["stock"] = json!(0);
+    body["stockVersion"] = json!(2);
     let replaced = app
         .put(&format!("/articles/{id}"), Some(&admin), &body)
         .await;
     expected["price"] = json!(5.0);
     expected["stock"] = json!(0);
+    expected["stockVersion"] = json!(3);
     replaced.assert_is(200, expected.clone());
     app.get(&format!("/articles/{id}"))
         .await
         .assert_is(200, expected);
+}
+
+#[tokio::test]
+async fn an_update_with_the_stock_it_read_changes_no_stock_and_needs_no_version() {
+    let app = spawn_catalog().await;
+    let admin = app.admin().await;
+    let id = app.article("Lamp", 7).await;
+
+    let renamed = app
+        .put(&format!("/articles/{id}"), Some(&admin), &lamp())
+        .await;
+
+    assert_eq!(renamed.status, 200, "{renamed}");
+    assert_eq!(renamed.json()["name"], "Desk lamp");
+    assert_eq!(renamed.json()["stockVersion"], 1, "no movement: {renamed}");
+    assert_eq!(app.movements(&id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_stock_change_without_its_version_or_after_another_movement_is_409() {
+    let app = spawn_catalog().await;
+    let admin = app.admin().await;
+    let id = app.article("Lamp", 3).await;
+    let path = format!("/articles/{id}");
+    let mut body = lamp();
+
+    let missing = app.put(&path, Some(&admin), &body).await;
+    missing.assert_is(
+        409,
+        json!({"error": "Conflict: a stock change needs the stockVersion it was read at \
+                         (now 3 at version 1)"}),
+    );
+    body["stockVersion"] = json!(1);
+    assert_eq!(app.put(&path, Some(&admin), &body).await.status, 200);
+    body["stock"] = json!(9);
+    let stale = app.put(&path, Some(&admin), &body).await;
+    stale.assert_is(
+        409,
+        json!({"error": "Conflict: stock changed (now 7 at version 2)"}),
+    );
+    assert_eq!(app.get(&path).await.json()["name"], "Desk lamp");
+
+    // The version may come as If-Match instead.
+    body.as_object_mut().unwrap().remove("stockVersion");
+    let request = app
+        .http
+        .put(app.url(&path))
+        .header("authorization", format!("bearer {admin}"))
+        .header("if-match", "\"2\"")
+        .json(&body);
+    let matched = app.send(request).await;
+    assert_eq!(matched.status, 200, "{matched}");
+    assert_eq!(
+        (
+            matched.json()["stock"].clone(),
+            matched.json()["stockVersion"].clone()
+        ),
+        (json!(9), json!(3))
+    );
+    assert_eq!(app.checked_ledger(&id).await, 9);
 }
 
 #[tokio::test]
@@ -226,7 +290,9 @@ async fn delete_is_a_soft_delete_that_hides_the_article_from_listings() {
     assert_eq!(article.json()["enabled"], false);
     app.get("/articles").await.assert_is(200, json!([]));
     // An update keeps it deleted: enabled is the catalog's, not the body's.
-    let updated = app.put(&path, Some(&admin), &lamp()).await;
+    let mut body = lamp();
+    body["stock"] = json!(3);
+    let updated = app.put(&path, Some(&admin), &body).await;
     assert_eq!(updated.json()["enabled"], false, "{updated}");
 }
 

@@ -102,10 +102,8 @@ async fn an_order_placed_twice_and_re_published_later_reserves_once_and_answers_
         )
     });
     // The chair is restocked in between: a refusal stays the order's answer all the same.
-    let admin = app.admin().await;
-    let body = serde_json::json!({"name": "Chair", "price": 2.5, "stock": 10});
-    app.put(&format!("/articles/{chair}"), Some(&admin), &body)
-        .await;
+    let restocked = app.set_stock(&chair, 10).await;
+    assert_eq!(restocked.status, 200, "{restocked}");
     app.place_order(&order, &lines).await;
     let mut again = replies.take(2).await;
     again.sort_by_key(|reply| reply["articleId"].as_str().unwrap().to_owned());

@@ -1,6 +1,7 @@
 //! Reads by id, listings and searches use an in-memory snapshot of the catalog: this instance's
-//! writes show in it at once, other instances' writes after the next reload (but an article read by
-//! id that it lacks is looked for in MongoDB).
+//! writes show in it at once, other instances' writes when announced (`instances.rs`), and writes
+//! whose announcement was missed after the next reload; an article read by id that it lacks is
+//! looked for in MongoDB.
 
 mod support;
 
@@ -27,23 +28,23 @@ async fn a_reservation_shows_in_listings_and_search_at_once() {
 }
 
 #[tokio::test]
-async fn another_instances_write_shows_after_the_reload() {
+async fn a_write_whose_announcement_was_missed_shows_after_the_reload() {
     let app =
         spawn_catalog_with(|config| config.snapshot_reload = Some(Duration::from_secs(1))).await;
     let lamp = app.article("Lamp", 5).await;
 
-    // What another catalog instance's write does to the document.
+    // What another catalog instance's write does to the document, unannounced.
     app.db
         .collection::<Document>("articles")
         .update_one(
             doc! {"_id": &lamp},
-            doc! {"$set": {"stock": 42_i64}, "$inc": {"version": 1}},
+            doc! {"$set": {"price": 42.0}, "$inc": {"version": 1}},
         )
         .await
         .expect("MongoDB answers");
 
     let seen = testkit::eventually(support::PATIENCE, || async {
-        app.get("/articles").await.json()[0]["stock"] == 42
+        app.get("/articles").await.json()[0]["price"] == 42.0
     })
     .await;
     assert!(seen, "the listing never showed the other instance's write");

@@ -34,6 +34,8 @@ pub struct TestCatalog {
     pub rabbit: Rabbit,
     pub auth: TestAuth,
     admin: OnceCell<String>,
+    /// How this instance was started: further instances share its database and vhost.
+    config: catalog::Config,
     shutdown: CancellationToken,
     /// Deleted, with everything in it, when the test ends; dropped last.
     pub vhost: Vhost,
@@ -82,13 +84,12 @@ pub async fn spawn_catalog_with(configure: impl FnOnce(&mut catalog::Config)) ->
     };
     configure(&mut config);
     let shutdown = CancellationToken::new();
-    let running = catalog::run(config.clone(), shutdown.clone())
-        .await
-        .expect("catalog starts");
-    let base_url = format!("http://127.0.0.1:{}", running.addr.port());
-    testkit::wait_healthy(&http, &base_url, "catalog").await;
+    let base_url = start(&config, &shutdown, &http).await;
     // Auth binds no queue to its own fanout: the one bound queue is catalog's.
     vhost.wait_for_fanout_queues(exchange::AUTH, 1).await;
+    vhost
+        .wait_for_fanout_queues(exchange::CATALOG_CHANGES, 1)
+        .await;
     let db = mongodb::Client::with_uri_str(&config.mongo_url)
         .await
         .expect("a valid MongoDB URL")
@@ -101,14 +102,77 @@ pub async fn spawn_catalog_with(configure: impl FnOnce(&mut catalog::Config)) ->
         rabbit,
         auth,
         admin: OnceCell::new(),
+        config,
         shutdown,
         vhost,
+    }
+}
+
+/// Starts a catalog with `config`; returns its base URL once it is healthy.
+async fn start(
+    config: &catalog::Config,
+    shutdown: &CancellationToken,
+    http: &reqwest::Client,
+) -> String {
+    let running = catalog::run(config.clone(), shutdown.clone())
+        .await
+        .expect("catalog starts");
+    let base_url = format!("http://127.0.0.1:{}", running.addr.port());
+    testkit::wait_healthy(http, &base_url, "catalog").await;
+    base_url
+}
+
+/// Another catalog instance on the same database, vhost and auth, stopped when dropped.
+pub struct Instance {
+    pub base_url: String,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 
 impl TestCatalog {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// Starts a second instance beside this one, sharing its database and vhost (as a second
+    /// process would), and waits until it consumes from every queue this one does.
+    pub async fn another_instance(&self) -> Instance {
+        let shutdown = self.shutdown.child_token();
+        let base_url = start(&self.config, &shutdown, &self.http).await;
+        self.vhost.wait_for_fanout_queues(exchange::AUTH, 2).await;
+        self.vhost
+            .wait_for_fanout_queues(exchange::CATALOG_CHANGES, 2)
+            .await;
+        for queue in [
+            rabbit::contract::queue::CATALOG_ORDER_PLACED,
+            rabbit::contract::queue::CATALOG_ORDER_INVALID,
+        ] {
+            let both = testkit::eventually(PATIENCE, || async {
+                self.queue_info(queue).await["consumers"] == 2
+            })
+            .await;
+            assert!(both, "the second instance never consumed from {queue}");
+        }
+        Instance { base_url, shutdown }
+    }
+
+    /// GET `path` on another instance.
+    pub async fn get_on(&self, instance: &Instance, path: &str) -> Reply {
+        let url = format!("{}{path}", instance.base_url);
+        self.send(self.http.get(url)).await
+    }
+
+    /// PUT `body` on `path` of another instance, as the admin.
+    pub async fn put_on(&self, instance: &Instance, path: &str, body: &Value) -> Reply {
+        let url = format!("{}{path}", instance.base_url);
+        let token = self.admin().await;
+        self.send(with_token(self.http.put(url), Some(&token)).json(body))
+            .await
     }
 
     pub async fn send(&self, request: RequestBuilder) -> Reply {
@@ -162,6 +226,51 @@ impl TestCatalog {
         let reply = self.get(&format!("/articles/{id}")).await;
         assert_eq!(reply.status, 200, "{reply}");
         reply.json()["stock"].as_i64().expect("an integer stock")
+    }
+
+    /// Sets the article's stock as an admin form does: reads it (with its `stockVersion`) and
+    /// sends the whole article back with the new stock.
+    pub async fn set_stock(&self, id: &str, stock: i64) -> Reply {
+        let path = format!("/articles/{id}");
+        let mut article = self.get(&path).await.json();
+        article["stock"] = json!(stock);
+        for owned in ["_id", "enabled"] {
+            article.as_object_mut().unwrap().remove(owned);
+        }
+        let token = self.admin().await;
+        self.put(&path, Some(&token), &article).await
+    }
+
+    /// The movements of the article's stock ledger, in order of position.
+    pub async fn movements(&self, id: &str) -> Vec<mongodb::bson::Document> {
+        use futures_util::TryStreamExt;
+        self.db
+            .collection::<mongodb::bson::Document>("stock_movements")
+            .find(mongodb::bson::doc! {"article": id})
+            .sort(mongodb::bson::doc! {"position": 1})
+            .await
+            .expect("MongoDB answers")
+            .try_collect()
+            .await
+            .expect("MongoDB answers")
+    }
+
+    /// Checks the ledger of the article: positions 1, 2, 3... without a gap, each balance the one
+    /// before plus the movement's quantity, none below zero. Returns the last balance.
+    pub async fn checked_ledger(&self, id: &str) -> i64 {
+        let movements = self.movements(id).await;
+        let mut balance = 0;
+        for (index, movement) in movements.iter().enumerate() {
+            assert_eq!(
+                movement.get_i64("position").unwrap(),
+                index as i64 + 1,
+                "{movements:?}"
+            );
+            balance += movement.get_i64("quantity").unwrap();
+            assert_eq!(movement.get_i64("balance").unwrap(), balance, "{movement}");
+            assert!(balance >= 0, "{movement}");
+        }
+        balance
     }
 
     // --- messaging ------------------------------------------------------------------------------
