@@ -212,6 +212,35 @@ impl TestOrders {
         self.get("/health", None).await
     }
 
+    /// Starts a second orders instance beside the first: the same configuration (database,
+    /// vhost, auth), its own port. Returns its URL once it is healthy and both instances consume
+    /// their queues.
+    pub async fn second_instance(&self) -> String {
+        let running = orders::run(self.config.clone(), self.shutdown.clone())
+            .await
+            .expect("a second orders starts");
+        let url = format!("http://127.0.0.1:{}", running.addr.port());
+        testkit::wait_healthy(&self.http, &url, "orders").await;
+        // Each instance consumes `place_order`, `article-data` and the logout broadcast.
+        let expected = PUBLISHED.len() + 2 * 3;
+        let consuming = testkit::eventually(PATIENCE, || async {
+            self.vhost.consumer_count().await >= expected
+        })
+        .await;
+        assert!(consuming, "the two instances never consumed their queues");
+        url
+    }
+
+    /// The messages of type `kind` orders published that have arrived by now.
+    pub async fn published_so_far(&self, kind: &str) -> Vec<Envelope<Value>> {
+        let mut receiver = self.received[kind].lock().await;
+        let mut arrived = Vec::new();
+        while let Ok(message) = receiver.try_recv() {
+            arrived.push(message);
+        }
+        arrived
+    }
+
     /// Waits until orders consumes both of its queues (the test's own consumers count too).
     pub async fn wait_for_consumers(&self) {
         let own = PUBLISHED.len();

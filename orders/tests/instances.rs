@@ -1,0 +1,248 @@
+//! Two orders instances on one database and one vhost, as an operator scales the service: they
+//! take the same queues' messages and the same users' requests at once, and still make one order
+//! per cart, one event per fact at consecutive positions, no overpayment, one payment per
+//! idempotency key and one batch run per interval (README "Several instances").
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use futures_util::future::join_all;
+use mongodb::bson::{Document, doc};
+use rabbit::contract::kind;
+use serde_json::{Value, json};
+use support::{TestOrders, line, spawn_orders, spawn_ready_orders_with};
+
+/// The event types of an order's stream, checked to sit at positions 0, 1, 2, ...
+async fn event_types(app: &TestOrders, order_id: &str) -> Vec<String> {
+    app.assert_positions_are_a_sequence(order_id)
+        .await
+        .iter()
+        .map(|event| event.get_str("type").unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn copies_of_each_place_order_on_both_instances_make_one_order_per_cart() {
+    let app = spawn_orders().await;
+    app.second_instance().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let carts: Vec<String> = (0..10).map(|n| format!("cart-{n}")).collect();
+    const COPIES: usize = 4;
+
+    // Cart after cart, so that the broker's round robin gives each instance copies of each cart.
+    let copies = carts.iter().flat_map(|cart| {
+        (0..COPIES).map(|_| app.place_order(cart, &user_id, vec![line("a", 1), line("b", 2)]))
+    });
+    join_all(copies).await;
+
+    let mut orders_of_carts: HashMap<String, HashSet<String>> = HashMap::new();
+    for _ in 0..carts.len() * COPIES {
+        let placed = app.next_published(kind::ORDER_PLACED).await;
+        let cart = placed.message["cartId"].as_str().unwrap().to_owned();
+        let order = placed.message["orderId"].as_str().unwrap().to_owned();
+        orders_of_carts.entry(cart).or_default().insert(order);
+    }
+    assert_eq!(orders_of_carts.len(), carts.len());
+    for (cart, orders) in &orders_of_carts {
+        assert_eq!(orders.len(), 1, "{cart} became {orders:?}");
+        let order_id = orders.iter().next().unwrap();
+        assert_eq!(event_types(&app, order_id).await, ["placed"]);
+    }
+    let events = app.db.collection::<Document>("events");
+    assert_eq!(
+        events.count_documents(doc! {}).await.unwrap(),
+        carts.len() as u64
+    );
+    let list = app.get("/orders", Some(&token)).await;
+    assert_eq!(list.json().as_array().unwrap().len(), carts.len(), "{list}");
+}
+
+#[tokio::test]
+async fn replies_for_one_order_spread_over_both_instances_record_each_line_once() {
+    let app = spawn_orders().await;
+    app.second_instance().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let articles: Vec<String> = (0..12).map(|n| format!("article-{n}")).collect();
+    let lines = || articles.iter().map(|article| line(article, 2)).collect();
+    let valid = app.placed_order(&user_id, lines()).await;
+    let invalid = app.placed_order(&user_id, lines()).await;
+
+    // Every reply twice, both orders interleaved: each instance gets replies of both orders.
+    let replies = articles.iter().flat_map(|article| {
+        let refused = article == "article-0";
+        [
+            app.reply_article(&valid, article, true, 1.5),
+            app.reply_article(&invalid, article, !refused, 1.5),
+            app.reply_article(&valid, article, true, 1.5),
+            app.reply_article(&invalid, article, !refused, 1.5),
+        ]
+    });
+    join_all(replies).await;
+
+    let validated = app.wait_for_status(&valid, &token, "VALIDATED").await;
+    assert_eq!(validated["totalPrice"], json!(36.0));
+    app.wait_for_status(&invalid, &token, "INVALID").await;
+    for order_id in [&valid, &invalid] {
+        let types = event_types(&app, order_id).await;
+        assert_eq!(types.len(), 1 + articles.len(), "{types:?}");
+        let answered: HashSet<String> = app
+            .events(order_id)
+            .await
+            .iter()
+            .skip(1)
+            .map(|event| {
+                event
+                    .get_document("data")
+                    .unwrap()
+                    .get_str("articleId")
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(answered.len(), articles.len(), "one event per line");
+    }
+    let first_validated = app.next_published(kind::ORDER_VALIDATED).await;
+    assert_eq!(
+        first_validated.message,
+        json!({"orderId": valid, "userId": user_id, "status": "VALIDATED"})
+    );
+    let first_invalid = app.next_published(kind::ORDER_INVALID).await;
+    let reserved: Vec<Value> = articles[1..]
+        .iter()
+        .map(|article| json!({"articleId": article, "quantity": 2}))
+        .collect();
+    assert_eq!(
+        first_invalid.message,
+        json!({"orderId": invalid, "articles": reserved})
+    );
+    // Announced at least once, maybe by both instances, always with the same content.
+    for again in app.published_so_far(kind::ORDER_VALIDATED).await {
+        assert_eq!(again.message, first_validated.message);
+    }
+    for again in app.published_so_far(kind::ORDER_INVALID).await {
+        assert_eq!(again.message, first_invalid.message);
+    }
+    let announcements = app.db.collection::<Document>("announcements");
+    for (order_id, status) in [(&valid, "VALIDATED"), (&invalid, "INVALID")] {
+        let records = || async {
+            let filter = doc! {"orderId": order_id};
+            announcements.count_documents(filter).await.unwrap()
+        };
+        // Recorded just after the broker's confirm, so maybe a moment after the message came.
+        testkit::eventually(support::PATIENCE, || async { records().await > 0 }).await;
+        let recorded = announcements
+            .find(doc! {"orderId": order_id})
+            .await
+            .unwrap()
+            .try_collect::<Vec<Document>>()
+            .await
+            .unwrap();
+        let statuses: Vec<&str> = recorded
+            .iter()
+            .map(|r| r.get_str("status").unwrap())
+            .collect();
+        assert_eq!(statuses, [status], "{order_id}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_payments_on_both_instances_never_pay_more_than_the_total() {
+    let app = spawn_orders().await;
+    let second = app.second_instance().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 1, 10.0)])
+        .await;
+    let body = json!({"method": "CASH", "amount": 3});
+    let instances = [app.url.clone(), second];
+
+    let payments = (0..10).map(|n| app.pay_at(&instances[n % 2], &order_id, &token, None, &body));
+    let replies = join_all(payments).await;
+
+    let accepted = replies.iter().filter(|reply| reply.status == 200).count();
+    assert_eq!(accepted, 3, "three payments of 3 fit in 10: {replies:?}");
+    for reply in replies.iter().filter(|reply| reply.status != 200) {
+        reply.assert_is(
+            400,
+            json!({"error": "The amount exceeds the unpaid balance of 1.00"}),
+        );
+    }
+    let order = app.get(&format!("/orders/{order_id}"), Some(&token)).await;
+    assert_eq!(order.json()["totalPayment"], json!(9.0), "{order}");
+    let types = event_types(&app, &order_id).await;
+    assert_eq!(
+        types,
+        [
+            "placed",
+            "article_validated",
+            "payment_added",
+            "payment_added",
+            "payment_added"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn one_idempotency_key_sent_to_both_instances_at_once_pays_once() {
+    let app = spawn_orders().await;
+    let second = app.second_instance().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 1, 10.0)])
+        .await;
+    let body = json!({"method": "DEBIT", "amount": 4});
+    let instances = [app.url.clone(), second];
+
+    let retries = (0..8).map(|n| {
+        app.pay_at(
+            &instances[n % 2],
+            &order_id,
+            &token,
+            Some("checkout-7f3a"),
+            &body,
+        )
+    });
+    let replies = join_all(retries).await;
+
+    assert_eq!(replies[0].status, 200, "{}", replies[0]);
+    assert_eq!(replies[0].json()["totalPayment"], json!(4.0));
+    for reply in &replies {
+        reply.assert_is(200, replies[0].json());
+    }
+    let types = event_types(&app, &order_id).await;
+    assert_eq!(types, ["placed", "article_validated", "payment_added"]);
+}
+
+#[tokio::test]
+async fn the_timed_placed_batch_runs_once_per_interval_across_both_instances() {
+    let app = spawn_ready_orders_with(|config| {
+        config.stuck_placed_after = Duration::from_millis(1);
+        config.placed_batch_interval = Duration::from_millis(300);
+    })
+    .await;
+    app.second_instance().await;
+    let (_, user_id) = app.user("buyer01").await;
+    let stuck = app.placed_order(&user_id, vec![line("a", 1)]).await;
+
+    // Each run re-drives the one stuck order once.
+    let mut re_driven = 0;
+    while re_driven < 6 {
+        let placed = app.next_published(kind::ORDER_PLACED).await;
+        assert_eq!(placed.message["orderId"], json!(stuck));
+        if placed.correlation_id.starts_with("batch-") {
+            re_driven += 1;
+        }
+    }
+    let turns = app.db.collection::<Document>("turns");
+    let claimed = turns.count_documents(doc! {"job": "placed"}).await.unwrap();
+
+    // Every run is a claimed turn, one per interval: two instances that each ran on their own
+    // timer would re-drive about twice per turn.
+    assert!(
+        re_driven <= claimed,
+        "{re_driven} re-drives in {claimed} turns"
+    );
+}
