@@ -1,7 +1,9 @@
-//! The cart and every rule about it, as pure functions on data: what a change does to the lines,
-//! how a validation reply applies, what blocks a checkout, what `/cart/validate` reports and how
-//! long to wait before re-sending a `place_order`. No I/O here; `store.rs` persists a `Cart` as it
-//! is and `service.rs` runs these functions between a read and a conditional write.
+//! The cart as an event stream (the course's event sourcing): every change of a cart is an
+//! `Event` recorded at the next position of that cart, and the cart is the fold of its events.
+//! Here are the pure rules, no I/O: what a change decides (the event to record, or why it is
+//! refused), how an event applies, how catalog's answers apply, what blocks a checkout, what
+//! `/cart/validate` reports, and how long to wait before re-sending a `place_order`.
+//! `store.rs` records the events and `service.rs` runs fold, decide, append.
 
 use std::time::Duration;
 
@@ -11,31 +13,85 @@ use serde::{Deserialize, Serialize};
 
 /// The most a line may hold: a bound on what one click can order, well above any real basket.
 pub const MAX_QUANTITY: i64 = 10_000;
-/// The most distinct articles a cart holds, which bounds the document and the validation fan-out.
+/// The most distinct articles a cart holds, which bounds the cart and the validation fan-out.
 pub const MAX_LINES: usize = 100;
 /// `articleId` is opaque to cart; this bounds what a client can make it store and send.
 pub const MAX_ARTICLE_ID_LEN: usize = 100;
 
-/// A user's cart as stored. `version` grows with every write, so a write made on a stale read
-/// is refused and redone (optimistic concurrency, no lost update).
+/// The id of the user's `number`-th cart (counted from 0). Deterministic, so that opening a cart
+/// is an insert at a key that only one instance can win.
+pub fn cart_id(user_id: &str, number: i64) -> String {
+    format!("{user_id}:{number}")
+}
+
+/// What happened to a cart. The first event of every cart is `Opened`, at position 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum Event {
+    Opened {
+        user_id: String,
+        number: i64,
+    },
+    /// The article's line now holds `quantity`; 0 removes it.
+    LineChanged {
+        article_id: String,
+        quantity: i64,
+    },
+    /// Catalog's answers recorded on the lines.
+    Answered {
+        answers: Vec<Answer>,
+    },
+    /// The cart is closed and its `place_order` is to be sent (and re-sent) until the order is
+    /// recorded. The lines at this position are the order.
+    CheckedOut {
+        correlation_id: String,
+    },
+    OrderRecorded {
+        order_id: String,
+    },
+}
+
+/// Catalog's answer about an article, for the line as it was at position `stamp` (the line's
+/// version when the question was asked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Answer {
+    pub article_id: String,
+    pub valid: bool,
+    pub stamp: i64,
+}
+
+/// An event at its position in its cart's stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub position: i64,
+    pub at: DateTime,
+    pub event: Event,
+}
+
+/// A cart folded up to `position`. Also what the cache of current carts holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Cart {
     #[serde(rename = "_id")]
     pub id: String,
     pub user_id: String,
-    /// The user id while the cart is active, the cart's own id once closed. A unique index on it
-    /// is what keeps one active cart per user, without partial indexes.
-    pub active_for: String,
+    /// Which of the user's carts this is (0 for the first).
+    pub number: i64,
     pub order_id: String,
     pub articles: Vec<Line>,
     pub enabled: bool,
     pub created: DateTime,
     pub updated: DateTime,
-    pub version: i64,
-    /// The checkout's `place_order`, kept until its `order_placed` arrives (the outbox).
+    /// The position of the last event folded in: the next event goes to `position + 1`.
+    pub position: i64,
+    /// The checkout's correlation id, carried by every send of its `place_order`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub place_order: Option<PendingOrder>,
+    pub correlation_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,24 +99,15 @@ pub struct Cart {
 pub struct Line {
     pub article_id: String,
     pub quantity: i64,
-    /// What catalog said the last time it answered about this article.
+    /// What catalog said the last time an answer was recorded for this article.
     pub valid: bool,
-    /// Whether catalog has answered at all since the line was added.
+    /// Whether an answer was recorded since the line was added.
     pub validated: bool,
-}
-
-/// A `place_order` waiting for its `order_placed`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PendingOrder {
-    /// The checkout request's correlation id, carried by every re-send so the order's whole story
-    /// is one id in the logs.
-    pub correlation_id: String,
-    /// Re-sends so far (the send at checkout not counted); drives the backoff.
-    pub resends: u32,
-    /// When the re-sender sends it again unless `order_placed` came first. Removed once it has.
+    /// The position of the event that last changed the line: the stamp of questions about it.
+    pub version: i64,
+    /// The stamp of the recorded answer: an answer to an older question does not replace it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt: Option<DateTime>,
+    pub answered: Option<i64>,
 }
 
 /// Why a change to a cart is refused.
@@ -99,20 +146,85 @@ pub struct Validation {
 }
 
 impl Cart {
-    /// A new, empty, active cart of `user_id`.
-    pub fn new(id: String, user_id: &str, now: DateTime) -> Self {
-        Self {
-            id,
-            user_id: user_id.into(),
-            active_for: user_id.into(),
+    /// The cart of `events`, which start at its `Opened` event; `None` when they do not.
+    pub fn replay(id: &str, events: &[Recorded]) -> Option<Self> {
+        let (first, rest) = events.split_first()?;
+        let Event::Opened { user_id, number } = &first.event else {
+            return None;
+        };
+        let mut cart = Self {
+            id: id.into(),
+            user_id: user_id.clone(),
+            number: *number,
             order_id: String::new(),
             articles: Vec::new(),
             enabled: true,
-            created: now,
-            updated: now,
-            version: 0,
-            place_order: None,
+            created: first.at,
+            updated: first.at,
+            position: first.position,
+            correlation_id: None,
+        };
+        cart.catch_up(rest);
+        Some(cart)
+    }
+
+    /// Folds in the events after `position` (any others are already in).
+    pub fn catch_up(&mut self, events: &[Recorded]) {
+        for recorded in events {
+            if recorded.position > self.position {
+                self.apply(recorded);
+            }
         }
+    }
+
+    fn apply(&mut self, recorded: &Recorded) {
+        self.position = recorded.position;
+        self.updated = recorded.at;
+        match &recorded.event {
+            Event::Opened { .. } => {}
+            Event::LineChanged {
+                article_id,
+                quantity,
+            } => self.set_line(article_id, *quantity, recorded.position),
+            Event::Answered { answers } => {
+                for answer in answers {
+                    if let Some(line) = self.line_mut(&answer.article_id) {
+                        line.validated = true;
+                        line.valid = answer.valid;
+                        line.answered = Some(answer.stamp);
+                    }
+                }
+            }
+            Event::CheckedOut { correlation_id } => {
+                self.enabled = false;
+                self.correlation_id = Some(correlation_id.clone());
+            }
+            Event::OrderRecorded { order_id } => self.order_id = order_id.clone(),
+        }
+    }
+
+    fn set_line(&mut self, article_id: &str, quantity: i64, version: i64) {
+        if quantity <= 0 {
+            self.articles.retain(|line| line.article_id != article_id);
+        } else if let Some(line) = self.line_mut(article_id) {
+            line.quantity = quantity;
+            line.version = version;
+        } else {
+            self.articles.push(Line {
+                article_id: article_id.into(),
+                quantity,
+                valid: false,
+                validated: false,
+                version,
+                answered: None,
+            });
+        }
+    }
+
+    fn line(&self, article_id: &str) -> Option<&Line> {
+        self.articles
+            .iter()
+            .find(|line| line.article_id == article_id)
     }
 
     fn line_mut(&mut self, article_id: &str) -> Option<&mut Line> {
@@ -122,88 +234,80 @@ impl Cart {
     }
 
     pub fn has(&self, article_id: &str) -> bool {
-        self.articles
-            .iter()
-            .any(|line| line.article_id == article_id)
+        self.line(article_id).is_some()
+    }
+
+    /// The version of the article's line, the stamp of a question about it.
+    pub fn version_of(&self, article_id: &str) -> Option<i64> {
+        self.line(article_id).map(|line| line.version)
     }
 
     /// Adds `quantity` of the article, in a new line (not yet validated) or on top of its line.
-    pub fn add(&mut self, article_id: &str, quantity: i64) -> Result<(), CartError> {
-        if let Some(line) = self.line_mut(article_id) {
-            let total = line.quantity.saturating_add(quantity);
-            if total > MAX_QUANTITY {
-                return Err(CartError::TooMany);
-            }
-            line.quantity = total;
-            return Ok(());
-        }
-        if quantity > MAX_QUANTITY {
+    pub fn add(&self, article_id: &str, quantity: i64) -> Result<Event, CartError> {
+        let total = match self.line(article_id) {
+            Some(line) => line.quantity.saturating_add(quantity),
+            None if self.articles.len() >= MAX_LINES => return Err(CartError::TooManyLines),
+            None => quantity,
+        };
+        if total > MAX_QUANTITY {
             return Err(CartError::TooMany);
         }
-        if self.articles.len() >= MAX_LINES {
-            return Err(CartError::TooManyLines);
-        }
-        self.articles.push(Line {
-            article_id: article_id.into(),
-            quantity,
-            valid: false,
-            validated: false,
-        });
-        Ok(())
+        Ok(line_changed(article_id, total))
     }
 
-    pub fn increment(&mut self, article_id: &str) -> Result<(), CartError> {
+    pub fn increment(&self, article_id: &str) -> Result<Event, CartError> {
         if !self.has(article_id) {
             return Err(CartError::NotInCart);
         }
         self.add(article_id, 1)
     }
 
-    /// Takes one away; the line is removed when it reaches zero.
-    pub fn decrement(&mut self, article_id: &str) -> Result<(), CartError> {
-        let line = self.line_mut(article_id).ok_or(CartError::NotInCart)?;
-        line.quantity -= 1;
-        if line.quantity <= 0 {
-            self.remove(article_id);
-        }
-        Ok(())
+    /// Takes one away; a line reaching zero is removed.
+    pub fn decrement(&self, article_id: &str) -> Result<Event, CartError> {
+        let line = self.line(article_id).ok_or(CartError::NotInCart)?;
+        Ok(line_changed(article_id, line.quantity - 1))
     }
 
-    /// Removes the article's line; false when there was none.
-    pub fn remove(&mut self, article_id: &str) -> bool {
-        let before = self.articles.len();
-        self.articles.retain(|line| line.article_id != article_id);
-        self.articles.len() != before
+    /// Removes the article's line; `None` when there is none (nothing to record).
+    pub fn remove(&self, article_id: &str) -> Option<Event> {
+        self.has(article_id).then(|| line_changed(article_id, 0))
     }
 
-    /// Records catalog's `article-valid` answer on the article's line. False when nothing changes:
-    /// the cart is closed (its lines are what was ordered), the line is gone, or the answer is the
-    /// one already recorded.
-    pub fn apply_validation(&mut self, article_id: &str, valid: bool) -> bool {
+    /// The event recording those of catalog's `answers` that change something; `None` when none
+    /// does. An answer is dropped when the cart is closed (its lines are what was ordered), the
+    /// line is gone, or the line holds an answer to a newer question. An answer to a newer
+    /// question is recorded even when it says the same, so that a late answer to an older one
+    /// cannot replace it afterwards.
+    pub fn answers(&self, answers: impl IntoIterator<Item = Answer>) -> Option<Event> {
         if !self.enabled {
-            return false;
+            return None;
         }
-        match self.line_mut(article_id) {
-            Some(line) if !line.validated || line.valid != valid => {
-                line.validated = true;
-                line.valid = valid;
-                true
+        // Each answer is judged against the line as the answers before it left it.
+        let mut recorded: Vec<Answer> = Vec::new();
+        for answer in answers {
+            let Some(line) = self.line(&answer.article_id) else {
+                continue;
+            };
+            let (answered, valid) = recorded
+                .iter()
+                .find(|earlier| earlier.article_id == answer.article_id)
+                .map_or((line.answered, line.valid), |earlier| {
+                    (Some(earlier.stamp), earlier.valid)
+                });
+            let news = answered.is_none_or(|stamp| {
+                answer.stamp > stamp || (answer.stamp == stamp && answer.valid != valid)
+            });
+            if news {
+                recorded.retain(|earlier| earlier.article_id != answer.article_id);
+                recorded.push(answer);
             }
-            _ => false,
         }
-    }
-
-    /// Records several of catalog's answers (article id, valid) at once; false when none changes
-    /// anything (see `apply_validation`).
-    pub fn apply_answers<'a>(
-        &mut self,
-        answers: impl IntoIterator<Item = (&'a str, bool)>,
-    ) -> bool {
-        answers
-            .into_iter()
-            .fold(false, |changed, (article_id, valid)| {
-                self.apply_validation(article_id, valid) || changed
+        recorded.retain(|answer| {
+            self.line(&answer.article_id).is_some_and(|line| {
+                line.answered != Some(answer.stamp) || line.valid != answer.valid
             })
+        });
+        (!recorded.is_empty()).then_some(Event::Answered { answers: recorded })
     }
 
     /// What blocks a checkout: lines catalog said are invalid. Checkout records catalog's fresh
@@ -218,17 +322,9 @@ impl Cart {
             .collect()
     }
 
-    /// Closes the cart for checkout and records its `place_order`, first re-sent at
-    /// `first_resend` unless `order_placed` arrives before. Frees `active_for` for the next cart.
-    pub fn close(&mut self, correlation_id: &str, first_resend: DateTime, now: DateTime) {
-        self.enabled = false;
-        self.active_for = self.id.clone();
-        self.updated = now;
-        self.place_order = Some(PendingOrder {
-            correlation_id: correlation_id.into(),
-            resends: 0,
-            next_attempt: Some(first_resend),
-        });
+    /// Closed and no order recorded yet: its `place_order` is still to be delivered.
+    pub fn waits_for_order(&self) -> bool {
+        !self.enabled && self.order_id.is_empty()
     }
 
     /// The `place_order` payload of this cart.
@@ -245,6 +341,13 @@ impl Cart {
                 })
                 .collect(),
         }
+    }
+}
+
+fn line_changed(article_id: &str, quantity: i64) -> Event {
+    Event::LineChanged {
+        article_id: article_id.into(),
+        quantity,
     }
 }
 
@@ -291,8 +394,61 @@ pub fn earlier(time: DateTime, delay: Duration) -> DateTime {
 mod tests {
     use super::*;
 
-    fn cart() -> Cart {
-        Cart::new("c1".into(), "u1", DateTime::from_millis(0))
+    /// A cart that records what it decides, as `service.rs` does through the store.
+    struct Stream {
+        cart: Cart,
+    }
+
+    impl Stream {
+        fn new() -> Self {
+            let opened = Recorded {
+                position: 0,
+                at: DateTime::from_millis(0),
+                event: Event::Opened {
+                    user_id: "u1".into(),
+                    number: 0,
+                },
+            };
+            Self {
+                cart: Cart::replay("u1:0", &[opened]).unwrap(),
+            }
+        }
+
+        fn record(&mut self, event: Event) {
+            let position = self.cart.position + 1;
+            let at = DateTime::from_millis(position * 1_000);
+            self.cart.catch_up(&[Recorded {
+                position,
+                at,
+                event,
+            }]);
+        }
+
+        fn decide(&mut self, decision: Result<Event, CartError>) -> Result<(), CartError> {
+            self.record(decision?);
+            Ok(())
+        }
+
+        fn answer(&mut self, article_id: &str, valid: bool, stamp: i64) -> bool {
+            let answer = Answer {
+                article_id: article_id.into(),
+                valid,
+                stamp,
+            };
+            match self.cart.answers([answer]) {
+                Some(event) => {
+                    self.record(event);
+                    true
+                }
+                None => false,
+            }
+        }
+
+        fn check_out(&mut self) {
+            self.record(Event::CheckedOut {
+                correlation_id: "cid".into(),
+            });
+        }
     }
 
     fn answer(valid: bool, stock: i64) -> ArticleDataReply {
@@ -307,137 +463,211 @@ mod tests {
     }
 
     #[test]
+    fn a_cart_is_the_fold_of_its_events_and_catching_up_skips_what_is_in() {
+        let mut stream = Stream::new();
+        stream.decide(stream.cart.add("a", 2)).unwrap();
+        stream.decide(stream.cart.add("b", 1)).unwrap();
+        let events: Vec<Recorded> = vec![
+            Recorded {
+                position: 0,
+                at: DateTime::from_millis(0),
+                event: Event::Opened {
+                    user_id: "u1".into(),
+                    number: 0,
+                },
+            },
+            Recorded {
+                position: 1,
+                at: DateTime::from_millis(1_000),
+                event: line_changed("a", 2),
+            },
+            Recorded {
+                position: 2,
+                at: DateTime::from_millis(2_000),
+                event: line_changed("b", 1),
+            },
+        ];
+        let replayed = Cart::replay("u1:0", &events).unwrap();
+        assert_eq!(replayed, stream.cart);
+        let mut caught_up = Cart::replay("u1:0", &events[..1]).unwrap();
+        caught_up.catch_up(&events);
+        assert_eq!(caught_up, stream.cart);
+        assert_eq!(Cart::replay("u1:0", &events[1..]), None);
+    }
+
+    #[test]
     fn adding_a_new_article_makes_an_unvalidated_line() {
-        let mut cart = cart();
-        cart.add("a", 2).unwrap();
+        let mut stream = Stream::new();
+        stream.decide(stream.cart.add("a", 2)).unwrap();
+        let line = &stream.cart.articles[0];
         assert_eq!(
-            cart.articles,
-            vec![Line {
-                article_id: "a".into(),
-                quantity: 2,
-                valid: false,
-                validated: false
-            }]
+            (
+                line.article_id.as_str(),
+                line.quantity,
+                line.valid,
+                line.validated
+            ),
+            ("a", 2, false, false)
         );
+        assert_eq!(line.version, 1);
     }
 
     #[test]
     fn adding_an_article_already_there_adds_to_its_line() {
-        let mut cart = cart();
-        cart.add("a", 2).unwrap();
-        cart.apply_validation("a", true);
-        cart.add("a", 3).unwrap();
-        assert_eq!(cart.articles.len(), 1);
-        assert_eq!(cart.articles[0].quantity, 5);
-        assert!(cart.articles[0].validated, "the article's validity is kept");
+        let mut stream = Stream::new();
+        stream.decide(stream.cart.add("a", 2)).unwrap();
+        stream.answer("a", true, 1);
+        stream.decide(stream.cart.add("a", 3)).unwrap();
+        assert_eq!(stream.cart.articles.len(), 1);
+        assert_eq!(stream.cart.articles[0].quantity, 5);
+        assert!(stream.cart.articles[0].validated, "the validity is kept");
     }
 
     #[test]
     fn a_line_never_exceeds_the_maximum_quantity() {
-        let mut cart = cart();
-        assert_eq!(cart.add("a", MAX_QUANTITY + 1), Err(CartError::TooMany));
-        cart.add("a", MAX_QUANTITY).unwrap();
-        assert_eq!(cart.increment("a"), Err(CartError::TooMany));
-        assert_eq!(cart.add("a", i64::MAX), Err(CartError::TooMany));
-        assert_eq!(cart.articles[0].quantity, MAX_QUANTITY);
+        let mut stream = Stream::new();
+        assert_eq!(
+            stream.cart.add("a", MAX_QUANTITY + 1),
+            Err(CartError::TooMany)
+        );
+        stream.decide(stream.cart.add("a", MAX_QUANTITY)).unwrap();
+        assert_eq!(stream.cart.increment("a"), Err(CartError::TooMany));
+        assert_eq!(stream.cart.add("a", i64::MAX), Err(CartError::TooMany));
+        assert_eq!(stream.cart.articles[0].quantity, MAX_QUANTITY);
     }
 
     #[test]
     fn a_cart_holds_a_bounded_number_of_articles() {
-        let mut cart = cart();
+        let mut stream = Stream::new();
         for n in 0..MAX_LINES {
-            cart.add(&n.to_string(), 1).unwrap();
+            stream.decide(stream.cart.add(&n.to_string(), 1)).unwrap();
         }
-        assert_eq!(cart.add("one more", 1), Err(CartError::TooManyLines));
-        cart.add("0", 1).unwrap();
+        assert_eq!(stream.cart.add("one more", 1), Err(CartError::TooManyLines));
+        stream.decide(stream.cart.add("0", 1)).unwrap();
     }
 
     #[test]
     fn increment_and_decrement_need_the_line() {
-        let mut cart = cart();
-        assert_eq!(cart.increment("a"), Err(CartError::NotInCart));
-        assert_eq!(cart.decrement("a"), Err(CartError::NotInCart));
-        assert!(cart.articles.is_empty());
+        let stream = Stream::new();
+        assert_eq!(stream.cart.increment("a"), Err(CartError::NotInCart));
+        assert_eq!(stream.cart.decrement("a"), Err(CartError::NotInCart));
     }
 
     #[test]
     fn decrementing_to_zero_removes_the_line() {
-        let mut cart = cart();
-        cart.add("a", 1).unwrap();
-        cart.add("b", 1).unwrap();
-        cart.increment("a").unwrap();
-        cart.decrement("a").unwrap();
-        assert_eq!(cart.articles[0].quantity, 1);
-        cart.decrement("a").unwrap();
-        assert_eq!(cart.articles.len(), 1);
-        assert_eq!(cart.articles[0].article_id, "b");
+        let mut stream = Stream::new();
+        stream.decide(stream.cart.add("a", 1)).unwrap();
+        stream.decide(stream.cart.add("b", 1)).unwrap();
+        stream.decide(stream.cart.increment("a")).unwrap();
+        stream.decide(stream.cart.decrement("a")).unwrap();
+        assert_eq!(stream.cart.articles[0].quantity, 1);
+        stream.decide(stream.cart.decrement("a")).unwrap();
+        assert_eq!(stream.cart.articles.len(), 1);
+        assert_eq!(stream.cart.articles[0].article_id, "b");
     }
 
     #[test]
-    fn removing_reports_whether_the_line_existed() {
-        let mut cart = cart();
-        cart.add("a", 4).unwrap();
-        assert!(cart.remove("a"));
-        assert!(!cart.remove("a"));
+    fn removing_a_line_that_is_not_there_records_nothing() {
+        let mut stream = Stream::new();
+        stream.decide(stream.cart.add("a", 4)).unwrap();
+        stream.record(stream.cart.remove("a").unwrap());
+        assert!(stream.cart.articles.is_empty());
+        assert_eq!(stream.cart.remove("a"), None);
     }
 
     #[test]
-    fn a_validation_answer_applies_to_its_line_of_an_active_cart_only() {
-        let mut cart = cart();
-        cart.add("a", 1).unwrap();
-        assert!(!cart.apply_validation("gone", true));
-        assert!(cart.apply_validation("a", true));
+    fn an_answer_applies_to_its_line_of_an_active_cart_only() {
+        let mut stream = Stream::new();
+        stream.decide(stream.cart.add("a", 1)).unwrap();
+        assert!(!stream.answer("gone", true, 1));
+        assert!(stream.answer("a", true, 1));
         assert!(
-            !cart.apply_validation("a", true),
+            !stream.answer("a", true, 1),
             "the same answer changes nothing"
         );
-        assert!(cart.apply_validation("a", false));
-        assert!(!cart.articles[0].valid);
-        cart.close("cid", DateTime::from_millis(0), DateTime::from_millis(0));
-        assert!(!cart.apply_validation("a", true));
+        assert!(stream.answer("a", false, 1), "catalog changed its mind");
+        assert!(!stream.cart.articles[0].valid);
+        stream.check_out();
+        assert!(!stream.answer("a", true, 9));
+    }
+
+    #[test]
+    fn a_late_answer_to_an_older_question_does_not_replace_a_newer_one() {
+        let mut stream = Stream::new();
+        stream.decide(stream.cart.add("a", 1)).unwrap();
+        stream.decide(stream.cart.increment("a")).unwrap();
+        let asked_now = stream.cart.version_of("a").unwrap();
+        assert!(stream.answer("a", true, asked_now));
+        assert!(!stream.answer("a", false, asked_now - 1));
+        assert!(stream.cart.articles[0].valid);
+        stream.decide(stream.cart.increment("a")).unwrap();
+        let newer = stream.cart.version_of("a").unwrap();
+        assert!(
+            stream.answer("a", true, newer),
+            "a newer question's answer is recorded even when it says the same"
+        );
+        assert_eq!(stream.cart.articles[0].answered, Some(newer));
+    }
+
+    #[test]
+    fn answers_without_a_stamp_fill_only_unanswered_lines() {
+        let mut stream = Stream::new();
+        stream.decide(stream.cart.add("a", 1)).unwrap();
+        assert!(stream.answer("a", true, 0));
+        assert!(stream.answer("a", false, 1));
+        assert!(!stream.answer("a", true, 0));
     }
 
     #[test]
     fn only_lines_known_to_be_invalid_block_a_checkout() {
-        let mut cart = cart();
-        cart.add("unanswered", 1).unwrap();
-        cart.add("valid", 1).unwrap();
-        cart.add("invalid", 1).unwrap();
-        cart.apply_validation("valid", true);
-        cart.apply_validation("invalid", false);
-        let errors = cart.checkout_errors();
+        let mut stream = Stream::new();
+        for article in ["unanswered", "valid", "invalid"] {
+            stream.decide(stream.cart.add(article, 1)).unwrap();
+        }
+        stream.answer("valid", true, 2);
+        stream.answer("invalid", false, 3);
+        let errors = stream.cart.checkout_errors();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].article_id, "invalid");
     }
 
     #[test]
-    fn fresh_answers_override_what_was_stored() {
-        let mut cart = cart();
-        cart.add("re-enabled", 1).unwrap();
-        cart.add("made-up", 1).unwrap();
-        cart.apply_validation("re-enabled", false);
-        assert!(cart.apply_answers([("re-enabled", true), ("made-up", false)]));
-        assert!(!cart.apply_answers([("re-enabled", true)]));
-        let errors = cart.checkout_errors();
+    fn several_answers_are_one_event_keeping_the_last_about_each_article() {
+        let mut stream = Stream::new();
+        stream.decide(stream.cart.add("re-enabled", 1)).unwrap();
+        stream.decide(stream.cart.add("made-up", 1)).unwrap();
+        stream.answer("re-enabled", false, 1);
+        let fresh = [("re-enabled", true), ("made-up", true), ("made-up", false)].map(
+            |(article_id, valid)| Answer {
+                article_id: article_id.into(),
+                valid,
+                stamp: 2,
+            },
+        );
+        let Some(Event::Answered { answers }) = stream.cart.answers(fresh.clone()) else {
+            panic!("the answers change the cart");
+        };
+        assert_eq!(answers.len(), 2);
+        stream.record(Event::Answered { answers });
+        assert_eq!(stream.cart.answers(fresh), None);
+        let errors = stream.cart.checkout_errors();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].article_id, "made-up");
     }
 
     #[test]
-    fn closing_frees_the_user_slot_and_keeps_the_order_to_send() {
-        let mut cart = cart();
-        cart.add("a", 3).unwrap();
-        let due = DateTime::from_millis(5_000);
-        cart.close("cid", due, DateTime::from_millis(1_000));
-        assert!(!cart.enabled);
-        assert_eq!(cart.active_for, "c1");
-        let pending = cart.place_order.clone().unwrap();
-        assert_eq!(pending.correlation_id, "cid");
-        assert_eq!(pending.next_attempt, Some(due));
-        let message = cart.place_order_message();
+    fn a_checked_out_cart_waits_for_its_order_with_its_lines_as_the_order() {
+        let mut stream = Stream::new();
+        stream.decide(stream.cart.add("a", 3)).unwrap();
+        assert!(!stream.cart.waits_for_order());
+        stream.check_out();
+        assert!(!stream.cart.enabled);
+        assert!(stream.cart.waits_for_order());
+        assert_eq!(stream.cart.correlation_id.as_deref(), Some("cid"));
+        let message = stream.cart.place_order_message();
         assert_eq!(
             (message.cart_id.as_str(), message.user_id.as_str()),
-            ("c1", "u1")
+            ("u1:0", "u1")
         );
         assert_eq!(
             message.articles,
@@ -446,16 +676,38 @@ mod tests {
                 quantity: 3
             }]
         );
+        stream.record(Event::OrderRecorded {
+            order_id: "o1".into(),
+        });
+        assert!(!stream.cart.waits_for_order());
+        assert_eq!(stream.cart.order_id, "o1");
+    }
+
+    #[test]
+    fn events_are_stored_with_their_type() {
+        let event = Event::LineChanged {
+            article_id: "a".into(),
+            quantity: 2,
+        };
+        let stored = mongodb::bson::to_document(&event).unwrap();
+        assert_eq!(
+            stored,
+            mongodb::bson::doc! {"type": "lineChanged", "articleId": "a", "quantity": 2_i64}
+        );
+        assert_eq!(
+            mongodb::bson::from_document::<Event>(stored).unwrap(),
+            event
+        );
     }
 
     #[test]
     fn unavailable_articles_are_errors_and_low_stock_a_warning() {
-        let mut cart = cart();
+        let mut stream = Stream::new();
         for (article, quantity) in [("unknown", 1), ("low", 5), ("fine", 2)] {
-            cart.add(article, quantity).unwrap();
+            stream.decide(stream.cart.add(article, quantity)).unwrap();
         }
         let answers = [answer(false, 0), answer(true, 3), answer(true, 2)];
-        let result = validation(&cart.articles, &answers);
+        let result = validation(&stream.cart.articles, &answers);
         assert_eq!(
             result.errors,
             vec![Issue::new(

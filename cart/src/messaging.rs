@@ -11,21 +11,24 @@ use rabbit::contract::{
 use rabbit::{Consumer, Envelope, HandlerError, Message, Rabbit, RabbitError, ReplyTo};
 use tracing::warn;
 
-use crate::cart::Cart;
+use crate::cart::{Answer, Cart};
 use crate::service::Carts;
 
 /// Asks catalog whether the article exists and is enabled; the answer comes back on
-/// `cart.article-valid` with the cart id as `referenceId`.
+/// `cart.article-valid` with the cart id as `referenceId`, and with the line's `version` on the
+/// correlation id (see `stamped`).
 pub async fn request_validation(
     rabbit: &Rabbit,
     cart_id: &str,
     article_id: &str,
+    version: i64,
     correlation_id: &str,
 ) -> Result<(), RabbitError> {
     let request = ArticleValidRequest {
         reference_id: cart_id.into(),
         article_id: article_id.into(),
     };
+    let correlation_id = stamped(correlation_id, version);
     let envelope =
         Envelope::new(kind::ARTICLE_VALID, correlation_id, request).with_reply_to(ReplyTo {
             exchange: exchange::CART.into(),
@@ -34,6 +37,23 @@ pub async fn request_validation(
     rabbit
         .publish(exchange::CATALOG, kind::ARTICLE_VALID, &envelope)
         .await
+}
+
+/// The correlation id of an `article-valid` question about a line at `version`. Catalog's reply
+/// echoes only the cart id (`referenceId`, as the contract has it) and the correlation id, so
+/// the version rides on the latter: `<correlation id>@v<version>`, still the request's id for
+/// anyone searching the logs.
+fn stamped(correlation_id: &str, version: i64) -> String {
+    format!("{correlation_id}@v{version}")
+}
+
+/// The line version a reply answers, from its correlation id; 0 (older than any line) when it
+/// carries none.
+fn stamp_of(correlation_id: &str) -> i64 {
+    correlation_id
+        .rsplit_once("@v")
+        .and_then(|(_, version)| version.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Asks catalog for the article's data now and waits up to `timeout` for the answer. No quantity
@@ -59,10 +79,7 @@ pub async fn article_data(
 
 /// Sends the closed cart's `place_order` to orders, with the checkout's correlation id.
 pub async fn send_place_order(rabbit: &Rabbit, cart: &Cart) -> Result<(), RabbitError> {
-    let correlation_id = cart
-        .place_order
-        .as_ref()
-        .map_or(cart.id.as_str(), |pending| pending.correlation_id.as_str());
+    let correlation_id = cart.correlation_id.as_deref().unwrap_or(cart.id.as_str());
     let envelope = Envelope::new(
         kind::PLACE_ORDER,
         correlation_id,
@@ -87,7 +104,15 @@ pub fn consume(rabbit: &Rabbit, carts: Arc<Carts>) {
                         "empty referenceId or articleId".into(),
                     ));
                 }
-                carts.apply_validation(reply).await.map_err(handler_error)
+                let answer = Answer {
+                    article_id: reply.article_id.clone(),
+                    valid: reply.valid,
+                    stamp: stamp_of(&message.envelope.correlation_id),
+                };
+                carts
+                    .record_answers(&reply.reference_id, vec![answer])
+                    .await
+                    .map_err(handler_error)
             }
         },
     );
@@ -112,5 +137,19 @@ fn handler_error(error: mongodb::error::Error) -> HandlerError {
     } else {
         warn!(%error, "MongoDB refused an operation");
         HandlerError::Failed(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_question_stamp_survives_the_round_trip_through_the_correlation_id() {
+        assert_eq!(stamp_of(&stamped("req-1", 7)), 7);
+        assert_eq!(stamp_of(&stamped("odd@v-id", 12)), 12);
+        assert!(stamped("req-1", 7).starts_with("req-1"));
+        assert_eq!(stamp_of("no stamp"), 0);
+        assert_eq!(stamp_of("bad@vstamp"), 0);
     }
 }

@@ -1,25 +1,32 @@
-//! The cart operations: read, change under optimistic concurrency, validate, check out; and the
-//! background jobs that keep lines validated and `place_order`s delivered.
+//! The cart operations, each a fold, a decision and an append: read the cart's events, decide
+//! the next event with the pure rules of `cart.rs`, and insert it at the next position. When
+//! another writer (this instance or another one) took that position first, the insert is refused
+//! by the unique `_id` and the operation decides again on a fresh read. That insert is the only
+//! thing correctness rests on; the per-user lock below only spares writers of one instance the
+//! retries, and the caches only spare reads. Also the background jobs that keep lines validated
+//! and `place_order`s delivered, each run by one instance per interval.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::ApiError;
+use common::locks::KeyedLocks;
+use common::periodic::{Turns, every_turn};
 use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::DateTime;
-use rabbit::contract::{ArticleDataReply, ArticleValidReply, OrderPlaced};
+use rabbit::contract::{ArticleDataReply, OrderPlaced};
 use rabbit::{Rabbit, RabbitError};
 use tokio::sync::{OwnedMutexGuard, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::cart::{self, Cart, CartError, Issue, Validation};
+use crate::cart::{self, Answer, Cart, CartError, Event, Issue, Recorded, Validation};
 use crate::messaging;
-use common::locks::KeyedLocks;
+use crate::store::{Store, WaitingOrder};
 
-/// A change that keeps losing the race against others on the same cart gives up eventually.
-const MAX_CHANGE_ATTEMPTS: usize = 100;
+/// An operation that keeps losing the race for its cart's next position gives up (503).
+const MAX_ATTEMPTS: usize = 50;
 /// Messages a background job has in flight at once.
 const PUBLISH_CONCURRENCY: usize = 32;
 /// The longest a request waits for its user's lock. A holder can wait out MongoDB's 3 s server
@@ -64,13 +71,13 @@ pub enum CheckoutError {
 }
 
 pub struct Carts {
-    store: crate::store::Store,
+    store: Store,
     rabbit: Rabbit,
     timings: Timings,
-    /// Set once the unique `activeFor` index exists: until then a new cart is not created, since
-    /// nothing would stop concurrent first requests from making two.
+    /// Set once the indexes exist, which `/health` reports: without them every read scans.
     indexes_ready: AtomicBool,
-    /// Every write to a user's carts holds that user's lock (see `locks.rs` for why).
+    /// Writes to one user's carts from this instance take turns: a throughput aid that spares
+    /// them lost races and retries. Other instances are not held by it and need not be.
     writers: KeyedLocks,
     /// Slots for `article-data` requests in flight (`CATALOG_QUESTIONS`).
     catalog_questions: Semaphore,
@@ -87,7 +94,7 @@ impl From<CartError> for ApiError {
 }
 
 impl Carts {
-    pub fn new(store: crate::store::Store, rabbit: Rabbit, timings: Timings) -> Self {
+    pub fn new(store: Store, rabbit: Rabbit, timings: Timings) -> Self {
         Self {
             store,
             rabbit,
@@ -107,50 +114,120 @@ impl Carts {
         ]
     }
 
-    /// The user's active cart, created on first use. Concurrent first requests race on the
-    /// unique `activeFor` index: one insert wins and the others read the winner's cart.
+    /// The user's active cart, folded up to its last event: the user's newest cart, opened on
+    /// first use and after a checkout. Usually two reads: the cached cart and the events after
+    /// its position (none when the cache is current).
     pub async fn active(&self, user_id: &str) -> Result<Cart, ApiError> {
-        if let Some(cart) = self.store.active(user_id).await? {
+        let (mut cart, mut changed) = match self.store.current(user_id).await? {
+            Some(mut cart) => {
+                let caught_up = self.catch_up(&mut cart).await?;
+                (cart, caught_up)
+            }
+            None => {
+                let number = self.store.newest_number(user_id).await?.unwrap_or(0);
+                (self.open(user_id, number).await?, true)
+            }
+        };
+        // Only the newest cart can be active: cart n + 1 is opened once cart n is closed.
+        while !cart.enabled {
+            cart = self.open(user_id, cart.number + 1).await?;
+            changed = true;
+        }
+        if changed {
+            self.remember(&cart).await;
+        }
+        Ok(cart)
+    }
+
+    /// The user's `number`-th cart, opened unless it exists. Concurrent openers race for its
+    /// `Opened` event at position 0 of a deterministic cart id: one insert wins and the others
+    /// read the winner's cart, so a user never gets two carts with one number.
+    async fn open(&self, user_id: &str, number: i64) -> Result<Cart, ApiError> {
+        let id = cart::cart_id(user_id, number);
+        if let Some(cart) = self.load(&id).await? {
             return Ok(cart);
         }
-        if !self.indexes_ready.load(Ordering::Acquire) {
-            return Err(ApiError::Unavailable("mongodb"));
-        }
-        let cart = Cart::new(uuid::Uuid::new_v4().to_string(), user_id, DateTime::now());
-        match self.store.insert(&cart).await {
-            Ok(()) => Ok(cart),
-            Err(error) if common::mongo::is_duplicate_key(&error) => self
-                .store
-                .active(user_id)
+        let opened = Recorded {
+            position: 0,
+            at: DateTime::now(),
+            event: Event::Opened {
+                user_id: user_id.into(),
+                number,
+            },
+        };
+        if !self
+            .store
+            .append(&id, opened.position, opened.at, &opened.event)
+            .await?
+        {
+            return self
+                .load(&id)
                 .await?
-                .ok_or_else(|| ApiError::internal("active cart vanished after a duplicate key")),
-            Err(error) => Err(error.into()),
+                .ok_or_else(|| ApiError::internal("a cart lost its opening race to nothing"));
+        }
+        Cart::replay(&id, &[opened]).ok_or_else(|| ApiError::internal("cannot fold a new cart"))
+    }
+
+    /// Cart `cart_id` folded from all its events; `None` when it was never opened.
+    async fn load(&self, cart_id: &str) -> mongodb::error::Result<Option<Cart>> {
+        let events = self.store.events_after(cart_id, -1).await?;
+        Ok(Cart::replay(cart_id, &events))
+    }
+
+    /// Folds in the events recorded after the cart's position; true when there were some.
+    async fn catch_up(&self, cart: &mut Cart) -> mongodb::error::Result<bool> {
+        let newer = self.store.events_after(&cart.id, cart.position).await?;
+        cart.catch_up(&newer);
+        Ok(!newer.is_empty())
+    }
+
+    /// Records `event` at the position after `cart`'s and returns the cart with it; `None`
+    /// when another writer took that position first (decide again on a fresh read).
+    async fn append(&self, cart: &Cart, event: Event) -> mongodb::error::Result<Option<Cart>> {
+        let recorded = Recorded {
+            position: cart.position + 1,
+            at: DateTime::now(),
+            event,
+        };
+        let appended = self
+            .store
+            .append(&cart.id, recorded.position, recorded.at, &recorded.event)
+            .await?;
+        Ok(appended.then(|| {
+            let mut changed = cart.clone();
+            changed.catch_up(&[recorded]);
+            changed
+        }))
+    }
+
+    /// Caches the cart as its user's newest. Only an aid: a failure is logged, and readers catch
+    /// up from the events anyway.
+    async fn remember(&self, cart: &Cart) {
+        if let Err(error) = self.store.remember(cart).await {
+            warn!(%error, cart_id = cart.id, "cannot cache the cart");
         }
     }
 
-    /// Applies `change` to the user's active cart and stores the result, redoing it on a fresh
-    /// read whenever another write got there first. `change` answers whether it changed anything.
-    async fn change<F>(&self, user_id: &str, change: F) -> Result<Cart, ApiError>
+    /// Decides a change of the user's active cart with `decide` and records it, deciding again
+    /// on a fresh read whenever another writer took the position. `decide` answers `None` when
+    /// there is nothing to record.
+    async fn change<F>(&self, user_id: &str, decide: F) -> Result<Cart, ApiError>
     where
-        F: Fn(&mut Cart) -> Result<bool, CartError>,
+        F: Fn(&Cart) -> Result<Option<Event>, CartError>,
     {
         let _writing = self.lock_for_request(user_id).await?;
-        for _ in 0..MAX_CHANGE_ATTEMPTS {
+        for _ in 0..MAX_ATTEMPTS {
             let read = self.active(user_id).await?;
-            let mut changed = read.clone();
-            if !change(&mut changed)? {
+            let Some(event) = decide(&read)? else {
                 return Ok(read);
-            }
-            changed.updated = DateTime::now();
-            if self.store.replace(read.version, &changed).await? {
-                changed.version += 1;
+            };
+            if let Some(changed) = self.append(&read, event).await? {
+                self.remember(&changed).await;
                 return Ok(changed);
             }
             tokio::time::sleep(jitter()).await;
         }
-        Err(ApiError::internal(
-            "too many concurrent changes to one cart",
-        ))
+        Err(too_busy(user_id))
     }
 
     /// The user's write lock for a request, waited for at most `LOCK_WAIT`: 503 past it.
@@ -176,9 +253,7 @@ impl Carts {
         correlation_id: &str,
     ) -> Result<Cart, ApiError> {
         let cart = self
-            .change(user_id, |cart| {
-                cart.add(article_id, quantity).map(|()| true)
-            })
+            .change(user_id, |cart| cart.add(article_id, quantity).map(Some))
             .await?;
         self.revalidate_line(&cart, article_id, correlation_id);
         Ok(cart)
@@ -191,7 +266,7 @@ impl Carts {
         correlation_id: &str,
     ) -> Result<Cart, ApiError> {
         let cart = self
-            .change(user_id, |cart| cart.increment(article_id).map(|()| true))
+            .change(user_id, |cart| cart.increment(article_id).map(Some))
             .await?;
         self.revalidate_line(&cart, article_id, correlation_id);
         Ok(cart)
@@ -204,7 +279,7 @@ impl Carts {
         correlation_id: &str,
     ) -> Result<Cart, ApiError> {
         let cart = self
-            .change(user_id, |cart| cart.decrement(article_id).map(|()| true))
+            .change(user_id, |cart| cart.decrement(article_id).map(Some))
             .await?;
         self.revalidate_line(&cart, article_id, correlation_id);
         Ok(cart)
@@ -220,7 +295,10 @@ impl Carts {
     /// request answers at once, and a request lost while RabbitMQ is down is made up for by the
     /// periodic revalidation.
     fn revalidate_line(&self, cart: &Cart, article_id: &str, correlation_id: &str) {
-        if !cart.has(article_id) || !self.rabbit.is_connected() {
+        let Some(version) = cart.version_of(article_id) else {
+            return;
+        };
+        if !self.rabbit.is_connected() {
             return;
         }
         let rabbit = self.rabbit.clone();
@@ -230,9 +308,14 @@ impl Carts {
             correlation_id.to_owned(),
         );
         tokio::spawn(async move {
-            if let Err(error) =
-                messaging::request_validation(&rabbit, &cart_id, &article_id, &correlation_id).await
-            {
+            let asked = messaging::request_validation(
+                &rabbit,
+                &cart_id,
+                &article_id,
+                version,
+                &correlation_id,
+            );
+            if let Err(error) = asked.await {
                 warn!(%error, cart_id, article_id, "cannot ask catalog about a line");
             }
         });
@@ -246,16 +329,16 @@ impl Carts {
         correlation_id: &str,
     ) -> Result<Validation, ApiError> {
         let cart = self.active(user_id).await?;
-        let answers = self
+        let replies = self
             .ask_catalog(&cart, correlation_id)
             .await
             .map_err(|error| {
                 warn!(%error, "catalog did not answer article-data");
                 ApiError::Unavailable("catalog")
             })?;
-        self.record_answers(&cart.id, answers.iter().map(answer_of))
+        self.record_answers(&cart.id, answers_of(&cart, &replies))
             .await?;
-        Ok(cart::validation(&cart.articles, &answers))
+        Ok(cart::validation(&cart.articles, &replies))
     }
 
     /// Catalog's `article-data` answers about every line of `cart`, in line order, each asked
@@ -282,30 +365,42 @@ impl Carts {
         futures_util::future::try_join_all(questions).await
     }
 
-    /// Closes the user's active cart and sends its `place_order`. Catalog is asked about the lines
-    /// first; only when it cannot answer in time do the lines' stored answers decide. The close
-    /// and the pending message are one conditional write, so a crash right after still gets the
-    /// order sent by the re-sender; and a second checkout (a double click) finds the next, empty
-    /// cart.
+    /// Closes the user's active cart and sends its `place_order`. Catalog is asked about the
+    /// lines first; only when it cannot answer in time do the lines' stored answers decide.
+    ///
+    /// The close is a `CheckedOut` event at the position after the cart that was asked about,
+    /// so a line added meanwhile (here or on another instance) either took that position first,
+    /// and the checkout starts over with it, or comes after the close and goes to the user's
+    /// next cart. Of checkouts racing for one cart one event wins; the others answer with the
+    /// cart it closed, and only the winner sends the `place_order`.
     pub async fn checkout(
         &self,
         user_id: &str,
         correlation_id: &str,
     ) -> Result<Cart, CheckoutError> {
-        for _ in 0..MAX_CHANGE_ATTEMPTS {
-            let asked = self.active(user_id).await?;
-            if asked.articles.is_empty() {
+        let mut cart = self.active(user_id).await?;
+        for _ in 0..MAX_ATTEMPTS {
+            if !cart.enabled {
+                return Ok(cart);
+            }
+            if cart.articles.is_empty() {
                 return Err(CheckoutError::Empty);
             }
-            let answers = self.checkout_answers(&asked, correlation_id).await;
-            if let Some(closed) = self.close(&asked, answers, correlation_id).await? {
+            let replies = self.checkout_answers(&cart, correlation_id).await;
+            let answers = replies.map_or_else(Vec::new, |replies| answers_of(&cart, &replies));
+            if let Some(closed) = self.close(&cart, answers, correlation_id).await? {
                 info!(cart_id = closed.id, "cart checked out");
                 self.send_place_order(&closed).await;
                 return Ok(closed);
             }
             tokio::time::sleep(jitter()).await;
+            cart = self
+                .load(&cart.id)
+                .await
+                .map_err(ApiError::from)?
+                .ok_or_else(|| ApiError::internal("a cart being checked out vanished"))?;
         }
-        Err(ApiError::internal("too many concurrent changes to one cart").into())
+        Err(too_busy(user_id).into())
     }
 
     /// Catalog's answers for a checkout, or none when RabbitMQ or catalog cannot give them in
@@ -327,42 +422,58 @@ impl Carts {
     }
 
     /// Closes `asked` with catalog's `answers` recorded on it, unless they show an invalid line
-    /// (then the answers are recorded on the active cart, for the cart screen). `None` when the cart changed since it was asked about: the checkout starts over, so no
-    /// line added meanwhile escapes the question.
+    /// (then the answers are recorded on the active cart, for the cart screen). `None` when
+    /// another writer took one of the positions: the checkout starts over on a fresh read.
+    ///
+    /// The waiting order is noted before the close, so that a crash right after the close
+    /// still gets the `place_order` sent by the re-sender.
     async fn close(
         &self,
         asked: &Cart,
-        answers: Option<Vec<ArticleDataReply>>,
+        answers: Vec<Answer>,
         correlation_id: &str,
     ) -> Result<Option<Cart>, CheckoutError> {
-        let mut cart = asked.clone();
-        cart.apply_answers(answers.iter().flatten().map(answer_of));
-        let errors = cart.checkout_errors();
-        if !errors.is_empty() {
-            if let Some(answers) = &answers {
-                self.record_answers(&asked.id, answers.iter().map(answer_of))
-                    .await
-                    .map_err(ApiError::from)?;
+        let answered = asked.answers(answers.clone());
+        let judged = match &answered {
+            Some(event) => {
+                let mut judged = asked.clone();
+                judged.catch_up(&[Recorded {
+                    position: asked.position + 1,
+                    at: DateTime::now(),
+                    event: event.clone(),
+                }]);
+                judged
             }
+            None => asked.clone(),
+        };
+        let errors = judged.checkout_errors();
+        if !errors.is_empty() {
+            self.record_answers(&asked.id, answers)
+                .await
+                .map_err(ApiError::from)?;
             return Err(CheckoutError::Invalid(errors));
         }
-        let now = DateTime::now();
-        cart.close(
-            correlation_id,
-            cart::later(now, self.timings.order_resend_first),
-            now,
-        );
         let _writing = self.lock_for_request(&asked.user_id).await?;
-        if !self
-            .store
-            .replace(asked.version, &cart)
-            .await
-            .map_err(ApiError::from)?
-        {
-            return Ok(None);
+        let first_resend = cart::later(DateTime::now(), self.timings.order_resend_first);
+        let mut cart = asked.clone();
+        let closing = async {
+            self.store.wait_for_order(&asked.id, first_resend).await?;
+            if let Some(event) = answered {
+                match self.append(&cart, event).await? {
+                    Some(answered) => cart = answered,
+                    None => return Ok(None),
+                }
+            }
+            let checked_out = Event::CheckedOut {
+                correlation_id: correlation_id.into(),
+            };
+            self.append(&cart, checked_out).await
+        };
+        let closed = closing.await.map_err(ApiError::from)?;
+        if let Some(closed) = &closed {
+            self.remember(closed).await;
         }
-        cart.version += 1;
-        Ok(Some(cart))
+        Ok(closed)
     }
 
     /// Sends a just closed cart's `place_order`, not waiting for a broker that is down: the
@@ -375,72 +486,80 @@ impl Carts {
         }
     }
 
-    /// Records catalog's `article-valid` answer on its cart's line.
-    pub async fn apply_validation(&self, reply: &ArticleValidReply) -> mongodb::error::Result<()> {
-        self.record_answers(
-            &reply.reference_id,
-            [(reply.article_id.as_str(), reply.valid)],
-        )
-        .await
-    }
-
     /// Records catalog's answers on the lines of cart `cart_id`. Answers about a cart that does
     /// not exist (or no longer takes answers) are dropped: there is nothing to apply them to.
-    async fn record_answers<'a, A>(&self, cart_id: &str, answers: A) -> mongodb::error::Result<()>
-    where
-        A: IntoIterator<Item = (&'a str, bool)> + Clone,
-    {
-        let unknown = || {
-            info!(cart_id, "validation for an unknown cart ignored");
-            Ok(())
-        };
-        let Some(cart) = self.store.by_id(cart_id).await? else {
-            return unknown();
-        };
-        let _writing = self.writers.lock(&cart.user_id).await;
-        for _ in 0..MAX_CHANGE_ATTEMPTS {
-            let Some(read) = self.store.by_id(cart_id).await? else {
-                return unknown();
-            };
-            let mut changed = read.clone();
-            if !changed.apply_answers(answers.clone()) {
+    /// Recording an answer again changes nothing.
+    pub async fn record_answers(
+        &self,
+        cart_id: &str,
+        answers: Vec<Answer>,
+    ) -> mongodb::error::Result<()> {
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(cart) = self.load(cart_id).await? else {
+                info!(cart_id, "validation for an unknown cart ignored");
                 return Ok(());
-            }
-            changed.updated = DateTime::now();
-            if self.store.replace(read.version, &changed).await? {
+            };
+            let Some(event) = cart.answers(answers.clone()) else {
+                return Ok(());
+            };
+            if let Some(answered) = self.append(&cart, event).await? {
+                self.remember(&answered).await;
                 return Ok(());
             }
             tokio::time::sleep(jitter()).await;
         }
-        warn!(cart_id, "validation not applied: cart kept changing");
+        warn!(cart_id, "validation not recorded: the cart kept changing");
         Ok(())
     }
 
-    /// Records the order of a closed cart, which ends the re-sending of its `place_order`.
-    /// Idempotent: a redelivered `order_placed` finds the order already recorded.
+    /// Records the order of a closed cart, which ends the re-sending of its `place_order`. Only
+    /// on a closed cart of that user with no order yet: a redelivered `order_placed`, or one
+    /// handled by two instances at once, records one order.
     pub async fn record_order(&self, placed: &OrderPlaced) -> mongodb::error::Result<()> {
-        let _writing = self.writers.lock(&placed.user_id).await;
-        let recorded = self
-            .store
-            .record_order(&placed.cart_id, &placed.user_id, &placed.order_id)
-            .await?;
-        if recorded {
-            info!(
-                cart_id = placed.cart_id,
-                order_id = placed.order_id,
-                "order recorded"
-            );
-        } else {
-            info!(
-                cart_id = placed.cart_id,
-                "order_placed for no waiting cart ignored"
-            );
+        for _ in 0..MAX_ATTEMPTS {
+            let cart = self.load(&placed.cart_id).await?;
+            let Some(cart) = cart.filter(|cart| cart.user_id == placed.user_id) else {
+                info!(
+                    cart_id = placed.cart_id,
+                    "order_placed for no cart of its user ignored"
+                );
+                return Ok(());
+            };
+            if !cart.waits_for_order() {
+                if !cart.order_id.is_empty() {
+                    self.store.done_waiting(&cart.id).await?;
+                }
+                info!(
+                    cart_id = cart.id,
+                    "order_placed for no waiting cart ignored"
+                );
+                return Ok(());
+            }
+            let recorded = Event::OrderRecorded {
+                order_id: placed.order_id.clone(),
+            };
+            if self.append(&cart, recorded).await?.is_some() {
+                self.store.done_waiting(&cart.id).await?;
+                info!(
+                    cart_id = cart.id,
+                    order_id = placed.order_id,
+                    "order recorded"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(jitter()).await;
         }
+        // The re-sender sends the `place_order` again, and orders answers it with the order.
+        warn!(
+            cart_id = placed.cart_id,
+            "order not recorded: the cart kept changing"
+        );
         Ok(())
     }
 
     /// Starts the background work: the indexes (retried while MongoDB is down), the periodic
-    /// revalidation and the `place_order` re-sender, all ending at shutdown.
+    /// revalidation and the `place_order` re-sender. Each periodic job runs on the one instance
+    /// that claims the interval's turn, all ending at shutdown.
     pub fn spawn_background(self: &Arc<Self>, shutdown: CancellationToken) {
         let carts = self.clone();
         let stop = shutdown.clone();
@@ -458,27 +577,36 @@ impl Carts {
             info!("indexes ready");
         });
 
+        let turns = Turns::new(self.store.db());
         let carts = self.clone();
-        every(self.timings.revalidate_every, shutdown.clone(), move || {
-            let carts = carts.clone();
-            async move { carts.revalidate_all().await }
-        });
+        every_turn(
+            turns.clone(),
+            "cart-revalidate",
+            self.timings.revalidate_every,
+            shutdown.clone(),
+            move || {
+                let carts = carts.clone();
+                async move { log_failure(carts.revalidate_recent().await) }
+            },
+        );
         let carts = self.clone();
         let poll = self.timings.order_resend_first.min(RESEND_POLL);
-        every(poll, shutdown, move || {
+        every_turn(turns, "cart-resend", poll, shutdown, move || {
             let carts = carts.clone();
-            async move { carts.resend_due_orders().await }
+            async move { log_failure(carts.resend_due_orders().await) }
         });
     }
 
-    /// Sends `article-valid` for every line of every active cart changed within the maximum
-    /// age: an abandoned cart is not asked about forever, and is asked again once it changes.
-    async fn revalidate_all(&self) -> Result<(), JobError> {
+    /// Sends `article-valid` for every line of every cached active cart changed within the
+    /// maximum age: an abandoned cart is not asked about forever, and is asked again once it
+    /// changes. A cache entry behind its events only delays a line's question to a later round
+    /// (the change itself asked about it).
+    async fn revalidate_recent(&self) -> Result<(), JobError> {
         if !self.rabbit.is_connected() {
             return Ok(());
         }
         let since = cart::earlier(DateTime::now(), self.timings.revalidate_max_age);
-        let carts = self.store.active_with_lines(since).await?;
+        let carts = self.store.recent_active(since).await?;
         let correlation_id = format!("revalidation-{}", uuid::Uuid::new_v4());
         carts
             .map_err(JobError::from)
@@ -490,6 +618,7 @@ impl Carts {
                             &self.rabbit,
                             &cart.id,
                             &line.article_id,
+                            line.version,
                             &correlation_id,
                         )
                         .await?;
@@ -500,61 +629,69 @@ impl Carts {
             .await
     }
 
-    /// Sends again every `place_order` whose `order_placed` has not arrived in time, and sets
-    /// when to try next (backing off).
+    /// Looks at every waiting order that is due: sends its `place_order` again if its cart's
+    /// events say it is checked out with no order recorded, forgets it once the order is
+    /// recorded, and backs off before the next look.
     async fn resend_due_orders(&self) -> Result<(), JobError> {
         if !self.rabbit.is_connected() {
             return Ok(());
         }
         let due = self.store.due_orders(DateTime::now()).await?;
+        futures_util::stream::iter(due)
+            .map(Ok)
+            .try_for_each_concurrent(PUBLISH_CONCURRENCY, |waiting| self.resend(waiting))
+            .await
+    }
+
+    async fn resend(&self, waiting: WaitingOrder) -> Result<(), JobError> {
+        let cart_id = waiting.cart_id.as_str();
+        let cart = match self.load(cart_id).await? {
+            Some(cart) if cart.order_id.is_empty() => cart,
+            _ => return Ok(self.store.done_waiting(cart_id).await?),
+        };
+        // A cart still active had a checkout that lost its race and did not close it (yet):
+        // only look again later.
+        if cart.waits_for_order() {
+            match messaging::send_place_order(&self.rabbit, &cart).await {
+                Ok(()) => info!(cart_id, attempts = waiting.attempts, "place_order re-sent"),
+                Err(error) => warn!(%error, cart_id, "place_order re-send failed"),
+            }
+        }
         let Timings {
             order_resend_first: first,
             order_resend_max: max,
             ..
         } = self.timings;
-        futures_util::stream::iter(due)
-            .map(Ok)
-            .try_for_each_concurrent(PUBLISH_CONCURRENCY, |cart| async move {
-                let resends = cart.place_order.as_ref().map_or(0, |p| p.resends);
-                let (resends, sent) = match messaging::send_place_order(&self.rabbit, &cart).await {
-                    Ok(()) => (resends.saturating_add(1), true),
-                    Err(error) => {
-                        warn!(%error, cart_id = cart.id, "place_order re-send failed");
-                        (resends, false)
-                    }
-                };
-                let next = cart::later(DateTime::now(), cart::resend_delay(first, max, resends));
-                let _writing = self.writers.lock(&cart.user_id).await;
-                self.store.resent(&cart.id, resends, next).await?;
-                if sent {
-                    info!(cart_id = cart.id, resends, "place_order re-sent");
-                }
-                Ok(())
-            })
-            .await
+        let attempts = waiting.attempts.saturating_add(1);
+        let next = cart::later(DateTime::now(), cart::resend_delay(first, max, attempts));
+        Ok(self.store.next_attempt(cart_id, attempts, next).await?)
     }
 }
 
-/// Runs `job` every `period` until shutdown, logging its failures.
-fn every<F, Fut>(period: Duration, shutdown: CancellationToken, job: F)
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(), JobError>> + Send,
-{
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(period);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticks.tick().await;
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                _ = shutdown.cancelled() => return,
-            }
-            if let Err(error) = job().await {
-                warn!(%error, "background job failed; next round retries");
-            }
-        }
-    });
+/// The answers of catalog's `replies`, stamped with the version of the line each was asked
+/// about (the replies come in the order of `cart`'s lines).
+fn answers_of(cart: &Cart, replies: &[ArticleDataReply]) -> Vec<Answer> {
+    cart.articles
+        .iter()
+        .zip(replies)
+        .map(|(line, reply)| Answer {
+            article_id: reply.article_id.clone(),
+            valid: reply.valid,
+            stamp: line.version,
+        })
+        .collect()
+}
+
+/// 503 for an operation that kept losing the race for its cart's next position.
+fn too_busy(user_id: &str) -> ApiError {
+    warn!(user_id, "too many concurrent changes to one cart");
+    ApiError::Unavailable("mongodb")
+}
+
+fn log_failure(result: Result<(), JobError>) {
+    if let Err(error) = result {
+        warn!(%error, "background job failed; next turn retries");
+    }
 }
 
 /// Runs `question` once one of `slots` is free; the wait for the slot counts against `timeout`.
@@ -572,11 +709,6 @@ async fn in_a_slot<T>(
     })
     .await
     .map_err(|_| RabbitError::Timeout)?
-}
-
-/// An `article-data` answer as the (article id, valid) a line records.
-fn answer_of(answer: &ArticleDataReply) -> (&str, bool) {
-    (answer.article_id.as_str(), answer.valid)
 }
 
 /// A few random milliseconds, so writers that lost a race do not collide again in step.

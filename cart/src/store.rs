@@ -1,29 +1,73 @@
-//! MongoDB access for carts: one collection, `carts`, holding each cart as `cart::Cart` stores it.
+//! MongoDB access for carts: an event store (`cart_events`), where correctness lives, and two
+//! caches that only make reads and the re-sender cheap.
 //!
-//! Every change is a whole-document replace conditioned on the `version` that was read, so
-//! concurrent changes never overwrite each other: the loser sees `false` and redoes its change on
-//! a fresh read. This needs no positional operators and works the same on MongoDB and FerretDB.
+//! - `cart_events`: one document per event, `_id` `"<cart>:<position>"`. Appending at a position
+//!   is an insert that the unique `_id` decides, the one write that stays exact when several
+//!   instances race on a store whose updates are not atomic (FerretDB 1.x): the loser gets a
+//!   duplicate key and decides again on a fresh read.
+//! - `current_carts`: per user, the user's newest cart folded up to some position. Written after
+//!   the events, possibly out of order by racing instances, so readers catch up from the events
+//!   after its position: a stale entry costs a read, never a wrong cart.
+//! - `waiting_orders`: per checked-out cart, when to re-send its `place_order`. The events say
+//!   whether it is still due; this only says when to look, so a lost update costs an extra send.
+//!
+//! The `carts` collection of earlier versions (one updated document per cart) is not read.
 
 use futures_util::{Stream, TryStreamExt};
 use mongodb::bson::{DateTime, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
 
-use crate::cart::Cart;
+use crate::cart::{Cart, Event, Recorded};
 
 /// How many due `place_order`s one round of the re-sender takes.
 const RESEND_BATCH: i64 = 100;
 
+/// One event as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredEvent {
+    #[serde(rename = "_id")]
+    id: String,
+    cart: String,
+    position: i64,
+    at: DateTime,
+    event: Event,
+}
+
+/// The user's newest cart, as some writer folded it.
+#[derive(Debug, Serialize, Deserialize)]
+struct CurrentCart {
+    #[serde(rename = "_id")]
+    user_id: String,
+    cart: Cart,
+}
+
+/// A checked-out cart's `place_order` and when to send it again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitingOrder {
+    #[serde(rename = "_id")]
+    pub cart_id: String,
+    /// Times the re-sender looked at it so far; drives the backoff.
+    pub attempts: u32,
+    pub next_attempt: DateTime,
+}
+
 #[derive(Clone)]
 pub struct Store {
     db: Database,
-    carts: Collection<Cart>,
+    events: Collection<StoredEvent>,
+    current: Collection<CurrentCart>,
+    waiting: Collection<WaitingOrder>,
 }
 
 impl Store {
     pub fn new(db: Database) -> Self {
         Self {
-            carts: db.collection("carts"),
+            events: db.collection("cart_events"),
+            current: db.collection("current_carts"),
+            waiting: db.collection("waiting_orders"),
             db,
         }
     }
@@ -32,109 +76,186 @@ impl Store {
         &self.db
     }
 
-    /// The unique `activeFor` index keeps one active cart per user under concurrent first
-    /// requests and makes `GET /cart` one indexed lookup; the others serve the re-sender and the
-    /// periodic revalidation.
+    /// The unique `_id` of an event already keeps two events off one position; these indexes
+    /// serve the reads of a cart's events, of a user's newest cart, of the recent carts and of
+    /// the due orders.
     pub async fn ensure_indexes(&self) -> mongodb::error::Result<()> {
         let unique = IndexOptions::builder().unique(true).build();
-        let indexes = [
-            IndexModel::builder()
-                .keys(doc! {"activeFor": 1})
-                .options(unique)
-                .build(),
-            IndexModel::builder()
-                .keys(doc! {"placeOrder.nextAttempt": 1})
-                .build(),
-            IndexModel::builder().keys(doc! {"enabled": 1}).build(),
-        ];
-        for index in indexes {
-            self.carts.create_index(index).await?;
-        }
+        self.events
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"cart": 1, "position": 1})
+                    .options(unique)
+                    .build(),
+            )
+            .await?;
+        self.events
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"event.userId": 1, "event.number": -1})
+                    .build(),
+            )
+            .await?;
+        self.current
+            .create_index(IndexModel::builder().keys(doc! {"cart.updated": 1}).build())
+            .await?;
+        self.waiting
+            .create_index(IndexModel::builder().keys(doc! {"nextAttempt": 1}).build())
+            .await?;
         Ok(())
     }
 
-    /// The user's active cart: one lookup on the unique index.
-    pub async fn active(&self, user_id: &str) -> mongodb::error::Result<Option<Cart>> {
-        self.carts.find_one(doc! {"activeFor": user_id}).await
-    }
-
-    pub async fn by_id(&self, id: &str) -> mongodb::error::Result<Option<Cart>> {
-        self.carts.find_one(doc! {"_id": id}).await
-    }
-
-    /// Inserts a new cart; a duplicate key error means the user already has an active one.
-    pub async fn insert(&self, cart: &Cart) -> mongodb::error::Result<()> {
-        self.carts.insert_one(cart).await.map(drop)
-    }
-
-    /// Stores `changed` in place of the cart read at version `read_version`, with the next
-    /// version. False when the cart changed since it was read.
-    pub async fn replace(&self, read_version: i64, changed: &Cart) -> mongodb::error::Result<bool> {
-        let mut next = changed.clone();
-        next.version = read_version + 1;
-        let result = self
-            .carts
-            .replace_one(doc! {"_id": &changed.id, "version": read_version}, &next)
-            .await?;
-        Ok(result.matched_count == 1)
-    }
-
-    /// Every active cart with at least one line changed since `since`, for the periodic
-    /// revalidation.
-    pub async fn active_with_lines(
+    /// The events of cart `cart_id` after `position`, in order (all of them for -1).
+    pub async fn events_after(
         &self,
-        since: DateTime,
-    ) -> mongodb::error::Result<impl Stream<Item = mongodb::error::Result<Cart>> + use<>> {
-        self.carts
-            .find(doc! {
-                "enabled": true,
-                "articles.0": {"$exists": true},
-                "updated": {"$gte": since},
+        cart_id: &str,
+        position: i64,
+    ) -> mongodb::error::Result<Vec<Recorded>> {
+        self.events
+            .find(doc! {"cart": cart_id, "position": {"$gt": position}})
+            .sort(doc! {"position": 1})
+            .await?
+            .map_ok(|stored| Recorded {
+                position: stored.position,
+                at: stored.at,
+                event: stored.event,
             })
+            .try_collect()
             .await
     }
 
-    /// Closed carts whose `place_order` is due for a re-send.
-    pub async fn due_orders(&self, now: DateTime) -> mongodb::error::Result<Vec<Cart>> {
-        self.carts
-            .find(doc! {"orderId": "", "placeOrder.nextAttempt": {"$lte": now}})
+    /// Records `event` at `position` of cart `cart_id`. False when that position is taken:
+    /// another writer got there first.
+    pub async fn append(
+        &self,
+        cart_id: &str,
+        position: i64,
+        at: DateTime,
+        event: &Event,
+    ) -> mongodb::error::Result<bool> {
+        let stored = StoredEvent {
+            id: format!("{cart_id}:{position}"),
+            cart: cart_id.into(),
+            position,
+            at,
+            event: event.clone(),
+        };
+        match self.events.insert_one(stored).await {
+            Ok(_) => Ok(true),
+            Err(error) if common::mongo::is_duplicate_key(&error) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The number of the newest cart opened for the user, from the events (when the cache
+    /// has nothing for the user).
+    pub async fn newest_number(&self, user_id: &str) -> mongodb::error::Result<Option<i64>> {
+        let newest = self
+            .events
+            .find_one(doc! {"event.type": "opened", "event.userId": user_id})
+            .sort(doc! {"event.number": -1})
+            .await?;
+        Ok(newest.and_then(|stored| match stored.event {
+            Event::Opened { number, .. } => Some(number),
+            _ => None,
+        }))
+    }
+
+    /// The user's newest cart as last cached, maybe behind its events.
+    pub async fn current(&self, user_id: &str) -> mongodb::error::Result<Option<Cart>> {
+        let current = self.current.find_one(doc! {"_id": user_id}).await?;
+        Ok(current.map(|current| current.cart))
+    }
+
+    /// Caches `cart` as its user's newest. Racing writers may leave an older fold here; readers
+    /// catch up from the events.
+    pub async fn remember(&self, cart: &Cart) -> mongodb::error::Result<()> {
+        let current = CurrentCart {
+            user_id: cart.user_id.clone(),
+            cart: cart.clone(),
+        };
+        let result = self
+            .current
+            .replace_one(doc! {"_id": &cart.user_id}, current)
+            .upsert(true)
+            .await;
+        match result {
+            // Another writer inserted it first: its fold is as good a cache as this one.
+            Err(error) if common::mongo::is_duplicate_key(&error) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// Cached active carts with at least one line, changed since `since` (for the periodic
+    /// revalidation).
+    pub async fn recent_active(
+        &self,
+        since: DateTime,
+    ) -> mongodb::error::Result<impl Stream<Item = mongodb::error::Result<Cart>> + use<>> {
+        let current = self
+            .current
+            .find(doc! {
+                "cart.enabled": true,
+                "cart.articles.0": {"$exists": true},
+                "cart.updated": {"$gte": since},
+            })
+            .await?;
+        Ok(current.map_ok(|current| current.cart))
+    }
+
+    /// Notes that cart `cart_id` is (about to be) checked out: its `place_order` is due again at
+    /// `next_attempt` unless its order is recorded first.
+    pub async fn wait_for_order(
+        &self,
+        cart_id: &str,
+        next_attempt: DateTime,
+    ) -> mongodb::error::Result<()> {
+        let waiting = WaitingOrder {
+            cart_id: cart_id.into(),
+            attempts: 0,
+            next_attempt,
+        };
+        let result = self
+            .waiting
+            .replace_one(doc! {"_id": cart_id}, waiting)
+            .upsert(true)
+            .await;
+        match result {
+            // A racing checkout of the same cart inserted it: the same note.
+            Err(error) if common::mongo::is_duplicate_key(&error) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// The waiting orders whose next attempt is due.
+    pub async fn due_orders(&self, now: DateTime) -> mongodb::error::Result<Vec<WaitingOrder>> {
+        self.waiting
+            .find(doc! {"nextAttempt": {"$lte": now}})
             .limit(RESEND_BATCH)
             .await?
             .try_collect()
             .await
     }
 
-    /// Records a re-send of the cart's `place_order`: `resends` of them so far, the next one at
-    /// `next_attempt`. Does nothing once the order is known.
-    pub async fn resent(
+    /// Sets when to look at cart `cart_id` again, after `attempts` looks.
+    pub async fn next_attempt(
         &self,
         cart_id: &str,
-        resends: u32,
+        attempts: u32,
         next_attempt: DateTime,
     ) -> mongodb::error::Result<()> {
-        let filter = doc! {"_id": cart_id, "orderId": "", "enabled": false};
-        let update = doc! {"$set": {
-            "placeOrder.resends": resends,
-            "placeOrder.nextAttempt": next_attempt,
-        }};
-        self.carts.update_one(filter, update).await.map(drop)
+        let update = doc! {"$set": {"attempts": attempts, "nextAttempt": next_attempt}};
+        self.waiting
+            .update_one(doc! {"_id": cart_id}, update)
+            .await
+            .map(drop)
     }
 
-    /// Records the order made of the closed cart and ends the re-sending of its `place_order`.
-    /// False when no closed cart of that user waits for an order: unknown, or already recorded.
-    pub async fn record_order(
-        &self,
-        cart_id: &str,
-        user_id: &str,
-        order_id: &str,
-    ) -> mongodb::error::Result<bool> {
-        let filter = doc! {"_id": cart_id, "userId": user_id, "enabled": false, "orderId": ""};
-        let update = doc! {
-            "$set": {"orderId": order_id, "updated": DateTime::now()},
-            "$unset": {"placeOrder.nextAttempt": ""},
-            "$inc": {"version": 1},
-        };
-        let result = self.carts.update_one(filter, update).await?;
-        Ok(result.modified_count == 1)
+    /// Forgets cart `cart_id`'s waiting order: its order is recorded (or the cart is unknown).
+    pub async fn done_waiting(&self, cart_id: &str) -> mongodb::error::Result<()> {
+        self.waiting
+            .delete_one(doc! {"_id": cart_id})
+            .await
+            .map(drop)
     }
 }

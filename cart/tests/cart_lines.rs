@@ -212,13 +212,8 @@ async fn concurrent_first_requests_of_a_new_user_give_one_cart() {
     let carts = futures_util::future::join_all(requests).await;
     let first = id_of(&carts[0]);
     assert!(carts.iter().all(|cart| id_of(cart) == first), "{carts:?}");
-    let stored = app
-        .db
-        .collection::<mongodb::bson::Document>("carts")
-        .count_documents(mongodb::bson::doc! {"userId": &user_id})
-        .await
-        .unwrap();
-    assert_eq!(stored, 1);
+    let opened = app.events_of_user(&user_id, "opened").await;
+    assert_eq!(opened.len(), 1, "{opened:?}");
 }
 
 #[tokio::test]

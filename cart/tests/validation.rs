@@ -55,15 +55,17 @@ async fn the_periodic_revalidation_leaves_abandoned_carts_alone() {
     let app = spawn_cart_with(|config| config.revalidate_every = Duration::from_millis(300)).await;
     let catalog = app.catalog();
     let eight_days_ago = DateTime::from_millis(DateTime::now().timestamp_millis() - 8 * 86_400_000);
-    let line = doc! {"articleId": "abandoned", "quantity": 1, "valid": false, "validated": false};
+    let line = doc! {
+        "articleId": "abandoned", "quantity": 1_i64, "valid": false, "validated": false,
+        "version": 1_i64,
+    };
     let abandoned = doc! {
-        "_id": "abandoned-cart", "userId": "gone", "activeFor": "gone", "orderId": "",
-        "articles": [line], "enabled": true, "created": eight_days_ago,
-        "updated": eight_days_ago, "version": 0_i64,
+        "_id": "gone:0", "userId": "gone", "number": 0_i64, "orderId": "", "articles": [line],
+        "enabled": true, "created": eight_days_ago, "updated": eight_days_ago, "position": 1_i64,
     };
     app.db
-        .collection::<Document>("carts")
-        .insert_one(abandoned)
+        .collection::<Document>("current_carts")
+        .insert_one(doc! {"_id": "gone", "cart": abandoned})
         .await
         .unwrap();
     let token = app.user().await;

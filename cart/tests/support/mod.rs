@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use rabbit::contract::{
     ArticleDataReply, ArticleDataRequest, ArticleValidReply, ArticleValidRequest, OrderPlaced,
@@ -116,6 +117,26 @@ impl TestCart {
         format!("{}{path}", self.base_url)
     }
 
+    /// Starts another instance of cart on the same database, vhost and auth, as an operator
+    /// scaling out would; stopped with this one. Healthy before it returns.
+    pub async fn another_instance(&self) -> Instance {
+        let running = cart::run(self.config.clone(), self.shutdown.child_token())
+            .await
+            .expect("another cart starts");
+        let instance = Instance {
+            base_url: format!("http://127.0.0.1:{}", running.addr.port()),
+        };
+        testkit::wait_healthy(&self.http, &instance.base_url, "cart").await;
+        instance
+    }
+
+    /// This instance, to address it beside others.
+    pub fn first_instance(&self) -> Instance {
+        Instance {
+            base_url: self.base_url.clone(),
+        }
+    }
+
     /// A token of a new user.
     pub async fn user(&self) -> String {
         let login = testkit::unique_name("user");
@@ -123,16 +144,12 @@ impl TestCart {
     }
 
     pub async fn get(&self, token: Option<&str>, path: &str) -> Reply {
-        let request = with_token(self.http.get(self.url(path)), token);
-        Reply::read(request.send().await.expect("cart answers")).await
+        self.get_at(&self.first_instance(), token, path).await
     }
 
     pub async fn post(&self, token: Option<&str>, path: &str, body: Option<Value>) -> Reply {
-        let mut request = with_token(self.http.post(self.url(path)), token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        Reply::read(request.send().await.expect("cart answers")).await
+        self.post_at(&self.first_instance(), token, path, body)
+            .await
     }
 
     pub async fn delete(&self, token: Option<&str>, path: &str) -> Reply {
@@ -140,34 +157,108 @@ impl TestCart {
         Reply::read(request.send().await.expect("cart answers")).await
     }
 
+    /// `GET` on one instance of cart.
+    pub async fn get_at(&self, instance: &Instance, token: Option<&str>, path: &str) -> Reply {
+        let request = with_token(self.http.get(instance.url(path)), token);
+        Reply::read(request.send().await.expect("cart answers")).await
+    }
+
+    /// `POST` on one instance of cart.
+    pub async fn post_at(
+        &self,
+        instance: &Instance,
+        token: Option<&str>,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = with_token(self.http.post(instance.url(path)), token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Reply::read(request.send().await.expect("cart answers")).await
+    }
+
     /// `POST /cart/article`, asserting success; the cart it returns.
     pub async fn add(&self, token: &str, article_id: &str, quantity: i64) -> Value {
+        self.add_at(&self.first_instance(), token, article_id, quantity)
+            .await
+    }
+
+    /// `POST /cart/article` on one instance, asserting success; the cart it returns.
+    pub async fn add_at(
+        &self,
+        instance: &Instance,
+        token: &str,
+        article_id: &str,
+        quantity: i64,
+    ) -> Value {
         let body = serde_json::json!({"articleId": article_id, "quantity": quantity});
-        let reply = self.post(Some(token), "/cart/article", Some(body)).await;
+        let reply = self
+            .post_at(instance, Some(token), "/cart/article", Some(body))
+            .await;
         assert_eq!(reply.status, 200, "{reply}");
         reply.json()
     }
 
     /// `GET /cart`, asserting success.
     pub async fn cart(&self, token: &str) -> Value {
-        let reply = self.get(Some(token), "/cart").await;
+        self.cart_at(&self.first_instance(), token).await
+    }
+
+    /// `GET /cart` on one instance, asserting success.
+    pub async fn cart_at(&self, instance: &Instance, token: &str) -> Value {
+        let reply = self.get_at(instance, Some(token), "/cart").await;
         assert_eq!(reply.status, 200, "{reply}");
         reply.json()
     }
 
-    /// The stored cart document `id`.
-    pub async fn stored(&self, id: &str) -> Document {
-        self.db
-            .collection::<Document>("carts")
-            .find_one(doc! {"_id": id})
+    /// The stored events of cart `cart_id` of type `kind`, oldest first.
+    pub async fn events(&self, cart_id: &str, kind: &str) -> Vec<Document> {
+        let events = self
+            .db
+            .collection::<Document>("cart_events")
+            .find(doc! {"cart": cart_id, "event.type": kind})
+            .sort(doc! {"position": 1})
             .await
-            .expect("MongoDB answers")
-            .expect("the cart is stored")
+            .expect("MongoDB answers");
+        events.try_collect().await.expect("MongoDB answers")
     }
 
-    /// Waits until the stored cart `id` satisfies `condition`.
-    pub async fn eventually_stored(&self, id: &str, condition: impl Fn(&Document) -> bool) -> bool {
-        testkit::eventually(PATIENCE, || async { condition(&self.stored(id).await) }).await
+    /// The stored events of type `kind` of every cart of user `user_id`.
+    pub async fn events_of_user(&self, user_id: &str, kind: &str) -> Vec<Document> {
+        let events = self
+            .db
+            .collection::<Document>("cart_events")
+            .find(doc! {"event.type": kind})
+            .await
+            .expect("MongoDB answers");
+        let events: Vec<Document> = events.try_collect().await.expect("MongoDB answers");
+        let prefix = format!("{user_id}:");
+        events
+            .into_iter()
+            .filter(|event| {
+                event
+                    .get_str("cart")
+                    .is_ok_and(|cart| cart.starts_with(&prefix))
+            })
+            .collect()
+    }
+
+    /// The order recorded for cart `cart_id`, if any: what `order_placed` left.
+    pub async fn order_of(&self, cart_id: &str) -> Option<String> {
+        let recorded = self.events(cart_id, "orderRecorded").await;
+        recorded.first().map(|event| {
+            let order = event.get_document("event").expect("an event");
+            order.get_str("orderId").expect("an order id").to_owned()
+        })
+    }
+
+    /// Waits until cart `cart_id` has `order_id` recorded.
+    pub async fn eventually_ordered(&self, cart_id: &str, order_id: &str) -> bool {
+        testkit::eventually(PATIENCE, || async {
+            self.order_of(cart_id).await.as_deref() == Some(order_id)
+        })
+        .await
     }
 
     /// Starts a catalog that answers as its `articles` say.
@@ -193,6 +284,17 @@ impl TestCart {
             rabbit::contract::topology(),
             self.shutdown.clone(),
         )
+    }
+}
+
+/// One instance of cart, by its address.
+pub struct Instance {
+    pub base_url: String,
+}
+
+impl Instance {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
     }
 }
 

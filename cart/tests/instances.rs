@@ -1,0 +1,201 @@
+//! Two instances of cart on one database and one vhost, raced on the same users: one active cart
+//! per user, no lost line, one order per cart, and periodic work once per interval for both.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use mongodb::bson::{Document, doc};
+use serde_json::{Value, json};
+use support::{Instance, PATIENCE, TestCart, id_of, line, spawn_cart, spawn_cart_with};
+
+/// The cart and a second instance of it beside the first.
+async fn two_instances(app: &TestCart) -> [Instance; 2] {
+    [app.first_instance(), app.another_instance().await]
+}
+
+#[tokio::test]
+async fn first_requests_of_new_users_on_both_instances_give_each_user_one_cart() {
+    let app = spawn_cart().await;
+    let instances = two_instances(&app).await;
+    for _ in 0..8 {
+        let token = app.user().await;
+        let user_id = app.auth.user_id(&token).await;
+        let requests = (0..6).map(|n| app.cart_at(&instances[n % 2], &token));
+        let carts = join_all(requests).await;
+        let first = id_of(&carts[0]);
+        assert!(carts.iter().all(|cart| id_of(cart) == first), "{carts:?}");
+        assert_eq!(app.events_of_user(&user_id, "opened").await.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_adds_spread_over_both_instances_keep_every_line_and_quantity() {
+    let app = spawn_cart().await;
+    let instances = two_instances(&app).await;
+    let token = app.user().await;
+    let adds = (1..=12).flat_map(|n| {
+        let distinct = format!("article-{n}");
+        [("shared".to_owned(), n), (distinct, 1)]
+    });
+    let requests = adds.enumerate().map(|(n, (article, quantity))| {
+        let (app, token, instance) = (&app, &token, &instances[n % 2]);
+        async move { app.add_at(instance, token, &article, quantity).await }
+    });
+    join_all(requests).await;
+    for instance in &instances {
+        let cart = app.cart_at(instance, &token).await;
+        assert_eq!(line(&cart, "shared").unwrap()["quantity"], 78, "{cart}");
+        for n in 1..=12 {
+            let distinct = format!("article-{n}");
+            assert_eq!(line(&cart, &distinct).unwrap()["quantity"], 1, "{cart}");
+        }
+        assert_eq!(cart["articles"].as_array().unwrap().len(), 13);
+    }
+}
+
+/// Whatever the order in which they land, the line added on one instance while the other checks
+/// out is either in the closed cart's `place_order` or in the user's next cart, once.
+#[tokio::test]
+async fn a_line_added_on_one_instance_during_a_checkout_on_the_other_is_never_lost() {
+    let app = spawn_cart().await;
+    let catalog = app.catalog();
+    let orders = app.orders();
+    let [a, b] = two_instances(&app).await;
+    for article in ["base", "late"] {
+        catalog.set(article, true, 100);
+    }
+    for round in 0..6 {
+        let token = app.user().await;
+        app.add_at(&a, &token, "base", 1).await;
+        let (checkout, added) = tokio::join!(
+            app.post_at(&b, Some(&token), "/cart/checkout", None),
+            app.add_at(&a, &token, "late", 1),
+        );
+        assert_eq!(checkout.status, 200, "round {round}: {checkout}");
+        let closed = checkout.json();
+        let cart_id = id_of(&closed);
+        assert!(
+            testkit::eventually(PATIENCE, || async { orders.received_for(&cart_id) == 1 }).await
+        );
+        let ordered = orders_for(&orders, &cart_id);
+        let in_order = ordered
+            .iter()
+            .filter(|(article, _)| article == "late")
+            .count();
+        assert_eq!(ordered_lines(&closed), ordered, "round {round}");
+        let next = app.cart_at(&a, &token).await;
+        assert_ne!(id_of(&next), cart_id);
+        let in_next = line(&next, "late").map(|line| line["quantity"].clone());
+        match (in_order, in_next) {
+            (1, None) => {}
+            (0, Some(quantity)) => {
+                assert_eq!(quantity, 1, "round {round}");
+                assert_ne!(id_of(&added), cart_id, "round {round}: {added}");
+            }
+            other => panic!("round {round}: the late line is {other:?}"),
+        }
+    }
+}
+
+/// Both checkouts race for the position after the cart; one `CheckedOut` wins, the other answers
+/// with the cart it closed (or finds the next, empty cart). One `place_order` content.
+#[tokio::test]
+async fn a_double_checkout_on_both_instances_closes_one_cart_and_sends_one_order() {
+    let app = spawn_cart().await;
+    let catalog = app.catalog();
+    let orders = app.orders();
+    let [a, b] = two_instances(&app).await;
+    catalog.set("a", true, 100);
+    for round in 0..6 {
+        let token = app.user().await;
+        let user_id = app.auth.user_id(&token).await;
+        let cart_id = id_of(&app.add_at(&a, &token, "a", 2).await);
+        let (first, second) = tokio::join!(
+            app.post_at(&a, Some(&token), "/cart/checkout", None),
+            app.post_at(&b, Some(&token), "/cart/checkout", None),
+        );
+        let mut closed = Vec::new();
+        for reply in [&first, &second] {
+            match reply.status.as_u16() {
+                200 => closed.push(reply.json()),
+                _ => reply.assert_is(400, json!({"error": "Cart is empty"})),
+            }
+        }
+        assert!(!closed.is_empty(), "round {round}: {first} / {second}");
+        for cart in &closed {
+            assert_eq!(id_of(cart), cart_id, "round {round}");
+            assert_eq!(ordered_lines(cart), [("a".to_owned(), 2)], "round {round}");
+        }
+        assert!(
+            app.eventually_ordered(&cart_id, &format!("order-of-{cart_id}"))
+                .await
+        );
+        assert_eq!(orders.received_for(&cart_id), 1, "round {round}");
+        assert_eq!(orders_for(&orders, &cart_id), [("a".to_owned(), 2)]);
+        assert_eq!(app.events_of_user(&user_id, "checkedOut").await.len(), 1);
+    }
+}
+
+/// With orders silent, a waiting `place_order` is re-sent by one instance per turn: never more
+/// re-sends than turns claimed, however many instances look.
+#[tokio::test]
+async fn a_waiting_place_order_is_resent_once_per_turn_with_two_instances() {
+    let interval = Duration::from_millis(300);
+    let app = spawn_cart_with(|config| {
+        config.order_resend_first = interval;
+        config.order_resend_max = interval;
+    })
+    .await;
+    let orders = app.orders();
+    orders.answer(false);
+    let [a, _b] = two_instances(&app).await;
+    let token = app.user().await;
+    app.add_at(&a, &token, "a", 1).await;
+    let started = Instant::now();
+    let checkout = app.post_at(&a, Some(&token), "/cart/checkout", None).await;
+    assert_eq!(checkout.status, 200, "{checkout}");
+    let cart_id = id_of(&checkout.json());
+    assert!(testkit::eventually(PATIENCE, || async { orders.received_for(&cart_id) >= 6 }).await);
+    let resends = orders.received_for(&cart_id) as u64 - 1;
+    let elapsed = started.elapsed();
+    let turns = app
+        .db
+        .collection::<Document>("turns")
+        .count_documents(doc! {"job": "cart-resend"})
+        .await
+        .unwrap();
+    assert!(resends <= turns, "{resends} re-sends in {turns} turns");
+    let intervals = (elapsed.as_millis() / interval.as_millis()) as u64 + 1;
+    assert!(
+        resends <= intervals,
+        "{resends} re-sends in {intervals} intervals"
+    );
+}
+
+/// The `(articleId, quantity)` lines of a cart JSON.
+fn ordered_lines(cart: &Value) -> Vec<(String, i64)> {
+    let lines = cart["articles"].as_array().expect("an articles array");
+    lines
+        .iter()
+        .map(|line| {
+            let article = line["articleId"].as_str().unwrap().to_owned();
+            (article, line["quantity"].as_i64().unwrap())
+        })
+        .collect()
+}
+
+/// The `(articleId, quantity)` lines of the `place_order` orders received for cart `cart_id`.
+fn orders_for(orders: &support::Orders, cart_id: &str) -> Vec<(String, i64)> {
+    let received = orders.received.lock().unwrap();
+    let (_, order) = received
+        .iter()
+        .find(|(_, order)| order.cart_id == cart_id)
+        .expect("a place_order for the cart");
+    order
+        .articles
+        .iter()
+        .map(|line| (line.article_id.clone(), line.quantity))
+        .collect()
+}
