@@ -1,23 +1,43 @@
 #!/usr/bin/env bash
-# Checks docker-compose.yml without a Docker engine: the Compose schema (docker-compose from
-# Debian's package validates it offline), and that the Dockerfile builds every service it names.
+# Checks docker-compose.yml and its docker-compose.scale.yml override without a Docker engine: the
+# Compose schema (docker-compose from Debian's package validates it offline), that the Dockerfile
+# builds every service they name, that any number of each service can run (no published port, no
+# fixed container name), and that the balancer's HAProxy configuration is valid and balances
+# every service on its PORT.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-if ! command -v docker-compose >/dev/null; then
+missing=()
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+command -v haproxy >/dev/null || missing+=(haproxy)
+if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 docker-compose -f docker-compose.yml config -q
+docker-compose -f docker-compose.yml -f docker-compose.scale.yml config -q
+haproxy -c -q -f deploy/haproxy-compose.cfg
 
-services=$(docker-compose -f docker-compose.yml config | python3 -c '
-import sys, yaml
-services = yaml.safe_load(sys.stdin)["services"].values()
-print(" ".join(sorted(s["build"]["args"]["SERVICE"] for s in services if "build" in s)))')
+services=$(docker-compose -f docker-compose.yml -f docker-compose.scale.yml config | python3 -c '
+import re, sys, yaml
+services = yaml.safe_load(sys.stdin)["services"]
+balancer = open("deploy/haproxy-compose.cfg").read()
+built = {name: s for name, s in services.items() if "build" in s}
+for name, s in built.items():
+    for key in ("ports", "container_name"):
+        if key in s:
+            sys.exit(f"{name} has {key}: a second instance of it could not start")
+    if s.get("deploy", {}).get("replicas", 1) < 2:
+        sys.exit(f"docker-compose.scale.yml runs one {name} only")
+    port = s["environment"]["PORT"]
+    if not re.search(rf"server-template \S+ \d+ {name}:{port}\b", balancer):
+        sys.exit(f"deploy/haproxy-compose.cfg does not balance {name} on port {port}")
+print(" ".join(sorted(s["build"]["args"]["SERVICE"] for s in built.values())))')
 for service in $services; do
   if ! grep -q "target/release/$service\b" Dockerfile; then
     echo "docker-compose.yml builds $service, which the Dockerfile does not build" >&2
     exit 1
   fi
 done
-echo "docker-compose.yml: schema valid; the Dockerfile builds $services"
+echo "docker-compose.yml and docker-compose.scale.yml: schema valid; the Dockerfile builds $services;"
+echo "each runs as several instances behind the balancer (deploy/haproxy-compose.cfg valid)"

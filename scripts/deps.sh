@@ -3,6 +3,7 @@
 # listen on 127.0.0.1 when they do not already. Idempotent: a server that already answers is left
 # alone, and an already reachable MONGO_URL is used as is. Debian packages for RabbitMQ and Redis,
 # FerretDB built from its Go module for MongoDB (MongoDB itself is not packaged for Debian).
+# With WITH_HAPROXY=1 it also installs HAProxy (not started: scripts/balancer.sh runs it).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -124,3 +125,6 @@ start_mongo() {
 start_redis
 start_rabbitmq
 start_mongo
+if [ "${WITH_HAPROXY:-}" = 1 ]; then
+  apt_install haproxy
+fi

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Runs HAProxy in the foreground in front of several instances of one or more services:
+#
+#   scripts/balancer.sh [name:]<listen-port>=<backend>[,<backend>...] ...
+#
+# where a backend is `host:port` or a bare port on 127.0.0.1. For example, two instances of auth
+# and of catalog behind their contract ports:
+#
+#   scripts/balancer.sh auth:3000=3100,3200 catalog:3002=127.0.0.1:3102,127.0.0.1:3202
+#
+# Each listen port is balanced round robin over its backends; a backend takes requests only while
+# its GET /health answers 200 (checked every second; 503 while its MongoDB or RabbitMQ is down), so
+# a starting or failing instance is skipped. With BALANCER_STATS_PORT set, the HAProxy statistics
+# page (per-backend request counts; `;csv` appended for CSV) is served on 127.0.0.1 at that port.
+# Every request is logged to stdout, naming the backend that served it.
+#
+# The generated configuration is written to $DEPS_DIR/balancer/ (default .deps/balancer/), named
+# after the listen ports, then this script becomes the haproxy process (exec): a test or
+# scripts/run.sh starts it and stops it by killing that one process. HAProxy comes from Debian's
+# `haproxy` package (scripts/deps.sh installs it with WITH_HAPROXY=1).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEPS_DIR="${DEPS_DIR:-$ROOT/.deps}"
+
+if [ $# -eq 0 ]; then
+  sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+fi
+command -v haproxy >/dev/null || {
+  echo "haproxy is not installed: run WITH_HAPROXY=1 bash scripts/deps.sh" >&2
+  exit 1
+}
+
+# The configuration for the specs given as arguments, on stdout.
+haproxy_config() {
+  cat <<EOF
+global
+  log stdout format raw local0 info
+  maxconn 4096
+
+defaults
+  mode http
+  log global
+  option httplog
+  option dontlognull
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  timeout http-request 10s
+  option httpchk GET /health
+  http-check expect status 200
+  default-server inter 1s fall 2 rise 1
+EOF
+  if [ -n "${BALANCER_STATS_PORT:-}" ]; then
+    cat <<EOF
+
+listen stats
+  bind 127.0.0.1:$BALANCER_STATS_PORT
+  stats enable
+  stats uri /
+  stats refresh 5s
+EOF
+  fi
+  local spec name port backends backend i
+  for spec in "$@"; do
+    port=${spec%%=*}
+    backends=${spec#*=}
+    name=port$port
+    if [[ $port == *:* ]]; then
+      name=${port%%:*} port=${port##*:}
+    fi
+    if ! [[ $port =~ ^[0-9]+$ && -n $backends && $spec == *=* ]]; then
+      echo "not a [name:]<listen-port>=<backend>[,<backend>...]: $spec" >&2
+      return 2
+    fi
+    printf '\nfrontend %s\n  bind *:%s\n  default_backend %s\n\nbackend %s\n  balance roundrobin\n' \
+      "$name" "$port" "$name" "$name"
+    i=0
+    IFS=, read -ra backends <<<"$backends"
+    for backend in "${backends[@]}"; do
+      i=$((i + 1))
+      [[ $backend == *:* ]] || backend=127.0.0.1:$backend
+      printf '  server %s%d %s check\n' "$name" "$i" "$backend"
+    done
+  done
+}
+
+mkdir -p "$DEPS_DIR/balancer"
+ports=$(for spec in "$@"; do spec=${spec%%=*}; printf '%s-' "${spec##*:}"; done)
+config="$DEPS_DIR/balancer/haproxy-${ports%-}.cfg"
+haproxy_config "$@" >"$config"
+haproxy -c -q -f "$config"
+echo "balancer: haproxy with $config" >&2
+exec haproxy -db -f "$config"
