@@ -66,12 +66,18 @@ async fn a_line_added_on_one_instance_during_a_checkout_on_the_other_is_never_lo
     for article in ["base", "late"] {
         catalog.set(article, true, 100);
     }
-    for round in 0..6 {
+    for round in 0..12 {
         let token = app.user().await;
         app.add_at(&a, &token, "base", 1).await;
+        // Started a little later each round, so that the add lands before, during and after the
+        // checkout's steps.
+        let late_add = async {
+            tokio::time::sleep(Duration::from_millis(round * 10)).await;
+            app.add_at(&a, &token, "late", 1).await
+        };
         let (checkout, added) = tokio::join!(
             app.post_at(&b, Some(&token), "/cart/checkout", None),
-            app.add_at(&a, &token, "late", 1),
+            late_add,
         );
         assert_eq!(checkout.status, 200, "round {round}: {checkout}");
         let closed = checkout.json();
