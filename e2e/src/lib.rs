@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use common::server::StartError;
 
+pub mod cluster;
+
 use reqwest::{Client, RequestBuilder};
 use serde_json::Value;
 use testkit::{Reply, Vhost, with_token};
@@ -63,69 +65,24 @@ where
 
 impl System {
     pub async fn start() -> Self {
-        // The services' logs, when a failing run needs them: `RUST_LOG=info cargo test -p e2e`.
-        if std::env::var_os("RUST_LOG").is_some() {
-            let _ = common::telemetry::init();
-        }
+        init_logs();
         let vhost = Vhost::create().await;
-        let http = Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .expect("an HTTP client");
+        let http = client();
         let auth = TestAuth::start(&vhost).await;
-        let mongo_db = |service: &str| testkit::unique_name(&format!("e2e_{service}"));
-
-        let mut image = config(image_service::Config::from_env());
-        image.port = 0;
-        image.rabbit_url = vhost.amqp_url();
-        image.auth_service_url = auth.url.clone();
-        let image = start(&http, "image", |stop| async {
-            image_service::run(image, stop)
-                .await
-                .map(|running| running.addr)
-        })
-        .await;
-
-        let mut catalog = config(catalog::Config::from_env());
-        catalog.port = 0;
-        catalog.mongo_url = testkit::mongo_url();
-        catalog.mongo_db = mongo_db("catalog");
-        catalog.rabbit_url = vhost.amqp_url();
-        catalog.auth_service_url = auth.url.clone();
-        let catalog = start(&http, "catalog", |stop| async {
-            catalog::run(catalog, stop)
-                .await
-                .map(|running| running.addr)
-        })
-        .await;
-
-        let mut cart = config(cart::Config::from_env());
-        let cart_db_name = mongo_db("cart");
-        cart.port = 0;
-        cart.mongo_url = testkit::mongo_url();
-        cart.mongo_db = cart_db_name.clone();
-        cart.rabbit_url = vhost.amqp_url();
-        cart.auth_service_url = auth.url.clone();
-        let cart = start(&http, "cart", |stop| async {
-            cart::run(cart, stop).await.map(|running| running.addr)
-        })
-        .await;
-
-        let mut orders = config(orders::Config::from_env());
-        orders.port = 0;
-        orders.mongo_url = testkit::mongo_url();
-        orders.mongo_db = mongo_db("orders");
-        orders.rabbit_url = vhost.amqp_url();
-        orders.auth_service_url = auth.url.clone();
-        let orders_config = orders;
+        let stores = Stores::new();
+        let wiring = Wiring {
+            vhost: &vhost,
+            auth_url: &auth.url,
+            stores: &stores,
+        };
+        let image = wiring.start_image(&http).await;
+        let catalog = wiring.start_catalog(&http).await;
+        let cart = wiring.start_cart(&http).await;
+        let orders_config = wiring.orders_config();
         let orders = start_orders(&http, orders_config.clone()).await;
 
         // Four services listen for logouts, each on a queue of its own.
         vhost.wait_for_fanout_queues("auth", 4).await;
-        let cart_db = mongodb::Client::with_uri_str(testkit::mongo_url())
-            .await
-            .expect("a valid MongoDB URL")
-            .database(&cart_db_name);
         Self {
             auth,
             image,
@@ -133,7 +90,7 @@ impl System {
             cart,
             orders,
             orders_config,
-            cart_db,
+            cart_db: stores.cart_db().await,
             http,
             vhost,
         }
@@ -166,6 +123,106 @@ impl System {
     pub async fn post(&self, url: String, token: Option<&str>, body: &Value) -> Reply {
         self.send(with_token(self.http.post(url), token).json(body))
             .await
+    }
+}
+
+/// The services' logs, when a failing run needs them: `RUST_LOG=info cargo test -p e2e`.
+fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = common::telemetry::init();
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// One fresh database name per service that has one.
+struct Stores {
+    catalog: String,
+    cart: String,
+    orders: String,
+}
+
+impl Stores {
+    fn new() -> Self {
+        let name = |service: &str| testkit::unique_name(&format!("e2e_{service}"));
+        Self {
+            catalog: name("catalog"),
+            cart: name("cart"),
+            orders: name("orders"),
+        }
+    }
+
+    async fn cart_db(&self) -> mongodb::Database {
+        mongodb::Client::with_uri_str(testkit::mongo_url())
+            .await
+            .expect("a valid MongoDB URL")
+            .database(&self.cart)
+    }
+}
+
+/// What every instance of a service shares with the other instances: the vhost, auth and its
+/// database. Instances differ only in their port (0: any free one).
+struct Wiring<'a> {
+    vhost: &'a Vhost,
+    auth_url: &'a str,
+    stores: &'a Stores,
+}
+
+impl Wiring<'_> {
+    async fn start_image(&self, http: &Client) -> Service {
+        let mut image = config(image_service::Config::from_env());
+        image.port = 0;
+        image.rabbit_url = self.vhost.amqp_url();
+        image.auth_service_url = self.auth_url.into();
+        start(http, "image", |stop| async {
+            image_service::run(image, stop)
+                .await
+                .map(|running| running.addr)
+        })
+        .await
+    }
+
+    async fn start_catalog(&self, http: &Client) -> Service {
+        let mut catalog = config(catalog::Config::from_env());
+        catalog.port = 0;
+        catalog.mongo_url = testkit::mongo_url();
+        catalog.mongo_db = self.stores.catalog.clone();
+        catalog.rabbit_url = self.vhost.amqp_url();
+        catalog.auth_service_url = self.auth_url.into();
+        start(http, "catalog", |stop| async {
+            catalog::run(catalog, stop)
+                .await
+                .map(|running| running.addr)
+        })
+        .await
+    }
+
+    async fn start_cart(&self, http: &Client) -> Service {
+        let mut cart = config(cart::Config::from_env());
+        cart.port = 0;
+        cart.mongo_url = testkit::mongo_url();
+        cart.mongo_db = self.stores.cart.clone();
+        cart.rabbit_url = self.vhost.amqp_url();
+        cart.auth_service_url = self.auth_url.into();
+        start(http, "cart", |stop| async {
+            cart::run(cart, stop).await.map(|running| running.addr)
+        })
+        .await
+    }
+
+    fn orders_config(&self) -> orders::Config {
+        let mut orders = config(orders::Config::from_env());
+        orders.port = 0;
+        orders.mongo_url = testkit::mongo_url();
+        orders.mongo_db = self.stores.orders.clone();
+        orders.rabbit_url = self.vhost.amqp_url();
+        orders.auth_service_url = self.auth_url.into();
+        orders
     }
 }
 

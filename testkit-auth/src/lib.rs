@@ -19,6 +19,8 @@ pub struct TestAuth {
     pub db: mongodb::Database,
     http: reqwest::Client,
     shutdown: CancellationToken,
+    /// To start further instances of the same auth.
+    config: auth::Config,
 }
 
 impl Drop for TestAuth {
@@ -30,30 +32,39 @@ impl Drop for TestAuth {
 impl TestAuth {
     /// Starts auth on `vhost` with a fresh database and waits until it is healthy.
     pub async fn start(vhost: &Vhost) -> Self {
-        let mongo_db = testkit::unique_name("auth");
-        let shutdown = CancellationToken::new();
-        let config = auth::Config {
+        Self::start_with(auth::Config {
             port: 0,
             mongo_url: testkit::mongo_url(),
-            mongo_db: mongo_db.clone(),
+            mongo_db: testkit::unique_name("auth"),
             rabbit_url: vhost.amqp_url(),
             jwt_secret: JWT_SECRET.into(),
-        };
-        let running = auth::run(config, shutdown.clone())
+        })
+        .await
+    }
+
+    /// Another instance of this auth: the same database, vhost and secret, its own port.
+    pub async fn another_instance(&self) -> Self {
+        Self::start_with(self.config.clone()).await
+    }
+
+    async fn start_with(config: auth::Config) -> Self {
+        let shutdown = CancellationToken::new();
+        let running = auth::run(config.clone(), shutdown.clone())
             .await
             .expect("auth starts");
         let url = format!("http://127.0.0.1:{}", running.addr.port());
         let http = reqwest::Client::new();
         testkit::wait_healthy(&http, &url, "auth").await;
-        let db = mongodb::Client::with_uri_str(testkit::mongo_url())
+        let db = mongodb::Client::with_uri_str(&config.mongo_url)
             .await
             .expect("a valid MongoDB URL")
-            .database(&mongo_db);
+            .database(&config.mongo_db);
         Self {
             url,
             db,
             http,
             shutdown,
+            config,
         }
     }
 

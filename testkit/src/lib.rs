@@ -92,6 +92,34 @@ impl Vhost {
         queue["messages"].as_u64().unwrap_or(0)
     }
 
+    /// Publishes `body` (a JSON envelope) persistent on `exchange` with `routing_key`, as an
+    /// operator would from the management UI; panics unless the broker routed it to a queue.
+    pub async fn publish(&self, exchange: &str, routing_key: &str, body: &Value) {
+        let url = format!(
+            "http://{MANAGEMENT}/api/exchanges/{}/{}/publish",
+            self.name,
+            encode(exchange)
+        );
+        let request = serde_json::json!({
+            "properties": {"delivery_mode": 2, "content_type": "application/json",
+                           "message_id": uuid::Uuid::new_v4().to_string()},
+            "routing_key": routing_key,
+            "payload": body.to_string(),
+            "payload_encoding": "string",
+        });
+        let answer: Value = reqwest::Client::new()
+            .post(url)
+            .header("authorization", AUTHORIZATION)
+            .json(&request)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["routed"], true, "{exchange}/{routing_key}: {answer}");
+    }
+
     /// Closes every client connection of this vhost from the broker side, as a broker restart
     /// would, without disturbing the other tests. Panics when the broker lists none within a few
     /// seconds, so that a test meant to survive a dropped connection cannot pass without one.
