@@ -144,6 +144,35 @@ async fn a_double_checkout_on_both_instances_closes_one_cart_and_sends_one_order
     }
 }
 
+/// Racing instances can leave an older fold in the cache of current carts, or none: reads catch
+/// up from the events, so neither shows a wrong cart.
+#[tokio::test]
+async fn a_cache_entry_behind_the_events_or_missing_still_gives_the_active_cart() {
+    let app = spawn_cart().await;
+    let token = app.user().await;
+    let user_id = app.auth.user_id(&token).await;
+    let current = app.db.collection::<Document>("current_carts");
+    let first = id_of(&app.add(&token, "a", 1).await);
+    let stale = current
+        .find_one(doc! {"_id": &user_id})
+        .await
+        .unwrap()
+        .expect("the cart is cached");
+    let closed = app.post(Some(&token), "/cart/checkout", None).await;
+    assert_eq!(closed.status, 200, "{closed}");
+    let next = app.add(&token, "b", 2).await;
+    assert_ne!(id_of(&next), first);
+
+    current
+        .replace_one(doc! {"_id": &user_id}, stale)
+        .await
+        .unwrap();
+    assert_eq!(app.cart(&token).await, next);
+    current.delete_one(doc! {"_id": &user_id}).await.unwrap();
+    assert_eq!(app.cart(&token).await, next);
+    assert_eq!(app.events_of_user(&user_id, "opened").await.len(), 2);
+}
+
 /// With orders silent, a waiting `place_order` is re-sent by one instance per turn: never more
 /// re-sends than turns claimed, however many instances look.
 #[tokio::test]
