@@ -47,6 +47,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
         store::Store::new(db),
         rabbit.clone(),
         config.stuck_placed_after,
+        config.payment_defined_batch_interval,
     ));
     let guard = TokenGuard::new(&config.auth_service_url, config.token_cache_ttl);
     guard.listen_for_logouts(&rabbit);

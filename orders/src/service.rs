@@ -89,6 +89,9 @@ pub struct Orders {
     store: Store,
     rabbit: Rabbit,
     stuck_placed_after: Duration,
+    /// How far back the `payment_defined` batch looks for payments whose projection was never
+    /// written (two of its intervals: a run missed by a crash is still covered).
+    payment_lookback: Duration,
     /// Nothing is appended before the unique (orderId, position) index exists.
     ready: AtomicBool,
     /// One writer per order at a time inside this process: a throughput aid (catalog answers
@@ -98,11 +101,17 @@ pub struct Orders {
 }
 
 impl Orders {
-    pub fn new(store: Store, rabbit: Rabbit, stuck_placed_after: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        rabbit: Rabbit,
+        stuck_placed_after: Duration,
+        payment_defined_interval: Duration,
+    ) -> Self {
         Self {
             store,
             rabbit,
             stuck_placed_after,
+            payment_lookback: payment_defined_interval * 2,
             ready: AtomicBool::new(false),
             writers: KeyedLocks::default(),
         }
@@ -258,11 +267,26 @@ impl Orders {
     /// Each is re-folded from its events; the projection is repaired and Order_Status recorded,
     /// what is wrong is logged, an order stuck in PLACED gets its `order_placed` again and a
     /// status never announced is announced; then the order is settled and later runs skip it.
-    /// An order that cannot be checked is logged and skipped. Returns how many orders it
-    /// examined.
+    /// The `payment_defined` batch also takes the orders paid lately whose projection is behind
+    /// their events: a payment whose instance stopped between its append and its projection,
+    /// which no retry repaired. An order that cannot be checked is logged and skipped. Returns
+    /// how many orders it examined.
     pub async fn run_batch(&self, status: Status) -> Result<usize, OrdersError> {
         self.ensure_ready()?;
-        let candidates = self.store.unsettled(checked_by(status)).await?;
+        let mut candidates = self.store.unsettled(checked_by(status)).await?;
+        if status == Status::PaymentDefined {
+            let since = DateTime::from_millis(
+                DateTime::now().timestamp_millis() - self.payment_lookback.as_millis() as i64,
+            );
+            for behind in self.store.paid_behind_projection(since).await? {
+                if !candidates
+                    .iter()
+                    .any(|known| known.order_id == behind.order_id)
+                {
+                    candidates.push(behind);
+                }
+            }
+        }
         for candidate in &candidates {
             match self.check(candidate).await {
                 Ok(()) => {}

@@ -10,7 +10,7 @@
 //! write loses nothing. The one update is a snapshot's `settled` flag, a cache for the batches:
 //! lost, it costs one more check of the order.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{DateTime, Document, doc};
@@ -306,6 +306,59 @@ impl Store {
             });
         }
         Ok(candidates)
+    }
+
+    /// The orders with a payment event since `since` whose newest snapshot is older than their
+    /// events (or missing). Two queries, however many orders were paid; bounded by the payments
+    /// of the period, never the history.
+    pub async fn paid_behind_projection(
+        &self,
+        since: DateTime,
+    ) -> mongodb::error::Result<Vec<Candidate>> {
+        let mut payments = self
+            .events
+            .clone_with_type::<Document>()
+            .find(doc! {"type": "payment_added", "created": {"$gte": since}})
+            .projection(doc! {"orderId": 1, "position": 1})
+            .await?;
+        let mut paid_up_to: HashMap<String, i64> = HashMap::new();
+        while let Some(payment) = payments.try_next().await? {
+            if let (Ok(order_id), Ok(position)) =
+                (payment.get_str("orderId"), payment.get_i64("position"))
+            {
+                let newest = paid_up_to.entry(order_id.to_owned()).or_insert(position);
+                *newest = position.max(*newest);
+            }
+        }
+        if paid_up_to.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&String> = paid_up_to.keys().collect();
+        let mut snapshots = self
+            .raw_orders
+            .find(doc! {"orderId": {"$in": ids}})
+            .sort(doc! {"orderId": 1, "position": -1})
+            .await?;
+        let mut newest: HashMap<String, Order> = HashMap::new();
+        while let Some(doc) = snapshots.try_next().await? {
+            // One unreadable snapshot must not stop the batch: its order counts as behind.
+            if let Ok(Snapshot { order, .. }) = mongodb::bson::from_document::<Snapshot>(doc) {
+                newest.entry(order.id.clone()).or_insert(order);
+            }
+        }
+        Ok(paid_up_to
+            .into_iter()
+            .filter_map(|(order_id, paid_at)| {
+                let projection = newest.remove(&order_id);
+                let behind = projection
+                    .as_ref()
+                    .is_none_or(|projection| projection.position < paid_at);
+                behind.then_some(Candidate {
+                    order_id,
+                    projection,
+                })
+            })
+            .collect())
     }
 
     /// Marks the order's snapshot at its position settled (see [`Snapshot::settled`]).

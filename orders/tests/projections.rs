@@ -336,3 +336,40 @@ async fn batches_are_for_admins_only() {
         .await
         .assert_is(404, json!({"error": "Not found"}));
 }
+
+#[tokio::test]
+async fn the_payment_defined_batch_catches_up_a_payment_whose_projection_was_never_written() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let admin = app.auth.admin("admin01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 1, 4.0)])
+        .await;
+    app.get("/orders_batch/validated", Some(&admin))
+        .await
+        .assert_is(200, json!({"processed": 1}));
+    // As if the instance had stopped right after appending a payment: no projection, no
+    // announcement, and a client that never retried.
+    app.db
+        .collection::<Document>("events")
+        .insert_one(doc! {
+            "_id": format!("{order_id}:payment:lost-response"), "orderId": &order_id,
+            "position": 2_i64, "type": "payment_added",
+            "data": {"paymentId": "lost-response", "method": "CASH", "amount": 4.0},
+            "created": DateTime::now(),
+        })
+        .await
+        .unwrap();
+
+    let run = app.get("/orders_batch/payment_defined", Some(&admin)).await;
+
+    run.assert_is(200, json!({"processed": 1}));
+    let order = app.get(&format!("/orders/{order_id}"), Some(&token)).await;
+    assert_eq!(order.json()["status"], "PAYMENT_DEFINED", "{order}");
+    assert_eq!(order.json()["totalPayment"], json!(4.0));
+    let announced = app.next_published(kind::ORDER_PAYMENT_DEFINED).await;
+    assert_eq!(announced.message["orderId"], json!(order_id));
+    app.get("/orders_batch/payment_defined", Some(&admin))
+        .await
+        .assert_is(200, json!({"processed": 0}));
+}
