@@ -11,7 +11,7 @@ use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use crate::order::{Method, Rejection, Status};
-use crate::service::{Orders, OrdersError, Payment, Viewer};
+use crate::service::{Orders, OrdersError, PaymentRequest, Viewer};
 use crate::view::{OrderJson, OrderSummary};
 
 pub fn routes(orders: Arc<Orders>, guard: &TokenGuard) -> BoxedFilter<(Response,)> {
@@ -68,7 +68,7 @@ pub fn routes(orders: Arc<Orders>, guard: &TokenGuard) -> BoxedFilter<(Response,
                 respond(caller.correlation_id.clone(), async move {
                     let key = headers.get(IDEMPOTENCY_KEY);
                     let (method, amount, key) = payment_fields(&body, key)?;
-                    let payment = Payment {
+                    let payment = PaymentRequest {
                         method,
                         amount,
                         idempotency_key: key,

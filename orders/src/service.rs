@@ -66,7 +66,7 @@ impl From<RabbitError> for OrdersError {
 }
 
 /// A payment as the owner asks for it.
-pub struct Payment<'a> {
+pub struct PaymentRequest<'a> {
     pub method: Method,
     pub amount: f64,
     /// The client's `Idempotency-Key`: retries with the same key pay once.
@@ -217,7 +217,7 @@ impl Orders {
         &self,
         order_id: &str,
         owner: &str,
-        payment: Payment<'_>,
+        payment: PaymentRequest<'_>,
         correlation_id: &str,
     ) -> Result<Order, OrdersError> {
         let payment_id = match payment.idempotency_key {
