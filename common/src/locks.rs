@@ -1,10 +1,10 @@
-//! One async lock per key (a user's carts, an order's stream), held only while someone uses it.
+//! One async lock per key (an article's stock ledger, a user's carts, an order's stream), held
+//! only while someone uses it.
 //!
-//! Why services need it: FerretDB 1.x runs an update as a read followed by a write by `_id`, so two
-//! concurrent conditional writes can both pass their check and one update is lost (on MongoDB the
-//! check and the write are one atomic step). Serialising the writes to one key inside the process
-//! makes a single instance correct on both servers and spares the retries of writers that race;
-//! the conditional writes and unique indexes still guard against other instances.
+//! A throughput aid, never the reason a result is right: correctness rests on inserts that a unique
+//! index decides (an event or movement at position n+1), which hold across any number of
+//! instances. Within one instance, writers to the same key would otherwise race for the same
+//! position and all but one would retry; taking turns here spares those retries.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
