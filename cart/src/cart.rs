@@ -55,14 +55,15 @@ pub enum Event {
     },
 }
 
-/// Catalog's answer about an article, for the line as it was at position `stamp` (the line's
-/// version when the question was asked).
+/// Catalog's answer about an article, to a question about the line at version `stamp` (none
+/// when the reply did not carry it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Answer {
     pub article_id: String,
     pub valid: bool,
-    pub stamp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<i64>,
 }
 
 /// An event at its position in its cart's stream.
@@ -105,9 +106,6 @@ pub struct Line {
     pub validated: bool,
     /// The position of the event that last changed the line: the stamp of questions about it.
     pub version: i64,
-    /// The stamp of the recorded answer: an answer to an older question does not replace it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answered: Option<i64>,
 }
 
 /// Why a change to a cart is refused.
@@ -191,7 +189,6 @@ impl Cart {
                     if let Some(line) = self.line_mut(&answer.article_id) {
                         line.validated = true;
                         line.valid = answer.valid;
-                        line.answered = Some(answer.stamp);
                     }
                 }
             }
@@ -216,7 +213,6 @@ impl Cart {
                 valid: false,
                 validated: false,
                 version,
-                answered: None,
             });
         }
     }
@@ -275,38 +271,25 @@ impl Cart {
 
     /// The event recording those of catalog's `answers` that change something; `None` when none
     /// does. An answer is dropped when the cart is closed (its lines are what was ordered), the
-    /// line is gone, or the line holds an answer to a newer question. An answer to a newer
-    /// question is recorded even when it says the same, so that a late answer to an older one
-    /// cannot replace it afterwards.
+    /// line is gone, or the line changed since the question: every change asks again, so a late
+    /// answer about an older version of the line never replaces the answer about the current one.
     pub fn answers(&self, answers: impl IntoIterator<Item = Answer>) -> Option<Event> {
         if !self.enabled {
             return None;
         }
-        // Each answer is judged against the line as the answers before it left it.
         let mut recorded: Vec<Answer> = Vec::new();
         for answer in answers {
             let Some(line) = self.line(&answer.article_id) else {
                 continue;
             };
-            let (answered, valid) = recorded
-                .iter()
-                .find(|earlier| earlier.article_id == answer.article_id)
-                .map_or((line.answered, line.valid), |earlier| {
-                    (Some(earlier.stamp), earlier.valid)
-                });
-            let news = answered.is_none_or(|stamp| {
-                answer.stamp > stamp || (answer.stamp == stamp && answer.valid != valid)
-            });
-            if news {
-                recorded.retain(|earlier| earlier.article_id != answer.article_id);
+            if answer.stamp.is_some_and(|stamp| stamp < line.version) {
+                continue;
+            }
+            recorded.retain(|earlier| earlier.article_id != answer.article_id);
+            if !line.validated || line.valid != answer.valid {
                 recorded.push(answer);
             }
         }
-        recorded.retain(|answer| {
-            self.line(&answer.article_id).is_some_and(|line| {
-                line.answered != Some(answer.stamp) || line.valid != answer.valid
-            })
-        });
         (!recorded.is_empty()).then_some(Event::Answered { answers: recorded })
     }
 
@@ -429,7 +412,7 @@ mod tests {
             Ok(())
         }
 
-        fn answer(&mut self, article_id: &str, valid: bool, stamp: i64) -> bool {
+        fn answer(&mut self, article_id: &str, valid: bool, stamp: Option<i64>) -> bool {
             let answer = Answer {
                 article_id: article_id.into(),
                 valid,
@@ -516,7 +499,7 @@ mod tests {
     fn adding_an_article_already_there_adds_to_its_line() {
         let mut stream = Stream::new();
         stream.decide(stream.cart.add("a", 2)).unwrap();
-        stream.answer("a", true, 1);
+        stream.answer("a", true, Some(1));
         stream.decide(stream.cart.add("a", 3)).unwrap();
         assert_eq!(stream.cart.articles.len(), 1);
         assert_eq!(stream.cart.articles[0].quantity, 5);
@@ -579,43 +562,45 @@ mod tests {
     fn an_answer_applies_to_its_line_of_an_active_cart_only() {
         let mut stream = Stream::new();
         stream.decide(stream.cart.add("a", 1)).unwrap();
-        assert!(!stream.answer("gone", true, 1));
-        assert!(stream.answer("a", true, 1));
+        assert!(!stream.answer("gone", true, Some(1)));
+        assert!(stream.answer("a", true, Some(1)));
         assert!(
-            !stream.answer("a", true, 1),
+            !stream.answer("a", true, Some(1)),
             "the same answer changes nothing"
         );
-        assert!(stream.answer("a", false, 1), "catalog changed its mind");
+        assert!(
+            stream.answer("a", false, Some(1)),
+            "catalog changed its mind"
+        );
         assert!(!stream.cart.articles[0].valid);
         stream.check_out();
-        assert!(!stream.answer("a", true, 9));
+        assert!(!stream.answer("a", true, Some(9)));
     }
 
     #[test]
-    fn a_late_answer_to_an_older_question_does_not_replace_a_newer_one() {
+    fn a_late_answer_about_an_older_version_of_the_line_is_dropped() {
         let mut stream = Stream::new();
         stream.decide(stream.cart.add("a", 1)).unwrap();
+        let first = stream.cart.version_of("a");
         stream.decide(stream.cart.increment("a")).unwrap();
-        let asked_now = stream.cart.version_of("a").unwrap();
-        assert!(stream.answer("a", true, asked_now));
-        assert!(!stream.answer("a", false, asked_now - 1));
+        let current = stream.cart.version_of("a");
+        assert!(stream.answer("a", true, current));
+        assert!(!stream.answer("a", false, first));
         assert!(stream.cart.articles[0].valid);
-        stream.decide(stream.cart.increment("a")).unwrap();
-        let newer = stream.cart.version_of("a").unwrap();
         assert!(
-            stream.answer("a", true, newer),
-            "a newer question's answer is recorded even when it says the same"
+            stream.answer("a", false, current),
+            "catalog changed its mind"
         );
-        assert_eq!(stream.cart.articles[0].answered, Some(newer));
     }
 
     #[test]
-    fn answers_without_a_stamp_fill_only_unanswered_lines() {
+    fn an_answer_without_a_stamp_applies_to_the_line_as_it_is() {
         let mut stream = Stream::new();
         stream.decide(stream.cart.add("a", 1)).unwrap();
-        assert!(stream.answer("a", true, 0));
-        assert!(stream.answer("a", false, 1));
-        assert!(!stream.answer("a", true, 0));
+        stream.decide(stream.cart.increment("a")).unwrap();
+        assert!(stream.answer("a", true, None));
+        assert!(!stream.answer("a", true, None));
+        assert!(stream.answer("a", false, None));
     }
 
     #[test]
@@ -624,8 +609,8 @@ mod tests {
         for article in ["unanswered", "valid", "invalid"] {
             stream.decide(stream.cart.add(article, 1)).unwrap();
         }
-        stream.answer("valid", true, 2);
-        stream.answer("invalid", false, 3);
+        stream.answer("valid", true, Some(2));
+        stream.answer("invalid", false, Some(3));
         let errors = stream.cart.checkout_errors();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].article_id, "invalid");
@@ -636,12 +621,12 @@ mod tests {
         let mut stream = Stream::new();
         stream.decide(stream.cart.add("re-enabled", 1)).unwrap();
         stream.decide(stream.cart.add("made-up", 1)).unwrap();
-        stream.answer("re-enabled", false, 1);
+        stream.answer("re-enabled", false, Some(1));
         let fresh = [("re-enabled", true), ("made-up", true), ("made-up", false)].map(
             |(article_id, valid)| Answer {
                 article_id: article_id.into(),
                 valid,
-                stamp: 2,
+                stamp: Some(2),
             },
         );
         let Some(Event::Answered { answers }) = stream.cart.answers(fresh.clone()) else {

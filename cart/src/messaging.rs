@@ -47,13 +47,10 @@ fn stamped(correlation_id: &str, version: i64) -> String {
     format!("{correlation_id}@v{version}")
 }
 
-/// The line version a reply answers, from its correlation id; 0 (older than any line) when it
-/// carries none.
-fn stamp_of(correlation_id: &str) -> i64 {
-    correlation_id
-        .rsplit_once("@v")
-        .and_then(|(_, version)| version.parse().ok())
-        .unwrap_or(0)
+/// The line version a reply answers, from its correlation id; `None` when it carries none.
+fn stamp_of(correlation_id: &str) -> Option<i64> {
+    let (_, version) = correlation_id.rsplit_once("@v")?;
+    version.parse().ok()
 }
 
 /// Asks catalog for the article's data now and waits up to `timeout` for the answer. No quantity
@@ -146,10 +143,10 @@ mod tests {
 
     #[test]
     fn a_question_stamp_survives_the_round_trip_through_the_correlation_id() {
-        assert_eq!(stamp_of(&stamped("req-1", 7)), 7);
-        assert_eq!(stamp_of(&stamped("odd@v-id", 12)), 12);
+        assert_eq!(stamp_of(&stamped("req-1", 7)), Some(7));
+        assert_eq!(stamp_of(&stamped("odd@v-id", 12)), Some(12));
         assert!(stamped("req-1", 7).starts_with("req-1"));
-        assert_eq!(stamp_of("no stamp"), 0);
-        assert_eq!(stamp_of("bad@vstamp"), 0);
+        assert_eq!(stamp_of("no stamp"), None);
+        assert_eq!(stamp_of("bad@vstamp"), None);
     }
 }

@@ -677,7 +677,7 @@ fn answers_of(cart: &Cart, replies: &[ArticleDataReply]) -> Vec<Answer> {
         .map(|(line, reply)| Answer {
             article_id: reply.article_id.clone(),
             valid: reply.valid,
-            stamp: line.version,
+            stamp: Some(line.version),
         })
         .collect()
 }
