@@ -48,6 +48,9 @@ defaults
   timeout client 60s
   timeout server 60s
   timeout http-request 10s
+  # A refused connection (an instance just stopped) is retried on another instance.
+  retries 2
+  option redispatch 1
   option httpchk GET /health
   http-check expect status 200
   default-server inter 1s fall 2 rise 1
