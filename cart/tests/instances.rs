@@ -164,13 +164,39 @@ async fn a_cache_entry_behind_the_events_or_missing_still_gives_the_active_cart(
     assert_ne!(id_of(&next), first);
 
     current
-        .replace_one(doc! {"_id": &user_id}, stale)
+        .replace_one(doc! {"_id": &user_id}, &stale)
         .await
         .unwrap();
     assert_eq!(app.cart(&token).await, next);
     current.delete_one(doc! {"_id": &user_id}).await.unwrap();
     assert_eq!(app.cart(&token).await, next);
+
+    // Changes decided on the stale cached cart (the closed one, holding "a" and not "b") are
+    // decided again on the active cart.
+    let restore_stale = || async {
+        current
+            .replace_one(doc! {"_id": &user_id}, &stale)
+            .await
+            .unwrap();
+    };
+    restore_stale().await;
+    let incremented = app
+        .post(Some(&token), "/cart/article/b/increment", None)
+        .await;
+    assert_eq!(line(&incremented.json(), "b").unwrap()["quantity"], 3);
+    restore_stale().await;
+    let removed = app.delete(Some(&token), "/cart/article/a").await;
+    assert_eq!(ordered_lines(&removed.json()), [("b".to_owned(), 3)]);
+    restore_stale().await;
+    let added = app.add(&token, "c", 1).await;
+    assert_eq!(id_of(&added), id_of(&next));
+    assert_eq!(
+        ordered_lines(&added),
+        [("b".to_owned(), 3), ("c".to_owned(), 1)]
+    );
     assert_eq!(app.events_of_user(&user_id, "opened").await.len(), 2);
+    assert_eq!(app.events(&first, "checkedOut").await.len(), 1);
+    assert_eq!(app.events(&first, "lineChanged").await.len(), 1);
 }
 
 /// With orders silent, a waiting `place_order` is re-sent by one instance per turn: never more
