@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Makes RabbitMQ (5672, management on 15672), Redis (6379) and a MongoDB-compatible server (27017)
-# listen on 127.0.0.1 when they do not already. Idempotent: a server that already answers is left
-# alone, and an already reachable MONGO_URL is used as is. Debian packages for RabbitMQ and Redis,
-# FerretDB built from its Go module for MongoDB (MongoDB itself is not packaged for Debian).
+# Makes RabbitMQ (5672, management on 15672), Redis (6379) and a MongoDB-compatible server (27017,
+# or the port of a loopback MONGO_URL) listen on 127.0.0.1 when they do not already. Idempotent: a
+# server that already answers is left alone, and an already reachable MONGO_URL is used as is.
+# Debian packages for RabbitMQ and Redis; for MongoDB (not packaged for Debian), FerretDB built
+# from its Go module over a private PostgreSQL cluster from Debian's package (data in
+# $DEPS_DIR/postgres, 127.0.0.1:$POSTGRES_PORT, default 5433). FERRETDB_HANDLER=sqlite starts
+# FerretDB over SQLite files in $DEPS_DIR/ferretdb/data instead. The handler is chosen when
+# FerretDB starts: a FerretDB already listening keeps its own.
 # With WITH_HAPROXY=1 it also installs HAProxy (not started: scripts/balancer.sh runs it).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEPS_DIR="${DEPS_DIR:-$ROOT/.deps}"
 FERRETDB_VERSION="v1.24.2"
+FERRETDB_HANDLER="${FERRETDB_HANDLER:-postgresql}"
+POSTGRES_PORT="${POSTGRES_PORT:-5433}"
 mkdir -p "$DEPS_DIR/log"
 
 log() { printf '[deps] %s\n' "$*" >&2; }
@@ -107,19 +113,71 @@ build_ferretdb() {
   fi
 }
 
+# PostgreSQL refuses to run as root: as root, its programs run as the `postgres` user the package
+# creates (setpriv, from util-linux, execs in place, so the server stays the daemon's process).
+as_postgres=()
+[ "$(id -u)" = 0 ] && as_postgres=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+
+# A cluster of our own (not Debian's `main` one), so that it runs the same way with or without an
+# init system and never touches a PostgreSQL the machine already has.
+start_postgres() {
+  apt_install postgresql
+  local bin data="$DEPS_DIR/postgres"
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  if ! listening 127.0.0.1 "$POSTGRES_PORT"; then
+    if [ ! -s "$data/PG_VERSION" ]; then
+      log "creating a PostgreSQL cluster in $data"
+      mkdir -p "$data"
+      [ "$(id -u)" = 0 ] && chown postgres:postgres "$data"
+      "${as_postgres[@]}" test -w "$data" || {
+        log "the postgres user cannot reach $data: make its parent folders searchable (chmod o+x) or set DEPS_DIR"
+        return 1
+      }
+      # Trust on loopback: a local test store; C locale and UTF8, as FerretDB requires.
+      (cd / && "${as_postgres[@]}" "$bin/initdb" -D "$data" -U postgres --auth=trust --encoding=UTF8 \
+        --locale=C >"$DEPS_DIR/log/postgres-initdb.log")
+    fi
+    # TCP on 127.0.0.1 only, no Unix socket (it would collide with the system's clusters).
+    # synchronous_commit=off: a crash may forget the last commits of this test store, never
+    # corrupt it, and commits stop waiting for the disk.
+    daemon "$DEPS_DIR/log/postgres.log" "${as_postgres[@]}" "$bin/postgres" -D "$data" \
+      -p "$POSTGRES_PORT" -c listen_addresses=127.0.0.1 -c unix_socket_directories= \
+      -c synchronous_commit=off
+    wait_for postgresql 127.0.0.1 "$POSTGRES_PORT" 60
+  else
+    log "postgresql already listening on 127.0.0.1:$POSTGRES_PORT"
+  fi
+  # FerretDB keeps each MongoDB database as a schema of this one PostgreSQL database.
+  local psql=("$bin/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -d postgres -XqtA)
+  if [ "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'ferretdb'")" != 1 ]; then
+    "${psql[@]}" -c "CREATE DATABASE ferretdb"
+  fi
+}
+
 start_mongo() {
   build_ferretdb
   read -r host port < <(mongo_host_port)
   listening "$host" "$port" && { log "MongoDB-compatible server already answers at $host:$port"; return 0; }
-  if [ -n "${MONGO_URL:-}" ] && [ "$host:$port" != "127.0.0.1:27017" ]; then
+  if [ "$host" != 127.0.0.1 ]; then
     log "MONGO_URL=$MONGO_URL is not reachable"; return 1
   fi
-  local bin="$DEPS_DIR/bin/ferretdb"
-  mkdir -p "$DEPS_DIR/ferretdb/data" "$DEPS_DIR/ferretdb/state"
-  daemon "$DEPS_DIR/log/ferretdb.log" "$bin" --handler=sqlite \
-    --sqlite-url="file:$DEPS_DIR/ferretdb/data/" --listen-addr=127.0.0.1:27017 \
-    --telemetry=disable --state-dir="$DEPS_DIR/ferretdb/state" --log-level=warn
-  wait_for ferretdb 127.0.0.1 27017 60
+  local backend
+  case "$FERRETDB_HANDLER" in
+    postgresql)
+      start_postgres
+      backend=(--handler=postgresql
+        "--postgresql-url=postgres://postgres@127.0.0.1:$POSTGRES_PORT/ferretdb") ;;
+    sqlite)
+      mkdir -p "$DEPS_DIR/ferretdb/data"
+      backend=(--handler=sqlite "--sqlite-url=file:$DEPS_DIR/ferretdb/data/") ;;
+    *) log "FERRETDB_HANDLER must be postgresql or sqlite, not '$FERRETDB_HANDLER'"; return 1 ;;
+  esac
+  mkdir -p "$DEPS_DIR/ferretdb/state"
+  # No debug HTTP listener: every FerretDB would want its default port 8088.
+  daemon "$DEPS_DIR/log/ferretdb.log" "$DEPS_DIR/bin/ferretdb" "${backend[@]}" \
+    --listen-addr="127.0.0.1:$port" --debug-addr=- --telemetry=disable \
+    --state-dir="$DEPS_DIR/ferretdb/state" --log-level=warn
+  wait_for ferretdb 127.0.0.1 "$port" 60
 }
 
 start_redis
