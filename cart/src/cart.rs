@@ -24,6 +24,12 @@ pub fn cart_id(user_id: &str, number: i64) -> String {
     format!("{user_id}:{number}")
 }
 
+/// The user a cart id belongs to (the inverse of `cart_id`); `None` for an id cart never makes.
+pub fn owner_of(cart_id: &str) -> Option<&str> {
+    let (user_id, number) = cart_id.rsplit_once(':')?;
+    number.parse::<i64>().is_ok().then_some(user_id)
+}
+
 /// What happened to a cart. The first event of every cart is `Opened`, at position 0.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
@@ -443,6 +449,15 @@ mod tests {
             stock,
             quantity: None,
         }
+    }
+
+    #[test]
+    fn cart_ids_are_derived_from_the_user_and_lead_back_to_it() {
+        assert_eq!(cart_id("65a0", 3), "65a0:3");
+        assert_eq!(owner_of("65a0:3"), Some("65a0"));
+        assert_eq!(owner_of(&cart_id("odd:user", 0)), Some("odd:user"));
+        assert_eq!(owner_of("no-such-cart"), None);
+        assert_eq!(owner_of("a:b"), None);
     }
 
     #[test]
