@@ -101,11 +101,15 @@ impl Snapshot {
         self.by_name.insert((entry.key.clone(), id), entry);
     }
 
-    /// Merges a full reload: newer versions win, whichever side they come from.
-    pub fn load(&mut self, entries: Vec<Entry>) {
+    /// Merges part of a full reload: newer versions win, whichever side they come from.
+    pub fn merge(&mut self, entries: impl IntoIterator<Item = Entry>) {
         for entry in entries {
             self.put(entry);
         }
+    }
+
+    /// A full reload is merged: reads may come from here from now on.
+    pub fn mark_loaded(&mut self) {
         self.loaded = true;
     }
 
@@ -173,12 +177,13 @@ mod tests {
     #[test]
     fn lists_enabled_articles_in_name_order_by_page() {
         let mut snapshot = Snapshot::default();
-        snapshot.load(vec![
+        snapshot.merge(vec![
             entry("1", "cherry", true, 1),
             entry("2", "Banana", true, 1),
             entry("3", "apple", false, 1),
             entry("4", "Éclair", true, 1),
         ]);
+        snapshot.mark_loaded();
         assert_eq!(names(snapshot.list(ALL)), ["Banana", "cherry", "Éclair"]);
         let second = Page { skip: 1, limit: 1 };
         assert_eq!(names(snapshot.list(second)), ["cherry"]);
@@ -208,7 +213,7 @@ mod tests {
     fn an_older_version_never_replaces_a_newer_one() {
         let mut snapshot = Snapshot::default();
         snapshot.put(entry("1", "lamp", true, 3));
-        snapshot.load(vec![entry("1", "old lamp", true, 2)]);
+        snapshot.merge(vec![entry("1", "old lamp", true, 2)]);
         assert_eq!(names(snapshot.list(ALL)), ["lamp"]);
         assert_eq!(snapshot.list(ALL)[0].stock, 3);
     }
@@ -239,7 +244,7 @@ mod tests {
         let mut snapshot = Snapshot::default();
         snapshot.put(entry("1", "lamp", true, 1));
         assert!(!snapshot.is_loaded());
-        snapshot.load(Vec::new());
+        snapshot.mark_loaded();
         assert!(snapshot.is_loaded());
     }
 }

@@ -28,6 +28,8 @@ type Result<T> = mongodb::error::Result<T>;
 
 /// Documents per batch of a snapshot reload: as many as fit in the 16 MiB a batch can carry.
 const RELOAD_BATCH: u32 = 100_000;
+/// Entries merged into the snapshot per hold of its write lock.
+const RELOAD_CHUNK: usize = 1_000;
 
 /// An article document.
 #[derive(Serialize, Deserialize)]
@@ -312,12 +314,19 @@ impl Store {
             .await?;
         let count = entries.len();
         let snapshot = self.snapshot.clone();
-        // A merge of 100,000 entries is CPU work: off the async workers.
+        // A merge of 100,000 entries is CPU work: off the async workers, and in chunks, so that a
+        // read by id on an async worker never waits for the write lock longer than one chunk.
         tokio::task::spawn_blocking(move || {
-            snapshot
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .load(entries);
+            let write = || snapshot.write().unwrap_or_else(|e| e.into_inner());
+            let mut entries = entries.into_iter();
+            loop {
+                let chunk: Vec<Entry> = entries.by_ref().take(RELOAD_CHUNK).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                write().merge(chunk);
+            }
+            write().mark_loaded();
         })
         .await
         .map_err(mongodb::error::Error::custom)?;
