@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The test command the README names: brings up RabbitMQ, Redis and the MongoDB-compatible server
-# when they are not already listening, validates docker-compose.yml, then checks formatting and
+# when they are not already listening (and installs HAProxy, which the tests that run two instances
+# of every service put in front of them), validates docker-compose.yml, then checks formatting and
 # lints and runs every test of the workspace against those real servers. Extra arguments go to
 # `cargo test` (e.g. `-p auth`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-bash scripts/deps.sh
+WITH_HAPROXY=1 bash scripts/deps.sh
 bash scripts/check-compose.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -3,7 +3,6 @@
 //! `INSTANCES=2 scripts/run.sh` does on 3000-3004. Tests reach each instance directly (to race
 //! them on purpose) and the balancer (as clients do).
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use reqwest::Client;
@@ -114,47 +113,34 @@ impl Cluster {
     }
 }
 
-/// HAProxy in the foreground, round robin over the instances of each service; killed when
-/// dropped.
+/// `scripts/balancer.sh`, the balancer `INSTANCES=2 scripts/run.sh` puts on 3000-3004: HAProxy in
+/// the foreground, round robin over the healthy instances of each service; killed when dropped.
 struct Balancer {
     process: Child,
     fronts: Vec<(&'static str, String)>,
-    config: PathBuf,
 }
 
 impl Balancer {
     fn start(services: &[(&'static str, Vec<String>)]) -> Self {
-        let mut config = String::from(
-            "defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n",
-        );
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/balancer.sh");
+        let mut command = Command::new("bash");
+        command.arg(script);
         let mut fronts = Vec::new();
         for (name, backends) in services {
             let port = testkit::free_port();
-            config += &format!(
-                "frontend {name}\n  bind 127.0.0.1:{port}\n  default_backend {name}_instances\n\
-                 backend {name}_instances\n  balance roundrobin\n"
-            );
-            for (i, url) in backends.iter().enumerate() {
-                let address = url.trim_start_matches("http://");
-                config += &format!("  server {name}{i} {address}\n");
-            }
+            let backends: Vec<&str> = backends
+                .iter()
+                .map(|url| url.trim_start_matches("http://"))
+                .collect();
+            command.arg(format!("{name}:{port}={}", backends.join(",")));
             fronts.push((*name, format!("http://127.0.0.1:{port}")));
         }
-        let path = std::env::temp_dir().join(format!("{}.cfg", testkit::unique_name("haproxy")));
-        std::fs::write(&path, config).expect("a temporary file");
-        let process = Command::new(haproxy())
-            .arg("-db")
-            .arg("-f")
-            .arg(&path)
+        let process = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
-            .expect("haproxy runs (scripts/deps.sh installs it)");
-        Self {
-            process,
-            fronts,
-            config: path,
-        }
+            .expect("scripts/balancer.sh runs");
+        Self { process, fronts }
     }
 
     fn front(&self, service: &str) -> String {
@@ -171,15 +157,5 @@ impl Drop for Balancer {
     fn drop(&mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
-        let _ = std::fs::remove_file(&self.config);
-    }
-}
-
-/// Debian puts haproxy in /usr/sbin, which is not on every user's PATH.
-fn haproxy() -> &'static str {
-    if std::path::Path::new("/usr/sbin/haproxy").exists() {
-        "/usr/sbin/haproxy"
-    } else {
-        "haproxy"
     }
 }
