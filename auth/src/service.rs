@@ -136,7 +136,7 @@ impl Auth {
             )),
             result => result.map_err(ApiError::from),
         }?;
-        self.issue_token(user.id).await
+        self.issue_token(&user).await
     }
 
     /// Unknown login and wrong password answer alike and take about the same time.
@@ -150,7 +150,7 @@ impl Auth {
         if !user.enabled {
             return Err(USER_DISABLED);
         }
-        self.issue_token(user.id).await
+        self.issue_token(&user).await
     }
 
     /// The session of a token whose signature verifies (HS256 only), whose token document
@@ -218,21 +218,28 @@ impl Auth {
         }
         let hash = self.hasher.hash(new).await?;
         let user = session.user.id;
-        // Tokens first: a crash between the two writes leaves sessions ended, never a changed
-        // password with the old sessions alive.
+        // Tokens first: a crash between the writes leaves sessions ended, never a changed
+        // password with the old sessions alive. Tokens again after the new password is stored:
+        // a signin with the old password inserts its token before re-reading the password
+        // ([`Auth::issue_token`]), so either it sees the new password or this sees its token.
+        self.revoke_other_tokens(&session).await?;
+        self.store
+            .update_user(user, doc! {"$set": {"password": hash}})
+            .await?;
+        self.revoke_other_tokens(&session).await?;
+        self.broadcaster.flush_user(user, correlation_id).await;
+        Ok(())
+    }
+
+    async fn revoke_other_tokens(&self, session: &Session) -> Result<(), ApiError> {
         let others: Vec<TokenDoc> = self
             .store
-            .user_tokens(user)
+            .user_tokens(session.user.id)
             .await?
             .into_iter()
             .filter(|token| token.id != session.token.id)
             .collect();
-        self.store.revoke(&others).await?;
-        self.store
-            .update_user(user, doc! {"$set": {"password": hash}})
-            .await?;
-        self.broadcaster.flush_user(user, correlation_id).await;
-        Ok(())
+        Ok(self.store.revoke(&others).await?)
     }
 
     pub async fn all_users(&self) -> Result<Vec<User>, ApiError> {
@@ -336,11 +343,13 @@ impl Auth {
         Ok(())
     }
 
-    /// Issues a token under the user's current access position. The token is inserted before
-    /// the log is read again, so a disable racing this either shows in that read (the token is
-    /// dropped: 403) or reads the token after its own entry and revokes it ([`Auth::set_enabled`]).
-    async fn issue_token(&self, user_id: ObjectId) -> Result<String, ApiError> {
-        let mut access = self.store.access(user_id).await?;
+    /// Issues a token to `user`, whose password was just verified, under the user's current
+    /// access position. The token is inserted before the user is read again, so a racing disable
+    /// or password change either shows in that read (the token is dropped: 403, or 401 as for a
+    /// wrong password) or reads the token after its own write and revokes it
+    /// ([`Auth::set_enabled`], [`Auth::change_password`]).
+    async fn issue_token(&self, user: &UserDoc) -> Result<String, ApiError> {
+        let mut access = self.store.access(user.id).await?;
         loop {
             if !access.enabled {
                 return Err(USER_DISABLED);
@@ -348,19 +357,24 @@ impl Auth {
             let created = DateTime::now();
             let token = TokenDoc {
                 id: ObjectId::new(),
-                user_id,
+                user_id: user.id,
                 enabled: true,
                 created,
                 iat: created.timestamp_millis() / 1000,
                 access: access.position,
             };
             self.store.insert_token(&token).await?;
-            let now = self.store.access(user_id).await?;
-            if now == access {
+            let (now, stored) =
+                tokio::try_join!(self.store.access(user.id), self.store.user(user.id))?;
+            let password_kept = stored.is_some_and(|stored| stored.password == user.password);
+            if now == access && password_kept {
                 return Ok(self.jwt.issue(&claims_of(&token)));
             }
-            // Never handed out, so nobody needs telling; it is refused anyway if this fails.
+            // Never handed out: nobody holds it, so nobody needs telling.
             self.store.delete_token(token.id).await?;
+            if !password_kept {
+                return Err(INVALID_CREDENTIALS);
+            }
             access = now;
         }
     }

@@ -169,3 +169,50 @@ async fn a_disable_and_an_enable_racing_on_two_instances_both_land_in_one_order(
     let signin = app.signin("alice01", PASSWORD).await;
     assert_eq!(signin.status == 200, enabled, "{signin:?}");
 }
+
+#[tokio::test]
+async fn signins_with_the_old_password_racing_a_password_change_leave_no_working_token() {
+    let app = spawn_auth().await;
+    let other = app.another_instance().await;
+    let instances = [app.base_url.as_str(), other.base_url.as_str()];
+    let session = app.signup("alice01").await;
+    let first_accepted = Notify::new();
+    let old_password = json!({"login": "alice01", "password": PASSWORD});
+
+    let racers = join_all((0..4).map(|racer| {
+        let (here, there) = (instances[racer % 2], instances[(racer + 1) % 2]);
+        let (app, old_password, first_accepted) = (&app, &old_password, &first_accepted);
+        async move {
+            let mut issued = Vec::new();
+            for _ in 0..MAX_SIGNINS {
+                let reply = app.post_at(here, "/users/signin", None, old_password).await;
+                if reply.status != 200 {
+                    reply.assert_is(401, json!({"error": "Invalid login or password"}));
+                    return issued;
+                }
+                let token = token_of(&reply);
+                if app.current_at(there, &token).await.status == 200 {
+                    first_accepted.notify_one();
+                }
+                issued.push(token);
+            }
+            panic!("the old password still worked after {MAX_SIGNINS} signins");
+        }
+    }));
+    let change = async {
+        first_accepted.notified().await;
+        let body = json!({"currentPassword": PASSWORD, "newPassword": "a brand new password"});
+        app.post_at(instances[1], "/users/password", Some(&session), &body)
+            .await
+    };
+    let (issued, changed) = tokio::join!(racers, change);
+
+    changed.assert_is(200, json!({}));
+    let issued: Vec<String> = issued.into_iter().flatten().collect();
+    assert!(!issued.is_empty());
+    let tokens: Vec<&str> = issued.iter().map(String::as_str).collect();
+    assert_refused_everywhere(&app, &instances, &tokens, "after the password change").await;
+    for instance in instances {
+        assert_eq!(app.current_at(instance, &session).await.status, 200);
+    }
+}
