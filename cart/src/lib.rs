@@ -5,6 +5,7 @@
 mod cart;
 pub mod config;
 mod http;
+mod jobs;
 mod messaging;
 mod service;
 mod store;

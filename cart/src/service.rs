@@ -3,42 +3,34 @@
 //! another writer (this instance or another one) took that position first, the insert is refused
 //! by the unique `_id` and the operation decides again on a fresh read. That insert is the only
 //! thing correctness rests on; the per-user lock below only spares writers of one instance the
-//! retries, and the caches only spare reads. Also the background jobs that keep lines validated
-//! and `place_order`s delivered, each run by one instance per interval.
+//! retries, and the caches only spare reads. The background jobs are in `jobs.rs`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::ApiError;
 use common::locks::KeyedLocks;
-use common::periodic::{Turns, every_turn};
-use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::DateTime;
 use rabbit::contract::{ArticleDataReply, OrderPlaced};
 use rabbit::{Rabbit, RabbitError};
 use tokio::sync::{OwnedMutexGuard, Semaphore};
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cart::{self, Answer, Cart, CartError, Event, Issue, Recorded, Validation};
 use crate::messaging;
-use crate::store::{Store, WaitingOrder};
+use crate::store::Store;
 
 /// An operation that keeps losing the race for its cart's next position gives up (503).
 const MAX_ATTEMPTS: usize = 50;
-/// Messages a background job has in flight at once.
-const PUBLISH_CONCURRENCY: usize = 32;
-/// The longest a request waits for its user's lock. A holder can wait out MongoDB's 3 s server
-/// selection while it is down, and requests queued behind each other would wait that long each:
-/// past this bound the request answers 503 instead.
+/// The longest a request waits for its turn on its user's lock before it goes on without it.
+/// A holder can wait out MongoDB's 3 s server selection while it is down, and requests queued
+/// behind each other would wait that long each; and a burst of one user's changes on a slow
+/// store need not queue forever, since their appends decide anyway.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 /// `article-data` requests in flight at once in this process. Each opens an AMQP channel of its
 /// own (direct reply-to), and RabbitMQ allows 2,047 per connection: parallel validations of big
 /// carts must not exhaust them.
 const CATALOG_QUESTIONS: usize = 64;
-/// How often the re-sender looks for due `place_order`s, at most.
-const RESEND_POLL: Duration = Duration::from_secs(1);
 
 /// Timings of the background work (from the configuration).
 #[derive(Debug, Clone)]
@@ -48,15 +40,6 @@ pub struct Timings {
     pub validate_timeout: Duration,
     pub order_resend_first: Duration,
     pub order_resend_max: Duration,
-}
-
-/// Why a round of a background job stopped; the next round starts over.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error("MongoDB: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    #[error("RabbitMQ: {0}")]
-    Rabbit(#[from] rabbit::RabbitError),
 }
 
 /// Why a checkout did not close the cart.
@@ -71,11 +54,11 @@ pub enum CheckoutError {
 }
 
 pub struct Carts {
-    store: Store,
-    rabbit: Rabbit,
-    timings: Timings,
+    pub(crate) store: Store,
+    pub(crate) rabbit: Rabbit,
+    pub(crate) timings: Timings,
     /// Set once the indexes exist, which `/health` reports: without them every read scans.
-    indexes_ready: AtomicBool,
+    pub(crate) indexes_ready: AtomicBool,
     /// Writes to one user's carts from this instance take turns: a throughput aid that spares
     /// them lost races and retries. Other instances are not held by it and need not be.
     writers: KeyedLocks,
@@ -172,7 +155,7 @@ impl Carts {
     /// Cart `cart_id` folded up to its last event; `None` when it was never opened. Starts from
     /// its user's cached cart when that is this cart (two small reads, however long the cart's
     /// story), else folds all its events.
-    async fn load(&self, cart_id: &str) -> mongodb::error::Result<Option<Cart>> {
+    pub(crate) async fn load(&self, cart_id: &str) -> mongodb::error::Result<Option<Cart>> {
         if let Some(user_id) = cart::owner_of(cart_id)
             && let Some(mut cart) = self.store.current(user_id).await?
             && cart.id == cart_id
@@ -235,7 +218,7 @@ impl Carts {
     where
         F: Fn(&Cart) -> Result<Option<Event>, CartError>,
     {
-        let _writing = self.lock_for_request(user_id).await?;
+        let _turn = self.turn_to_write(user_id).await;
         let mut cached = self
             .store
             .current(user_id)
@@ -263,18 +246,18 @@ impl Carts {
         Err(too_busy(user_id))
     }
 
-    /// The user's write lock for a request, waited for at most `LOCK_WAIT`: 503 past it.
-    async fn lock_for_request(&self, user_id: &str) -> Result<OwnedMutexGuard<()>, ApiError> {
-        self.writers
-            .lock_within(user_id, LOCK_WAIT)
-            .await
-            .ok_or_else(|| {
-                warn!(
-                    user_id,
-                    "the cart's previous change is still waiting for MongoDB"
-                );
-                ApiError::Unavailable("mongodb")
-            })
+    /// The user's write lock in this instance, waited for at most `LOCK_WAIT`; `None` past it,
+    /// and the request goes on without it: the lock only spares this instance's writers lost
+    /// races, it is not what makes a change right.
+    async fn turn_to_write(&self, user_id: &str) -> Option<OwnedMutexGuard<()>> {
+        let turn = self.writers.lock_within(user_id, LOCK_WAIT).await;
+        if turn.is_none() {
+            info!(
+                user_id,
+                "writing without waiting longer for the user's other writes"
+            );
+        }
+        turn
     }
 
     /// Adds `quantity` of the article and asks catalog about it.
@@ -486,7 +469,7 @@ impl Carts {
                 .map_err(ApiError::from)?;
             return Err(CheckoutError::Invalid(errors));
         }
-        let _writing = self.lock_for_request(&asked.user_id).await?;
+        let _turn = self.turn_to_write(&asked.user_id).await;
         let first_resend = cart::later(DateTime::now(), self.timings.order_resend_first);
         let mut cart = asked.clone();
         let closing = async {
@@ -589,116 +572,6 @@ impl Carts {
         );
         Ok(())
     }
-
-    /// Starts the background work: the indexes (retried while MongoDB is down), the periodic
-    /// revalidation and the `place_order` re-sender. Each periodic job runs on the one instance
-    /// that claims the interval's turn, all ending at shutdown.
-    pub fn spawn_background(self: &Arc<Self>, shutdown: CancellationToken) {
-        let carts = self.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(200);
-            while let Err(error) = carts.store.ensure_indexes().await {
-                warn!(%error, retry_in = ?backoff, "cannot create indexes");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.cancelled() => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-            carts.indexes_ready.store(true, Ordering::Release);
-            info!("indexes ready");
-        });
-
-        let turns = Turns::new(self.store.db());
-        let carts = self.clone();
-        every_turn(
-            turns.clone(),
-            "cart-revalidate",
-            self.timings.revalidate_every,
-            shutdown.clone(),
-            move || {
-                let carts = carts.clone();
-                async move { log_failure(carts.revalidate_recent().await) }
-            },
-        );
-        let carts = self.clone();
-        let poll = self.timings.order_resend_first.min(RESEND_POLL);
-        every_turn(turns, "cart-resend", poll, shutdown, move || {
-            let carts = carts.clone();
-            async move { log_failure(carts.resend_due_orders().await) }
-        });
-    }
-
-    /// Sends `article-valid` for every line of every cached active cart changed within the
-    /// maximum age: an abandoned cart is not asked about forever, and is asked again once it
-    /// changes. A cache entry behind its events only delays a line's question to a later round
-    /// (the change itself asked about it).
-    async fn revalidate_recent(&self) -> Result<(), JobError> {
-        if !self.rabbit.is_connected() {
-            return Ok(());
-        }
-        let since = cart::earlier(DateTime::now(), self.timings.revalidate_max_age);
-        let carts = self.store.recent_active(since).await?;
-        let correlation_id = format!("revalidation-{}", uuid::Uuid::new_v4());
-        carts
-            .map_err(JobError::from)
-            .try_for_each_concurrent(PUBLISH_CONCURRENCY, |cart| {
-                let correlation_id = correlation_id.clone();
-                async move {
-                    for line in &cart.articles {
-                        messaging::request_validation(
-                            &self.rabbit,
-                            &cart.id,
-                            &line.article_id,
-                            line.version,
-                            &correlation_id,
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                }
-            })
-            .await
-    }
-
-    /// Looks at every waiting order that is due: sends its `place_order` again if its cart's
-    /// events say it is checked out with no order recorded, forgets it once the order is
-    /// recorded, and backs off before the next look.
-    async fn resend_due_orders(&self) -> Result<(), JobError> {
-        if !self.rabbit.is_connected() {
-            return Ok(());
-        }
-        let due = self.store.due_orders(DateTime::now()).await?;
-        futures_util::stream::iter(due)
-            .map(Ok)
-            .try_for_each_concurrent(PUBLISH_CONCURRENCY, |waiting| self.resend(waiting))
-            .await
-    }
-
-    async fn resend(&self, waiting: WaitingOrder) -> Result<(), JobError> {
-        let cart_id = waiting.cart_id.as_str();
-        let cart = match self.load(cart_id).await? {
-            Some(cart) if cart.order_id.is_empty() => cart,
-            _ => return Ok(self.store.done_waiting(cart_id).await?),
-        };
-        // A cart still active had a checkout that lost its race and did not close it (yet):
-        // only look again later.
-        if cart.waits_for_order() {
-            match messaging::send_place_order(&self.rabbit, &cart).await {
-                Ok(()) => info!(cart_id, attempts = waiting.attempts, "place_order re-sent"),
-                Err(error) => warn!(%error, cart_id, "place_order re-send failed"),
-            }
-        }
-        let Timings {
-            order_resend_first: first,
-            order_resend_max: max,
-            ..
-        } = self.timings;
-        let attempts = waiting.attempts.saturating_add(1);
-        let next = cart::later(DateTime::now(), cart::resend_delay(first, max, attempts));
-        Ok(self.store.next_attempt(cart_id, attempts, next).await?)
-    }
 }
 
 /// The answers of catalog's `replies`, stamped with the version of the line each was asked
@@ -719,12 +592,6 @@ fn answers_of(cart: &Cart, replies: &[ArticleDataReply]) -> Vec<Answer> {
 fn too_busy(user_id: &str) -> ApiError {
     warn!(user_id, "too many concurrent changes to one cart");
     ApiError::Unavailable("mongodb")
-}
-
-fn log_failure(result: Result<(), JobError>) {
-    if let Err(error) = result {
-        warn!(%error, "background job failed; next turn retries");
-    }
 }
 
 /// Runs `question` once one of `slots` is free; the wait for the slot counts against `timeout`.
