@@ -9,10 +9,11 @@
 #   scripts/balancer.sh auth:3000=3100,3200 catalog:3002=127.0.0.1:3102,127.0.0.1:3202
 #
 # Each listen port is balanced round robin over its backends; a backend takes requests only while
-# its GET /health answers 200 (checked every second; 503 while its MongoDB or RabbitMQ is down), so
-# a starting or failing instance is skipped. With BALANCER_STATS_PORT set, the HAProxy statistics
-# page (per-backend request counts; `;csv` appended for CSV) is served on 127.0.0.1 at that port.
-# Every request is logged to stdout, naming the backend that served it.
+# its GET /health answers 200 (503 while its MongoDB or RabbitMQ is down; checked every 2 s, 5 s
+# allowed for an answer, out after 3 failures in a row), so a starting or failing instance is
+# skipped, and a refused connection is retried on another. With BALANCER_STATS_PORT set, the
+# HAProxy statistics page (per-backend request counts; `;csv` appended for CSV) is served on
+# 127.0.0.1 at that port. Every request is logged to stdout, naming the backend that served it.
 #
 # The generated configuration is written to $DEPS_DIR/balancer/ (default .deps/balancer/), named
 # after the listen ports, then this script becomes the haproxy process (exec): a test or
@@ -24,7 +25,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEPS_DIR="${DEPS_DIR:-$ROOT/.deps}"
 
 if [ $# -eq 0 ]; then
-  sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "${BASH_SOURCE[0]}" >&2
   exit 2
 fi
 command -v haproxy >/dev/null || {
@@ -53,7 +54,10 @@ defaults
   option redispatch 1
   option httpchk GET /health
   http-check expect status 200
-  default-server inter 1s fall 2 rise 1
+  # /health pings MongoDB, which can take seconds on a loaded machine: a slow answer is not a
+  # failed one (with every instance marked down, every request would get a 503).
+  timeout check 5s
+  default-server inter 2s fall 3 rise 1
 EOF
   if [ -n "${BALANCER_STATS_PORT:-}" ]; then
     cat <<EOF
