@@ -11,7 +11,8 @@
 # Each listen port is balanced round robin over its backends; a backend takes requests only while
 # its GET /health answers 200 (503 while its MongoDB or RabbitMQ is down; checked every 2 s, 5 s
 # allowed for an answer, out after 3 failures in a row), so a starting or failing instance is
-# skipped, and a refused connection is retried on another. With BALANCER_STATS_PORT set, the
+# skipped, and a refused connection is retried on another; when no instance passes its check,
+# all of them take requests again (fail open). With BALANCER_STATS_PORT set, the
 # HAProxy statistics page (per-backend request counts; `;csv` appended for CSV) is served on
 # 127.0.0.1 at that port. Every request is logged to stdout, naming the backend that served it.
 #
@@ -83,12 +84,16 @@ EOF
     fi
     printf '\nfrontend %s\n  bind *:%s\n  default_backend %s\n\nbackend %s\n  balance roundrobin\n' \
       "$name" "$port" "$name" "$name"
-    i=0
     IFS=, read -ra backends <<<"$backends"
-    for backend in "${backends[@]}"; do
-      i=$((i + 1))
-      [[ $backend == *:* ]] || backend=127.0.0.1:$backend
-      printf '  server %s%d %s check\n' "$name" "$i" "$backend"
+    for i in "${!backends[@]}"; do
+      [[ ${backends[i]} == *:* ]] || backends[i]=127.0.0.1:${backends[i]}
+      printf '  server %s%d %s check\n' "$name" $((i + 1)) "${backends[i]}"
+    done
+    # Fail open: when every check fails (a MongoDB slow to answer /health), requests still go
+    # to the instances, which answer for themselves, rather than all getting HAProxy's 503.
+    printf '  option allbackups\n'
+    for i in "${!backends[@]}"; do
+      printf '  server %s%d-unchecked %s backup\n' "$name" $((i + 1)) "${backends[i]}"
     done
   done
 }
