@@ -4,7 +4,8 @@
 # server that already answers is left alone, and an already reachable MONGO_URL is used as is.
 # Debian packages for RabbitMQ and Redis; for MongoDB (not packaged for Debian), FerretDB built
 # from its Go module over a private PostgreSQL cluster from Debian's package (data in
-# $DEPS_DIR/postgres, 127.0.0.1:$POSTGRES_PORT, default 5433). FERRETDB_HANDLER=sqlite starts
+# $DEPS_DIR/postgres, or ~postgres/deps-<port> when the postgres user cannot reach $DEPS_DIR;
+# 127.0.0.1:$POSTGRES_PORT, default 5433). FERRETDB_HANDLER=sqlite starts
 # FerretDB over SQLite files in $DEPS_DIR/ferretdb/data instead. The handler is chosen when
 # FerretDB starts: a FerretDB already listening keeps its own.
 # With WITH_HAPROXY=1 it also installs HAProxy (not started: scripts/balancer.sh runs it).
@@ -124,6 +125,11 @@ start_postgres() {
   apt_install postgresql
   local bin data="$DEPS_DIR/postgres"
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  # The postgres user must reach its data folder. A checkout under a private home (/root is mode
+  # 700) cannot hold it, so the cluster then lives in the postgres user's own home instead.
+  if [ "$(id -u)" = 0 ] && ! "${as_postgres[@]}" test -x "$DEPS_DIR"; then
+    data="/var/lib/postgresql/deps-$POSTGRES_PORT"
+  fi
   if ! listening 127.0.0.1 "$POSTGRES_PORT"; then
     if [ ! -s "$data/PG_VERSION" ]; then
       log "creating a PostgreSQL cluster in $data"
