@@ -149,7 +149,7 @@ async fn a_preflight_allows_the_contract_methods_and_headers() {
         assert_eq!(
             entries(reply.header("access-control-allow-headers")),
             entries(Some(
-                "Origin, Authorization, Content-Type, Size, correlation_id"
+                "Origin, Authorization, Content-Type, Size, correlation_id, If-Match, Idempotency-Key"
             ))
         );
     }

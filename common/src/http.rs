@@ -19,7 +19,8 @@ pub const CORRELATION_ID: &str = "correlation_id";
 /// Default limit for JSON request bodies; services with larger bodies (images) pass their own.
 pub const DEFAULT_BODY_LIMIT: u64 = 64 * 1024;
 const ALLOW_METHODS: &str = "GET, PUT, POST, DELETE, OPTIONS";
-const ALLOW_HEADERS: &str = "Origin, Authorization, Content-Type, Size, correlation_id";
+const ALLOW_HEADERS: &str =
+    "Origin, Authorization, Content-Type, Size, correlation_id, If-Match, Idempotency-Key";
 const MAX_CORRELATION_ID_LEN: usize = 128;
 
 /// A header's text; absent and unreadable (non-visible ASCII) values are both `None`.

@@ -76,7 +76,7 @@ async fn a_preflight_on_any_path_is_answered() {
     );
     assert_eq!(
         headers["access-control-allow-headers"],
-        "Origin, Authorization, Content-Type, Size, correlation_id"
+        "Origin, Authorization, Content-Type, Size, correlation_id, If-Match, Idempotency-Key"
     );
 }
 
