@@ -4,6 +4,9 @@
 # the checkout flow with bench's `shop` driver, and prints one table: requests per second and
 # p50/p99 latency per scenario. DURATION (default 10s), CONNECTIONS (default 16) and SHOPPERS
 # (default 8, concurrent checkouts) tune it; everything stops at the end.
+# INSTANCES=n (default 1) runs n instances of every service on 13000-13004 + 100*i behind
+# scripts/balancer.sh on 13000-13004, as `INSTANCES=n scripts/run.sh` does on 3000-3004.
+# CHECKOUT_ONLY=1 measures only the checkout flow (for `bench/instances.sh`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DURATION=${DURATION:-10s}
@@ -13,7 +16,8 @@ SHOPPERS=${SHOPPERS:-8}
 export AUTH=http://127.0.0.1:13000 IMAGE=http://127.0.0.1:13001 CATALOG=http://127.0.0.1:13002
 export CART=http://127.0.0.1:13003 ORDERS=http://127.0.0.1:13004
 
-bash scripts/deps.sh
+INSTANCES=${INSTANCES:-1}
+WITH_HAPROXY=1 bash scripts/deps.sh
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q -p auth -p image-service -p catalog -p cart -p orders -p bench
 
@@ -24,11 +28,27 @@ run_id="bench_$(date +%s)"
 export JWT_SECRET=benchmark-secret-of-at-least-32-bytes RUST_LOG=warn AUTH_SERVICE_URL=$AUTH
 export AUTH_DB="${run_id}_auth"
 port=13000
+balanced=()
 for service in auth image catalog cart orders; do
-  MONGO_DB="${run_id}_$service" PORT=$port "target/release/$service" >"$work/$service.log" 2>&1 &
-  pids+=($!)
+  if [ "$INSTANCES" -eq 1 ]; then
+    MONGO_DB="${run_id}_$service" PORT=$port "target/release/$service" >"$work/$service.log" 2>&1 &
+    pids+=($!)
+  else
+    ports=()
+    for i in $(seq "$INSTANCES"); do
+      ports+=($((port + 100 * i)))
+      MONGO_DB="${run_id}_$service" PORT=${ports[-1]} "target/release/$service" \
+        >"$work/$service-$i.log" 2>&1 &
+      pids+=($!)
+    done
+    balanced+=("$service:$port=$(IFS=,; echo "${ports[*]}")")
+  fi
   port=$((port + 1))
 done
+if [ "$INSTANCES" -gt 1 ]; then
+  DEPS_DIR="$work" bash scripts/balancer.sh "${balanced[@]}" >"$work/haproxy.log" 2>&1 &
+  pids+=($!)
+fi
 for url in $AUTH $IMAGE $CATALOG $CART $ORDERS; do
   for _ in $(seq 150); do curl -sf "$url/health" >/dev/null && break; sleep 0.2; done
   curl -sf "$url/health" >/dev/null || { echo "$url never became healthy"; tail "$work"/*.log; exit 1; }
@@ -57,21 +77,23 @@ load() { # description, then wrk arguments
 bearer() { echo "Authorization: Bearer $1"; }
 
 rows=()
-load "auth: GET /users/current" -H "$(bearer "$SHOPPER_TOKEN")" "$AUTH/users/current"
-load "image: GET /images/{id}/jpeg?Size=320, cached" "$IMAGE/images/$image_id/jpeg?Size=320"
-load "catalog: GET /articles/{id}" "$CATALOG/articles/$ARTICLE_ID"
-load "catalog: GET /articles/search/needle, $ARTICLES articles" "$CATALOG/articles/search/needle"
-load "catalog: GET /articles?limit=50" "$CATALOG/articles?limit=50"
-load "cart: GET /cart, cached token" -H "$(bearer "$SHOPPER_TOKEN")" "$CART/cart"
-load "cart: GET /cart/validate, $CART_LINES lines (one article-data request/reply per line)" -H "$(bearer "$SHOPPER_TOKEN")" "$CART/cart/validate"
-load "cart: POST /cart/article and /decrement, alternating" -s bench/cart.lua "$CART" -- "$ARTICLE_ID" "$SHOPPER_TOKEN"
-load "orders: GET /orders" -H "$(bearer "$SHOPPER_TOKEN")" "$ORDERS/orders"
+if [ "${CHECKOUT_ONLY:-}" != 1 ]; then
+  load "auth: GET /users/current" -H "$(bearer "$SHOPPER_TOKEN")" "$AUTH/users/current"
+  load "image: GET /images/{id}/jpeg?Size=320, cached" "$IMAGE/images/$image_id/jpeg?Size=320"
+  load "catalog: GET /articles/{id}" "$CATALOG/articles/$ARTICLE_ID"
+  load "catalog: GET /articles/search/needle, $ARTICLES articles" "$CATALOG/articles/search/needle"
+  load "catalog: GET /articles?limit=50" "$CATALOG/articles?limit=50"
+  load "cart: GET /cart, cached token" -H "$(bearer "$SHOPPER_TOKEN")" "$CART/cart"
+  load "cart: GET /cart/validate, $CART_LINES lines (one article-data request/reply per line)" -H "$(bearer "$SHOPPER_TOKEN")" "$CART/cart/validate"
+  load "cart: POST /cart/article and /decrement, alternating" -s bench/cart.lua "$CART" -- "$ARTICLE_ID" "$SHOPPER_TOKEN"
+  load "orders: GET /orders" -H "$(bearer "$SHOPPER_TOKEN")" "$ORDERS/orders"
+fi
 echo "  checkout to VALIDATED, $SHOPPERS shoppers" >&2
 seconds=${DURATION%s}
 rows+=("$(target/release/shop checkouts "$SHOPPERS" "$((seconds * 2))")")
 
 echo
-echo "system benchmark on $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; wrk ${DURATION} x ${CONNECTIONS} connections;"
+echo "system benchmark, $INSTANCES instance(s) of each service, $ARTICLES articles, on $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; wrk ${DURATION} x ${CONNECTIONS} connections;"
 echo "RabbitMQ, Redis and FerretDB on the same machine"
 echo
 echo "| scenario | requests/s | p50 | p99 | requests | non-2xx |"
