@@ -48,8 +48,10 @@ async fn main() {
             .expect("catalog starts");
     }
     let rabbit = Rabbit::start(&vhost.amqp_url(), topology(), shutdown.clone());
-    // Let the instances load their snapshots and subscribe.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Let the instances load their snapshots (about 14 s for 100,000 articles on FerretDB; a
+    // probe through the API would itself load FerretDB) and subscribe.
+    let loading = Duration::from_secs(3 + articles as u64 / 4_000);
+    tokio::time::sleep(loading).await;
 
     let mut took = Vec::with_capacity(orders);
     let started = Instant::now();

@@ -184,8 +184,10 @@ impl Store {
     }
 
     fn snapshot_entry(&self, id: &str) -> Option<Entry> {
-        let snapshot = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
-        let entry = snapshot.is_loaded().then(|| snapshot.get(id)).flatten()?;
+        let entry = {
+            let snapshot = self.snapshot.read().unwrap_or_else(|e| e.into_inner());
+            snapshot.is_loaded().then(|| snapshot.get(id)).flatten()?
+        };
         Some(self.freshest(entry))
     }
 
