@@ -351,7 +351,10 @@ impl Ledger {
     }
 
     /// An admin sets the stock to `stock`, having read it at position `read`: a movement to that
-    /// value right after `read`, so it never overwrites a movement the admin did not see.
+    /// value right after `read`, so it never overwrites a movement the admin did not see. A form
+    /// read before later movements is refused (`Stale`) when it changes the stock it read, even to
+    /// the value the stock has now (the admin meant a change from what they saw), and leaves the
+    /// stock alone when it does not (an edit of the description only).
     pub async fn edit(
         &self,
         article: &str,
@@ -359,21 +362,32 @@ impl Ledger {
         stock: i64,
         read: Option<i64>,
     ) -> Result<StockEdit> {
-        if stock == head.balance && read.is_none_or(|read| read <= head.position) {
+        if read == Some(head.position) && stock == head.balance {
             return Ok(StockEdit::Unchanged(head));
         }
         // Compare with the true head, not a cached one.
-        let head = match self.after(article, head.position).await?.last() {
-            Some(last) => last.head(),
-            None => head,
+        // From the movement the admin read, when it is older than the cached head.
+        let from = read.map_or(head.position, |read| head.position.min(read - 1));
+        let later = self.after(article, from).await?;
+        let head = later.last().map_or(head, Movement::head);
+        let Some(read) = read else {
+            return Ok(if stock == head.balance {
+                StockEdit::Unchanged(head)
+            } else {
+                StockEdit::VersionMissing(head)
+            });
         };
+        if read != head.position {
+            let as_read = later.iter().find(|movement| movement.position == read);
+            let untouched = as_read.is_some_and(|movement| movement.balance == stock);
+            return Ok(if untouched {
+                StockEdit::Unchanged(head)
+            } else {
+                StockEdit::Stale(head)
+            });
+        }
         if stock == head.balance {
             return Ok(StockEdit::Unchanged(head));
-        }
-        match read {
-            None => return Ok(StockEdit::VersionMissing(head)),
-            Some(read) if read != head.position => return Ok(StockEdit::Stale(head)),
-            Some(_) => {}
         }
         self.ensure_index().await?;
         let position = head.position + 1;

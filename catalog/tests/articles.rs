@@ -158,6 +158,34 @@ async fn a_stock_change_without_its_version_or_after_another_movement_is_409() {
 }
 
 #[tokio::test]
+async fn a_form_read_before_another_stock_change_is_409_even_when_it_asks_for_the_stock_of_now() {
+    let app = spawn_catalog().await;
+    let admin = app.admin().await;
+    let id = app.article("Lamp", 10).await;
+    let path = format!("/articles/{id}");
+    // Two admins load the form at version 1 (stock 10); each means to add 10.
+    let mut form = lamp();
+    form["stock"] = json!(20);
+    form["stockVersion"] = json!(1);
+
+    assert_eq!(app.put(&path, Some(&admin), &form).await.status, 200);
+    let second = app.put(&path, Some(&admin), &form).await;
+
+    second.assert_is(
+        409,
+        json!({"error": "Conflict: stock changed (now 20 at version 2)"}),
+    );
+    // A stale form that leaves the stock as it read it changes the rest, not the stock.
+    form["stock"] = json!(10);
+    form["description"] = json!("Brighter");
+    let described = app.put(&path, Some(&admin), &form).await;
+    assert_eq!(described.status, 200, "{described}");
+    assert_eq!(described.json()["description"], "Brighter");
+    assert_eq!(described.json()["stock"], 20, "{described}");
+    assert_eq!(app.checked_ledger(&id).await, 20);
+}
+
+#[tokio::test]
 async fn every_field_error_comes_back_at_once_with_its_json_name() {
     let app = spawn_catalog().await;
     let admin = app.admin().await;
