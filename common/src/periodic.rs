@@ -67,23 +67,6 @@ fn slot(at: SystemTime, interval: Duration) -> u128 {
     since_epoch.as_millis() / interval.as_millis().max(1)
 }
 
-/// Runs `work` every `interval` until `shutdown`, first after one interval.
-pub fn every<F, Fut>(interval: Duration, shutdown: CancellationToken, mut work: F)
-where
-    F: FnMut() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.cancelled() => return,
-            }
-            work().await;
-        }
-    });
-}
-
 /// Runs `work` every `interval` until `shutdown`, on the one instance that claims each turn of
 /// `job`. A turn that cannot be claimed (MongoDB down) is skipped with a log line.
 pub fn every_turn<F, Fut>(
