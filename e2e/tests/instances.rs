@@ -123,6 +123,12 @@ async fn decided(cluster: &Cluster, shopper: &Shopper, cart_id: &str) -> String 
     status().await.expect("an order")
 }
 
+/// Waits until the order of each shopper's cart has left PLACED; their statuses, in order.
+async fn all_decided(cluster: &Cluster, shoppers: &[Shopper], carts: &[String]) -> Vec<String> {
+    let orders = shoppers.iter().zip(carts);
+    join_all(orders.map(|(shopper, cart)| decided(cluster, shopper, cart))).await
+}
+
 /// Waits until every catalog instance shows `stock` for the article.
 async fn assert_stock_everywhere(cluster: &Cluster, article: &str, stock: i64) {
     for catalog in &cluster.catalog {
@@ -149,13 +155,7 @@ async fn sixteen_orders_of_five_against_forty_in_stock_sell_forty_across_two_ins
             .map(|shopper| buy(&cluster, shopper, &kettle, 5)),
     )
     .await;
-    let statuses = join_all(
-        shoppers
-            .iter()
-            .zip(&carts)
-            .map(|(shopper, cart)| decided(&cluster, shopper, cart)),
-    )
-    .await;
+    let statuses = all_decided(&cluster, &shoppers, &carts).await;
 
     let validated = statuses.iter().filter(|s| *s == "VALIDATED").count();
     let invalid = statuses.iter().filter(|s| *s == "INVALID").count();
@@ -286,13 +286,7 @@ async fn admin_stock_edits_during_checkouts_never_overwrite_a_reservation() {
         conflicts
     };
     let (carts, conflicts) = tokio::join!(checkouts, restocks);
-    let statuses = join_all(
-        shoppers
-            .iter()
-            .zip(&carts)
-            .map(|(shopper, cart)| decided(&cluster, shopper, cart)),
-    )
-    .await;
+    let statuses = all_decided(&cluster, &shoppers, &carts).await;
 
     // 30 units and five restocks of 10: every order of 3 fits, and the stock keeps each edit.
     assert!(statuses.iter().all(|s| s == "VALIDATED"), "{statuses:?}");
