@@ -96,6 +96,17 @@ pub fn rabbit_url() -> Result<String, ConfigError> {
     )
 }
 
+/// `REDIS_URL`: image's store, and where cart and orders keep their read models.
+pub fn redis_url() -> Result<String, ConfigError> {
+    url("REDIS_URL", "redis://localhost:6379", &["redis", "rediss"])
+}
+
+/// `PROJECTION_TTL_SECS`, how long a read model in Redis lives after its last write: the bound
+/// on how stale a read can be when a write to Redis was lost (see `projection`).
+pub fn projection_ttl() -> Result<Duration, ConfigError> {
+    seconds("PROJECTION_TTL_SECS", 60)
+}
+
 /// `AUTH_SERVICE_URL`, where every service but auth checks bearer tokens.
 pub fn auth_service_url() -> Result<String, ConfigError> {
     url(

@@ -10,6 +10,7 @@ pub mod http;
 pub mod locks;
 pub mod mongo;
 pub mod periodic;
+pub mod projection;
 pub mod server;
 pub mod telemetry;
 

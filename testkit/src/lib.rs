@@ -16,6 +16,11 @@ pub fn mongo_url() -> String {
     std::env::var("MONGO_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into())
 }
 
+/// `REDIS_URL`, or the local server the scripts start.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
 /// A name no other test uses, e.g. for a database: `prefix_<16 hex digits>`.
 pub fn unique_name(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();

@@ -1,0 +1,220 @@
+//! Read models in Redis: what a service answers to a GET, stored as the response body it serves,
+//! so a read is one Redis round trip instead of a store query (CONTRACT section 10, "Reads").
+//!
+//! The store stays the truth; Redis holds copies, written after the store by whoever changed it.
+//! With several instances those writes race, so every entry carries the version of what it
+//! shows (a position in the event log) and a write of an older version is refused by a script
+//! that Redis runs atomically: the newest version wins whatever order the writes arrive in.
+//!
+//! Redis is an aid, never a dependency: when it is down a read answers `None` and the service
+//! reads its store, and a write is dropped. A write dropped while Redis kept its data leaves an
+//! entry behind the store; every entry therefore expires `ttl` after its last write, which is
+//! the bound on how stale a read can be (documented in docs/contract.md section 10).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use crate::config::ConfigError;
+
+/// Writes `body` (field `b`) under version `v` and owner `o` unless the entry holds a newer or
+/// equal version, and (re)starts its expiry.
+const PUT_IF_NEWER: &str = r"
+local stored = redis.call('HGET', KEYS[1], 'v')
+if stored and tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'o', ARGV[2], 'b', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+
+/// Adds a member (with its value) to a set that exists (is being filled or is complete); a
+/// missing set stays missing, and the next reader fills it from the store.
+const ADD_IF_PRESENT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+";
+
+/// The field of a set's hash that says whether it holds every member.
+const STATE: &str = "";
+const COMPLETE: &str = "complete";
+
+/// One entry: who may read it and the body to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub owner: String,
+    pub body: Bytes,
+}
+
+/// Cheap to clone; clones share one connection.
+#[derive(Clone)]
+pub struct Projections {
+    redis: ConnectionManager,
+    /// Keeps deployments (and tests) that share one Redis apart: the service's database name.
+    namespace: String,
+    ttl: Duration,
+    put_if_newer: Script,
+    add_if_present: Script,
+}
+
+impl Projections {
+    /// Connects lazily and reconnects by itself; answers `None` while Redis is unreachable.
+    pub fn new(url: &str, namespace: &str, ttl: Duration) -> Result<Self, ConfigError> {
+        let invalid = |error: redis::RedisError| ConfigError::new("REDIS_URL", url, error);
+        let client = redis::Client::open(url).map_err(invalid)?;
+        // Short: a read waiting on a dead Redis is better answered from the store.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_millis(500)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let redis = ConnectionManager::new_lazy_with_config(client, config).map_err(invalid)?;
+        Ok(Self {
+            redis,
+            namespace: namespace.to_owned(),
+            ttl,
+            put_if_newer: Script::new(PUT_IF_NEWER),
+            add_if_present: Script::new(ADD_IF_PRESENT),
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}:{key}", self.namespace)
+    }
+
+    pub async fn ping(&self) -> bool {
+        let mut redis = self.redis.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut redis)
+            .await
+            .is_ok()
+    }
+
+    /// The entry under `key`, or `None` when there is none or Redis cannot say.
+    pub async fn get(&self, key: &str) -> Option<Entry> {
+        self.get_many(&[key]).await.into_iter().next().flatten()
+    }
+
+    /// The entries under `keys`, in order, in one round trip.
+    pub async fn get_many(&self, keys: &[&str]) -> Vec<Option<Entry>> {
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("HMGET").arg(self.key(key)).arg(&["o", "b"]);
+        }
+        let mut redis = self.redis.clone();
+        let answers: Result<Vec<(Option<String>, Option<Vec<u8>>)>, _> =
+            pipe.query_async(&mut redis).await;
+        match answers {
+            Ok(answers) => answers
+                .into_iter()
+                .map(|(owner, body)| {
+                    Some(Entry {
+                        owner: owner?,
+                        body: body?.into(),
+                    })
+                })
+                .collect(),
+            Err(error) => {
+                unavailable(&error);
+                vec![None; keys.len()]
+            }
+        }
+    }
+
+    /// Stores `body` as the entry at `version`, unless a newer or equal version is there.
+    pub async fn put(&self, key: &str, version: i64, owner: &str, body: &[u8]) {
+        let mut redis = self.redis.clone();
+        let written: Result<i64, _> = self
+            .put_if_newer
+            .key(self.key(key))
+            .arg(version)
+            .arg(owner)
+            .arg(body)
+            .arg(self.ttl.as_secs().max(1))
+            .invoke_async(&mut redis)
+            .await;
+        if let Err(error) = written {
+            unavailable(&error);
+        }
+    }
+
+    /// The members of set `key` with their values when the set is complete; `None` when it must
+    /// be filled from the store. A value is what the writer gave, e.g. a sort key.
+    pub async fn members(&self, key: &str) -> Option<Vec<(String, String)>> {
+        let mut redis = self.redis.clone();
+        let fields: Vec<(String, String)> = match redis.hgetall(self.key(key)).await {
+            Ok(fields) => fields,
+            Err(error) => {
+                unavailable(&error);
+                return None;
+            }
+        };
+        let complete = fields
+            .iter()
+            .any(|(field, value)| field == STATE && value == COMPLETE);
+        complete.then(|| {
+            fields
+                .into_iter()
+                .filter(|(field, _)| field != STATE)
+                .collect()
+        })
+    }
+
+    /// Adds `member` with `value` to set `key` if the set exists; a writer calls it after its
+    /// store write.
+    pub async fn add(&self, key: &str, member: &str, value: &str) {
+        let mut redis = self.redis.clone();
+        let added: Result<i64, _> = self
+            .add_if_present
+            .key(self.key(key))
+            .arg(member)
+            .arg(value)
+            .invoke_async(&mut redis)
+            .await;
+        if let Err(error) = added {
+            unavailable(&error);
+        }
+    }
+
+    /// Fills set `key` from the store: `read` runs after the set is opened, so a member a writer
+    /// adds meanwhile is either in what `read` returns or added to the open set by the writer.
+    pub async fn fill<E>(
+        &self,
+        key: &str,
+        read: impl Future<Output = Result<Vec<(String, String)>, E>>,
+    ) -> Result<Vec<(String, String)>, E> {
+        let redis_key = self.key(key);
+        let mut redis = self.redis.clone();
+        let opened: Result<(), _> = redis::pipe()
+            .hset_nx(&redis_key, STATE, "filling")
+            .ignore()
+            .expire(&redis_key, self.ttl_secs())
+            .ignore()
+            .query_async(&mut redis)
+            .await;
+        let members = read.await?;
+        if let Err(error) = opened {
+            unavailable(&error);
+            return Ok(members);
+        }
+        let mut pipe = redis::pipe();
+        for (member, value) in &members {
+            pipe.hset(&redis_key, member, value).ignore();
+        }
+        pipe.hset(&redis_key, STATE, COMPLETE).ignore();
+        if let Err(error) = pipe.query_async::<()>(&mut redis).await {
+            unavailable(&error);
+        }
+        Ok(members)
+    }
+
+    fn ttl_secs(&self) -> i64 {
+        i64::try_from(self.ttl.as_secs().max(1)).unwrap_or(i64::MAX)
+    }
+}
+
+fn unavailable(error: &redis::RedisError) {
+    tracing::warn!(%error, "Redis unavailable: reading the store instead");
+}

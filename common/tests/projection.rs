@@ -1,0 +1,81 @@
+//! Read models in the real Redis: the newest version wins whatever order writes arrive in, and a
+//! set is trusted only once filled, with members added during the fill kept.
+
+use std::time::Duration;
+
+use common::projection::{Entry, Projections};
+
+fn pair(member: &str, value: &str) -> (String, String) {
+    (member.to_owned(), value.to_owned())
+}
+
+fn projections() -> Projections {
+    let namespace = testkit::unique_name("projection");
+    Projections::new(&testkit::redis_url(), &namespace, Duration::from_secs(60)).unwrap()
+}
+
+#[tokio::test]
+async fn an_older_version_never_replaces_a_newer_one() {
+    let projections = projections();
+    assert_eq!(projections.get("order:1").await, None);
+    projections.put("order:1", 2, "alice", b"two").await;
+    projections.put("order:1", 1, "alice", b"one").await;
+    projections.put("order:1", 2, "alice", b"two again").await;
+    let entry = projections.get("order:1").await.unwrap();
+    assert_eq!(
+        entry,
+        Entry {
+            owner: "alice".into(),
+            body: "two".into()
+        }
+    );
+    projections.put("order:1", 3, "alice", b"three").await;
+    let entries = projections.get_many(&["order:1", "order:2"]).await;
+    assert_eq!(entries[0].as_ref().unwrap().body, "three");
+    assert_eq!(entries[1], None);
+}
+
+#[tokio::test]
+async fn a_set_is_unknown_until_filled_and_keeps_what_writers_add_meanwhile() {
+    let projections = projections();
+    // A writer adds to a set nobody filled yet: nothing is created.
+    projections.add("orders:alice", "o1", "1").await;
+    assert_eq!(projections.members("orders:alice").await, None);
+
+    let during = projections.clone();
+    let filled = projections
+        .fill("orders:alice", async move {
+            // A writer stored o3 after this read of the store began: it adds to the open set.
+            during.add("orders:alice", "o3", "3").await;
+            Ok::<_, ()>(vec![pair("o1", "1"), pair("o2", "2")])
+        })
+        .await
+        .unwrap();
+    assert_eq!(filled, [pair("o1", "1"), pair("o2", "2")]);
+    let mut members = projections.members("orders:alice").await.unwrap();
+    members.sort();
+    assert_eq!(members, [pair("o1", "1"), pair("o2", "2"), pair("o3", "3")]);
+
+    projections.add("orders:alice", "o4", "4").await;
+    assert_eq!(projections.members("orders:alice").await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn without_redis_reads_say_nothing_and_writes_are_dropped() {
+    let port = testkit::free_port();
+    let projections = Projections::new(
+        &format!("redis://127.0.0.1:{port}"),
+        "nowhere",
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    projections.put("order:1", 1, "alice", b"one").await;
+    projections.add("orders:alice", "o1", "1").await;
+    assert_eq!(projections.get("order:1").await, None);
+    assert_eq!(projections.members("orders:alice").await, None);
+    let filled = projections
+        .fill("orders:alice", async { Ok::<_, ()>(vec![pair("o1", "1")]) })
+        .await;
+    assert_eq!(filled, Ok(vec![pair("o1", "1")]));
+    assert!(!projections.ping().await);
+}
