@@ -41,6 +41,9 @@ return 1
 const STATE: &str = "";
 const COMPLETE: &str = "complete";
 
+/// An entry's fields as HMGET answers them: absent when the entry is.
+type OwnerAndBody = (Option<String>, Option<Vec<u8>>);
+
 /// One entry: who may read it and the body to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -104,8 +107,7 @@ impl Projections {
             pipe.cmd("HMGET").arg(self.key(key)).arg(&["o", "b"]);
         }
         let mut redis = self.redis.clone();
-        let answers: Result<Vec<(Option<String>, Option<Vec<u8>>)>, _> =
-            pipe.query_async(&mut redis).await;
+        let answers: redis::RedisResult<Vec<OwnerAndBody>> = pipe.query_async(&mut redis).await;
         match answers {
             Ok(answers) => answers
                 .into_iter()
