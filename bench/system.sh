@@ -6,7 +6,9 @@
 # (default 8, concurrent checkouts) tune it; everything stops at the end.
 # INSTANCES=n (default 1) runs n instances of every service on 13000-13004 + 100*i behind
 # scripts/balancer.sh on 13000-13004, as `INSTANCES=n scripts/run.sh` does on 3000-3004.
-# CHECKOUT_ONLY=1 measures only the checkout flow (for `bench/instances.sh`).
+# CHECKOUT_ONLY=1 measures only the checkout flow (for `bench/instances.sh`). STAGES=1 also logs
+# every request and message (JSON, debug) and prints where a checkout's time goes
+# (bench/stages.py); the logging costs throughput, so measure with and without it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DURATION=${DURATION:-10s}
@@ -26,6 +28,9 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 run_id="bench_$(date +%s)"
 export JWT_SECRET=benchmark-secret-of-at-least-32-bytes RUST_LOG=warn AUTH_SERVICE_URL=$AUTH
+if [ "${STAGES:-}" = 1 ]; then
+  export LOG_FORMAT=json RUST_LOG=warn,common::http=debug,rabbit::consumer=debug
+fi
 export AUTH_DB="${run_id}_auth"
 port=13000
 balanced=()
@@ -91,6 +96,10 @@ fi
 echo "  checkout to VALIDATED, $SHOPPERS shoppers" >&2
 seconds=${DURATION%s}
 rows+=("$(target/release/shop checkouts "$SHOPPERS" "$((seconds * 2))")")
+if [ "${STAGES:-}" = 1 ]; then
+  echo
+  python3 bench/stages.py "$work"/*.log
+fi
 
 echo
 echo "system benchmark, $INSTANCES instance(s) of each service, $ARTICLES articles, on $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; wrk ${DURATION} x ${CONNECTIONS} connections;"

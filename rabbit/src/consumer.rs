@@ -11,7 +11,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::connection::Link;
 use crate::envelope::DIRECT_REPLY_TO;
@@ -248,6 +248,7 @@ async fn handle<T, H, Fut>(
     });
     let span = info_span!("message", kind = %message.envelope.kind,
                           correlation_id = %message.envelope.correlation_id);
+    let started = std::time::Instant::now();
     async {
         let mut attempt = 1;
         let mut backoff = Duration::from_millis(250);
@@ -262,6 +263,11 @@ async fn handle<T, H, Fut>(
                     if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
                         warn!(%error, "ack failed; the broker will redeliver");
                     }
+                    // What bench/stages.py follows a checkout by (RUST_LOG=rabbit=debug).
+                    debug!(
+                        micros = started.elapsed().as_micros() as u64,
+                        attempt, "message handled"
+                    );
                     return;
                 }
                 Err(error @ HandlerError::Invalid(_)) => {
