@@ -145,10 +145,19 @@ where
     F: Future<Output = Result<R, ApiError>>,
 {
     let span = info_span!("request", correlation_id = %correlation_id);
+    let started = std::time::Instant::now();
     let mut response = match handler.instrument(span.clone()).await {
         Ok(reply) => reply.into_response(),
         Err(error) => span.in_scope(|| error.into_response()),
     };
+    // What bench/stages.py follows a checkout by (RUST_LOG=common::http=debug).
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "request answered"
+        );
+    });
     if let Ok(value) = HeaderValue::from_str(&correlation_id) {
         response.headers_mut().insert(CORRELATION_ID, value);
     }
