@@ -1,7 +1,8 @@
 use std::time::Duration;
 
 use common::config::{
-    ConfigError, auth_service_url, mongo_url, rabbit_url, seconds, text, token_cache_ttl, var,
+    ConfigError, auth_service_url, mongo_url, projection_ttl, rabbit_url, redis_url, seconds, text,
+    token_cache_ttl, var,
 };
 
 #[derive(Debug, Clone)]
@@ -10,6 +11,11 @@ pub struct Config {
     pub mongo_url: String,
     pub mongo_db: String,
     pub rabbit_url: String,
+    /// Where GET /cart's read model lives (`REDIS_URL`), under the namespace `mongo_db`.
+    pub redis_url: String,
+    /// How long an entry of the read model lives after its last write (`PROJECTION_TTL_SECS`):
+    /// the bound on how stale GET /cart can be after a write to Redis was lost.
+    pub projection_ttl: Duration,
     pub auth_service_url: String,
     pub token_cache_ttl: Duration,
     /// How often every line of every active cart is sent to catalog again
@@ -34,6 +40,8 @@ impl Config {
             mongo_url: mongo_url()?,
             mongo_db: text("MONGO_DB", "cart")?,
             rabbit_url: rabbit_url()?,
+            redis_url: redis_url()?,
+            projection_ttl: projection_ttl()?,
             auth_service_url: auth_service_url()?,
             token_cache_ttl: token_cache_ttl()?,
             revalidate_every: seconds("CART_REVALIDATE_SECS", 60)?,

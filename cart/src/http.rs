@@ -3,18 +3,20 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use common::http::{DEFAULT_BODY_LIMIT, health, json_body, percent_decode, respond, respond_with};
 use common::{ApiError, Caller, FieldError, TokenGuard};
-use mongodb::bson::DateTime;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
+use warp::http::header::CONTENT_TYPE;
+use warp::http::{HeaderValue, StatusCode};
 use warp::reply::{Reply, Response};
 
-use crate::cart::{Cart, MAX_ARTICLE_ID_LEN, MAX_QUANTITY};
+use crate::cart::{MAX_ARTICLE_ID_LEN, MAX_QUANTITY};
 use crate::service::{Carts, CheckoutError};
+use crate::view::cart_json;
 
 /// The body of `POST /cart/article`. Unknown fields are refused: a `userId` or `cartId` sent here
 /// must never look honoured. The fields are read as any JSON so that a wrong type gets a message
@@ -61,35 +63,19 @@ impl AddArticle {
     }
 }
 
-/// The cart JSON of the contract.
-fn cart_json(cart: &Cart) -> Value {
-    let articles: Vec<Value> = cart
-        .articles
-        .iter()
-        .map(|line| {
-            json!({"articleId": line.article_id, "quantity": line.quantity,
-                   "valid": line.valid, "validated": line.validated})
-        })
-        .collect();
-    json!({
-        "_id": cart.id,
-        "userId": cart.user_id,
-        "orderId": cart.order_id,
-        "articles": articles,
-        "enabled": cart.enabled,
-        "created": rfc3339(cart.created),
-        "updated": rfc3339(cart.updated),
-    })
-}
-
 /// The article id of a path segment, which warp leaves percent-encoded: ids are opaque, so
 /// `a%20b` must name the line of `a b`. A segment that does not decode to UTF-8 names no line.
 fn article_in_path(segment: &str) -> Result<String, ApiError> {
     String::from_utf8(percent_decode(segment)).map_err(|_| ApiError::NotFound)
 }
 
-fn rfc3339(time: DateTime) -> String {
-    time.try_to_rfc3339_string().unwrap_or_default()
+/// A JSON body already serialized, with the headers `warp::reply::json` gives.
+fn json_bytes(body: Bytes) -> warp::http::Response<Bytes> {
+    let mut response = warp::http::Response::new(body);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 pub fn routes(carts: Arc<Carts>, guard: &TokenGuard) -> BoxedFilter<(Response,)> {
@@ -99,10 +85,11 @@ pub fn routes(carts: Arc<Carts>, guard: &TokenGuard) -> BoxedFilter<(Response,)>
     };
     let caller = || guard.authenticated().and(state.clone());
 
+    // Served from the read model in Redis, one round trip, when it has the cart (`view.rs`).
     let get = warp::path!("cart").and(warp::get()).and(caller()).then(
         |caller: Caller, carts: Arc<Carts>| {
-            respond(caller.correlation_id, async move {
-                Ok(cart_json(&carts.active(&caller.user.id).await?))
+            respond_with(caller.correlation_id, async move {
+                Ok(json_bytes(carts.view(&caller.user.id).await?))
             })
         },
     );

@@ -9,11 +9,13 @@ mod jobs;
 mod messaging;
 mod service;
 mod store;
+mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use common::TokenGuard;
+use common::projection::Projections;
 use rabbit::Rabbit;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -30,10 +32,12 @@ pub struct Running {
 }
 
 /// Starts cart on `config.port` (0 for any free port, as tests do). It starts while MongoDB,
-/// RabbitMQ or auth are down and answers 503 where it needs them. Everything stops when
-/// `shutdown` is cancelled.
+/// RabbitMQ, Redis or auth are down and answers 503 where it needs them (Redis never: GET /cart
+/// then reads the store). Everything stops when `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let db = common::mongo::connect(&config.mongo_url, &config.mongo_db, "cart").await?;
+    // The database name keeps deployments and tests that share one Redis apart.
+    let projections = Projections::new(&config.redis_url, &config.mongo_db, config.projection_ttl)?;
     let rabbit = Rabbit::start(
         &config.rabbit_url,
         rabbit::contract::topology(),
@@ -50,6 +54,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
     };
     let carts = Arc::new(service::Carts::new(
         store::Store::new(db),
+        view::CartViews::new(projections),
         rabbit.clone(),
         timings,
     ));

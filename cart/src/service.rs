@@ -4,10 +4,15 @@
 //! by the unique `_id` and the operation decides again on a fresh read. That insert is the only
 //! thing correctness rests on; the per-user lock below only spares writers of one instance the
 //! retries, and the caches only spare reads. The background jobs are in `jobs.rs`.
+//!
+//! Every append is followed by `remember` (or, for a closed cart's order, by the read model
+//! alone): GET /cart is served from the read model in Redis (`view.rs`), so a change any writer
+//! has stored shows in it once that writer is done.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use common::ApiError;
 use common::locks::KeyedLocks;
 use mongodb::bson::DateTime;
@@ -19,6 +24,7 @@ use tracing::{info, warn};
 use crate::cart::{self, Answer, Cart, CartError, Event, Issue, Recorded, Validation};
 use crate::messaging;
 use crate::store::Store;
+use crate::view::{self, CartViews};
 
 /// An operation that keeps losing the race for its cart's next position gives up (503).
 const MAX_ATTEMPTS: usize = 50;
@@ -55,6 +61,8 @@ pub enum CheckoutError {
 
 pub struct Carts {
     pub(crate) store: Store,
+    /// GET /cart's read model in Redis, written after every change of a user's newest cart.
+    views: CartViews,
     pub(crate) rabbit: Rabbit,
     pub(crate) timings: Timings,
     /// Set once the indexes exist, which `/health` reports: without them every read scans.
@@ -77,9 +85,10 @@ impl From<CartError> for ApiError {
 }
 
 impl Carts {
-    pub fn new(store: Store, rabbit: Rabbit, timings: Timings) -> Self {
+    pub fn new(store: Store, views: CartViews, rabbit: Rabbit, timings: Timings) -> Self {
         Self {
             store,
+            views,
             rabbit,
             timings,
             indexes_ready: AtomicBool::new(false),
@@ -95,6 +104,19 @@ impl Carts {
             ("mongodb", mongodb),
             ("rabbitmq", self.rabbit.is_connected()),
         ]
+    }
+
+    /// GET /cart's body: the read model's copy of the user's active cart when it has one, else
+    /// the active cart from the store, which is then stored as the read model's copy. A change
+    /// stored meanwhile (here or on another instance) has a later version and keeps its copy.
+    pub async fn view(&self, user_id: &str) -> Result<Bytes, ApiError> {
+        if let Some(body) = self.views.active(user_id).await {
+            return Ok(body);
+        }
+        let cart = self.active(user_id).await?;
+        let body = view::body(&cart);
+        self.views.put(&cart, &body).await;
+        Ok(body)
     }
 
     /// The user's active cart, folded up to its last event: the user's newest cart, opened on
@@ -198,12 +220,19 @@ impl Carts {
         }))
     }
 
-    /// Caches the cart as its user's newest. Only an aid: a failure is logged, and readers catch
-    /// up from the events anyway.
+    /// Caches the cart as its user's newest, in the store's `current_carts` (where reads and
+    /// changes in the store start) and in GET /cart's read model, both at once. Called after
+    /// every append to a user's newest cart. Only aids: a failure is logged, readers of the store
+    /// catch up from the events anyway, and a lost read model write leaves GET /cart behind for
+    /// at most the read model's time to live.
     async fn remember(&self, cart: &Cart) {
-        if let Err(error) = self.store.remember(cart).await {
-            warn!(%error, cart_id = cart.id, "cannot cache the cart");
-        }
+        let cached = async {
+            if let Err(error) = self.store.remember(cart).await {
+                warn!(%error, cart_id = cart.id, "cannot cache the cart");
+            }
+        };
+        let body = view::body(cart);
+        tokio::join!(cached, self.views.put(cart, &body));
     }
 
     /// Decides a change of the user's active cart with `decide` and records it, deciding again
@@ -485,11 +514,17 @@ impl Carts {
             };
             self.append(&cart, checked_out).await
         };
-        let closed = closing.await.map_err(ApiError::from)?;
-        if let Some(closed) = &closed {
-            self.remember(closed).await;
+        let closed = closing.await;
+        // The answers are a change of the cart even when the close then lost its race (or the
+        // store failed): the cart screen shows them.
+        let recorded = match &closed {
+            Ok(Some(closed)) => closed,
+            _ => &cart,
+        };
+        if recorded.position > asked.position {
+            self.remember(recorded).await;
         }
-        Ok(closed)
+        Ok(closed.map_err(ApiError::from)?)
     }
 
     /// Sends a just closed cart's `place_order`, not waiting for a broker that is down: the
@@ -554,7 +589,11 @@ impl Carts {
             let recorded = Event::OrderRecorded {
                 order_id: placed.order_id.clone(),
             };
-            if self.append(&cart, recorded).await?.is_some() {
+            if let Some(ordered) = self.append(&cart, recorded).await? {
+                // Only the read model: a closed cart is shown by no GET, but its entry must not
+                // fall behind. The store's cache may already hold the user's next cart, which
+                // this older cart must not replace; Redis keeps the newer version by itself.
+                self.views.put(&ordered, &[]).await;
                 self.store.done_waiting(&cart.id).await?;
                 info!(
                     cart_id = cart.id,

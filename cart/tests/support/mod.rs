@@ -54,6 +54,8 @@ pub fn test_config(vhost: &Vhost, auth_url: &str) -> cart::Config {
         mongo_url: testkit::mongo_url(),
         mongo_db: testkit::unique_name("cart"),
         rabbit_url: vhost.amqp_url(),
+        redis_url: testkit::redis_url(),
+        projection_ttl: Duration::from_secs(60),
         auth_service_url: auth_url.into(),
         token_cache_ttl: Duration::from_secs(600),
         revalidate_every: Duration::from_secs(3600),
@@ -242,6 +244,22 @@ impl TestCart {
                     .is_ok_and(|cart| cart.starts_with(&prefix))
             })
             .collect()
+    }
+
+    /// Deletes the user's entry of GET /cart's read model from Redis, as an expiry would.
+    pub async fn forget_view(&self, user_id: &str) {
+        let client = redis::Client::open(self.config.redis_url.as_str()).expect("a Redis URL");
+        let mut redis = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis answers");
+        let key = format!("{}:cart:{user_id}", self.config.mongo_db);
+        let deleted: i64 = redis::cmd("DEL")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .expect("Redis answers");
+        assert_eq!(deleted, 1, "no entry {key} to forget");
     }
 
     /// The order recorded for cart `cart_id`, if any: what `order_placed` left.
