@@ -1,7 +1,9 @@
 //! The token guard (CONTRACT section 3): checks bearer tokens through auth's `/users/current`,
 //! caches the answer under the raw token, and forgets a token as soon as auth broadcasts its
-//! revocation.
+//! revocation. The cache and its eviction ([`TokenCache`]) also serve auth's own
+//! `/users/current`.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -44,17 +46,103 @@ pub fn bearer_token(header: &str) -> Option<&str> {
     valid.then_some(token)
 }
 
+/// What is known about tokens, under the raw token: the user a token belongs to, or `None` for a
+/// refused token. Entries live until the TTL, or until the logout broadcast evicts them.
+/// Cheap to clone; all clones share one cache.
+#[derive(Clone)]
+pub struct TokenCache {
+    /// `None` remembers a refused token: a refused token never becomes valid again (signout,
+    /// password change and disable revoke tokens for good), so forged tokens cost one lookup each.
+    answers: Cache<String, Option<Arc<User>>>,
+    /// Counts evictions. An eviction cannot reach an answer still being looked up (moka inserts
+    /// it after), so a lookup that saw the count move looks again instead of trusting it.
+    evictions: Arc<AtomicU64>,
+}
+
+impl TokenCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            answers: Cache::builder()
+                .max_capacity(MAX_CACHED_TOKENS)
+                .time_to_live(ttl)
+                .build(),
+            evictions: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The answer for `token`: cached, or from `look_up`, called once for concurrent misses of
+    /// one token. Errors are passed on and never cached.
+    pub async fn get_or_look_up<F, Fut>(
+        &self,
+        token: &str,
+        look_up: F,
+    ) -> Result<Option<Arc<User>>, ApiError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Option<Arc<User>>, ApiError>>,
+    {
+        const ATTEMPTS: usize = 3;
+        for _ in 1..ATTEMPTS {
+            let evictions = self.evictions.load(Ordering::Acquire);
+            let answer = self.get_with(token, look_up()).await?;
+            if self.evictions.load(Ordering::Acquire) == evictions {
+                return Ok(answer);
+            }
+            // Maybe looked up before a revocation and cached after its eviction: look again.
+            self.answers.invalidate(token).await;
+        }
+        self.get_with(token, look_up()).await
+    }
+
+    async fn get_with(
+        &self,
+        token: &str,
+        look_up: impl Future<Output = Result<Option<Arc<User>>, ApiError>>,
+    ) -> Result<Option<Arc<User>>, ApiError> {
+        self.answers
+            .try_get_with_by_ref(token, look_up)
+            .await
+            .map_err(|error| (*error).clone())
+    }
+
+    /// Forgets a token (a leading `Bearer ` is tolerated, as in the logout broadcast).
+    pub async fn evict(&self, token: &str) {
+        let token = bearer_token(token).unwrap_or(token);
+        self.evictions.fetch_add(1, Ordering::AcqRel);
+        self.answers.invalidate(token).await;
+    }
+
+    /// Forgets every token: logouts broadcast while this instance was not subscribed are lost.
+    fn evict_all(&self) {
+        self.evictions.fetch_add(1, Ordering::AcqRel);
+        self.answers.invalidate_all();
+    }
+
+    /// Evicts every token auth broadcasts on the `auth` fanout, across reconnects, until shutdown,
+    /// and the whole cache each time the instance (re)subscribes.
+    pub fn listen_for_logouts(&self, rabbit: &Rabbit) -> JoinHandle<()> {
+        let cache = self.clone();
+        let forget = self.clone();
+        let consumer = Consumer {
+            on_subscribed: Some(Arc::new(move || forget.evict_all())),
+            ..Consumer::broadcast(AUTH_EXCHANGE)
+        };
+        rabbit.consume(consumer, move |message: Arc<rabbit::Message<String>>| {
+            let cache = cache.clone();
+            async move {
+                cache.evict(&message.envelope.message).await;
+                Ok(())
+            }
+        })
+    }
+}
+
 /// Cheap to clone; all clones share one cache.
 #[derive(Clone)]
 pub struct TokenGuard {
     http: reqwest::Client,
     current_user_url: String,
-    /// `None` remembers a token auth refused: a refused token never becomes valid again (signout,
-    /// password change and disable revoke tokens for good), so forged tokens cost one call each.
-    cache: Cache<String, Option<Arc<User>>>,
-    /// Counts evictions. An eviction cannot reach an answer still on its way from auth (moka
-    /// inserts it after), so a check that saw the count move re-asks instead of trusting it.
-    evictions: Arc<AtomicU64>,
+    answers: TokenCache,
 }
 
 impl TokenGuard {
@@ -66,11 +154,7 @@ impl TokenGuard {
         Self {
             http,
             current_user_url: format!("{}/users/current", auth_service_url.trim_end_matches('/')),
-            cache: Cache::builder()
-                .max_capacity(MAX_CACHED_TOKENS)
-                .time_to_live(ttl)
-                .build(),
-            evictions: Arc::new(AtomicU64::new(0)),
+            answers: TokenCache::new(ttl),
         }
     }
 
@@ -85,43 +169,14 @@ impl TokenGuard {
             .and_then(bearer_token)
             .ok_or(ApiError::Unauthorized)?;
         let user = self
-            .cached_answer(token, correlation_id)
+            .answers
+            .get_or_look_up(token, || self.ask_auth(token, correlation_id))
             .await?
             .ok_or(ApiError::Unauthorized)?;
         match permission {
             Some(permission) if !user.has(permission) => Err(ApiError::Forbidden),
             _ => Ok(user),
         }
-    }
-
-    /// Auth's answer for `token`, from the cache or from one call shared by concurrent misses.
-    async fn cached_answer(
-        &self,
-        token: &str,
-        correlation_id: &str,
-    ) -> Result<Option<Arc<User>>, ApiError> {
-        const ATTEMPTS: usize = 3;
-        for _ in 1..ATTEMPTS {
-            let evictions = self.evictions.load(Ordering::Acquire);
-            let answer = self.get_or_ask(token, correlation_id).await?;
-            if self.evictions.load(Ordering::Acquire) == evictions {
-                return Ok(answer);
-            }
-            // Maybe answered before a revocation and cached after its eviction: ask again.
-            self.cache.invalidate(token).await;
-        }
-        self.get_or_ask(token, correlation_id).await
-    }
-
-    async fn get_or_ask(
-        &self,
-        token: &str,
-        correlation_id: &str,
-    ) -> Result<Option<Arc<User>>, ApiError> {
-        self.cache
-            .try_get_with_by_ref(token, self.ask_auth(token, correlation_id))
-            .await
-            .map_err(|error| (*error).clone())
     }
 
     async fn ask_auth(
@@ -156,33 +211,13 @@ impl TokenGuard {
 
     /// Forgets a token (a leading `Bearer ` is tolerated, as in the logout broadcast).
     pub async fn evict(&self, token: &str) {
-        let token = bearer_token(token).unwrap_or(token);
-        self.evictions.fetch_add(1, Ordering::AcqRel);
-        self.cache.invalidate(token).await;
-    }
-
-    /// Forgets every token: logouts broadcast while this instance was not subscribed are lost.
-    fn evict_all(&self) {
-        self.evictions.fetch_add(1, Ordering::AcqRel);
-        self.cache.invalidate_all();
+        self.answers.evict(token).await;
     }
 
     /// Evicts every token auth broadcasts on the `auth` fanout, across reconnects, until shutdown,
     /// and the whole cache each time the instance (re)subscribes.
     pub fn listen_for_logouts(&self, rabbit: &Rabbit) -> JoinHandle<()> {
-        let guard = self.clone();
-        let forget = self.clone();
-        let consumer = Consumer {
-            on_subscribed: Some(Arc::new(move || forget.evict_all())),
-            ..Consumer::broadcast(AUTH_EXCHANGE)
-        };
-        rabbit.consume(consumer, move |message: Arc<rabbit::Message<String>>| {
-            let guard = guard.clone();
-            async move {
-                guard.evict(&message.envelope.message).await;
-                Ok(())
-            }
-        })
+        self.answers.listen_for_logouts(rabbit)
     }
 
     /// Any valid token.
@@ -235,7 +270,73 @@ pub struct Caller {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+
     use super::*;
+
+    fn alice() -> Arc<User> {
+        Arc::new(User {
+            id: "1".into(),
+            name: "Alice".into(),
+            login: "alice".into(),
+            permissions: vec!["user".into()],
+            enabled: true,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_remembered_and_an_error_is_not() {
+        let cache = TokenCache::new(Duration::from_secs(600));
+        let lookups = AtomicUsize::new(0);
+        let refuse = || async {
+            lookups.fetch_add(1, Ordering::SeqCst);
+            Ok(None)
+        };
+        let fail = || async { Err(ApiError::Unavailable("auth")) };
+
+        assert_eq!(cache.get_or_look_up("revoked", refuse).await.unwrap(), None);
+        assert_eq!(cache.get_or_look_up("revoked", refuse).await.unwrap(), None);
+        assert_eq!(lookups.load(Ordering::SeqCst), 1);
+        assert!(cache.get_or_look_up("unknown", fail).await.is_err());
+        assert_eq!(cache.get_or_look_up("unknown", refuse).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_answer_looked_up_while_its_token_was_evicted_is_looked_up_again() {
+        let cache = TokenCache::new(Duration::from_secs(600));
+        let lookups = AtomicUsize::new(0);
+        // The first lookup reads "valid" from the store, then the revocation's eviction arrives
+        // before the answer is cached; the second lookup sees the revocation.
+        let look_up = || async {
+            if lookups.fetch_add(1, Ordering::SeqCst) == 0 {
+                cache.evict("token").await;
+                Ok(Some(alice()))
+            } else {
+                Ok(None)
+            }
+        };
+
+        assert_eq!(cache.get_or_look_up("token", look_up).await.unwrap(), None);
+        assert_eq!(lookups.load(Ordering::SeqCst), 2);
+        let cached = cache.get_or_look_up("token", || async { Ok(Some(alice())) });
+        assert_eq!(
+            cached.await.unwrap(),
+            None,
+            "the refusal is what stays cached"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_evicted_token_is_looked_up_again_with_or_without_its_scheme() {
+        let cache = TokenCache::new(Duration::from_secs(600));
+        let valid = || async { Ok(Some(alice())) };
+        let refused = || async { Ok(None) };
+        cache.get_or_look_up("token", valid).await.unwrap();
+
+        cache.evict("Bearer token").await;
+
+        assert_eq!(cache.get_or_look_up("token", refused).await.unwrap(), None);
+    }
 
     #[test]
     fn bearer_scheme_is_case_insensitive() {
