@@ -193,6 +193,10 @@ impl TokenGuard {
             .get(&self.current_user_url)
             .bearer_auth(token)
             .header(CORRELATION_ID, correlation_id)
+            // Past auth's own cache: the auth instance asked may not have processed yet the
+            // logout broadcast that just evicted this token here, and this answer is kept until
+            // the TTL.
+            .header(reqwest::header::CACHE_CONTROL, "no-cache")
             .send()
             .await
             .map_err(unavailable)?;
@@ -270,6 +274,7 @@ pub struct Caller {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
@@ -336,6 +341,27 @@ mod tests {
         cache.evict("Bearer token").await;
 
         assert_eq!(cache.get_or_look_up("token", refused).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_guard_asks_auth_past_its_cache() {
+        let sent = Arc::new(Mutex::new(None));
+        let seen = sent.clone();
+        let current = warp::path!("users" / "current")
+            .and(warp::header::optional::<String>("cache-control"))
+            .map(move |cache_control: Option<String>| {
+                *seen.lock().unwrap() = cache_control;
+                warp::reply::json(alice().as_ref())
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(warp::serve(current).incoming(listener).run());
+        let guard = TokenGuard::new(&format!("http://{addr}"), Duration::from_secs(600));
+
+        let user = guard.check(Some("Bearer token"), None, "c").await.unwrap();
+
+        assert_eq!(user, alice());
+        assert_eq!(sent.lock().unwrap().as_deref(), Some("no-cache"));
     }
 
     #[test]
