@@ -1,4 +1,6 @@
-use common::config::{ConfigError, mongo_url, rabbit_url, text, var};
+use std::time::Duration;
+
+use common::config::{ConfigError, mongo_url, rabbit_url, text, token_cache_ttl, var};
 use tracing::warn;
 
 /// Only for development: a service started without `JWT_SECRET` says so in its log.
@@ -13,6 +15,9 @@ pub struct Config {
     pub mongo_db: String,
     pub rabbit_url: String,
     pub jwt_secret: String,
+    /// How long `GET /users/current` may answer from memory without the logout broadcast's help
+    /// (a change made directly in MongoDB shows after this).
+    pub token_cache_ttl: Duration,
 }
 
 impl Config {
@@ -39,6 +44,7 @@ impl Config {
             mongo_db: text("MONGO_DB", "auth")?,
             rabbit_url: rabbit_url()?,
             jwt_secret,
+            token_cache_ttl: token_cache_ttl()?,
         })
     }
 }

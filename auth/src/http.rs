@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use common::http::{
-    DEFAULT_BODY_LIMIT, correlation_id, health, json_body, optional_header, respond,
+    DEFAULT_BODY_LIMIT, correlation_id, health, json_body, optional_header, respond, respond_with,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -11,7 +11,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use crate::service::{Auth, Session, to_user};
+use crate::service::{Auth, Session};
 
 /// Signup creates a user, so any field beyond these is refused rather than ignored: a
 /// `permissions` or `enabled` sent here must never be mistaken for being honoured.
@@ -114,11 +114,22 @@ pub fn routes(auth: Arc<Auth>) -> BoxedFilter<(Response,)> {
             })
         });
 
+    // From memory, unless the caller asks past caches (as the other services' token guards do).
     let current = warp::path!("users" / "current")
         .and(warp::get())
-        .and(session.clone())
+        .and(state.clone())
+        .and(optional_header("authorization"))
+        .and(optional_header("cache-control"))
         .and(correlation_id())
-        .then(|session: Session, cid| respond(cid, async move { Ok(to_user(&session.user)) }));
+        .then(
+            |auth: Arc<Auth>, authorization: Option<String>, cache_control: Option<String>, cid| {
+                respond_with(cid, async move {
+                    let fresh = asks_past_caches(cache_control.as_deref());
+                    let user = auth.current_user(authorization.as_deref(), fresh).await?;
+                    Ok(warp::reply::json(user.as_ref()))
+                })
+            },
+        );
 
     let password = warp::path!("users" / "password")
         .and(warp::post())
@@ -218,4 +229,49 @@ pub fn routes(auth: Arc<Auth>) -> BoxedFilter<(Response,)> {
 /// A missing field reads as empty text, which the field rules then refuse with its path.
 fn text(value: &Option<String>) -> &str {
     value.as_deref().unwrap_or_default()
+}
+
+/// Whether a request's `Cache-Control` forbids answering from a cache without checking:
+/// `no-cache`, `no-store` or `max-age=0` (RFC 9111 request directives, case-insensitive).
+fn asks_past_caches(cache_control: Option<&str>) -> bool {
+    cache_control
+        .into_iter()
+        .flat_map(|value| value.split(','))
+        .any(|directive| {
+            let (name, argument) = directive.split_once('=').unwrap_or((directive, ""));
+            let name = name.trim();
+            name.eq_ignore_ascii_case("no-cache")
+                || name.eq_ignore_ascii_case("no-store")
+                || (name.eq_ignore_ascii_case("max-age")
+                    && argument.trim().trim_matches('"').parse() == Ok(0_u64))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::asks_past_caches;
+
+    #[test]
+    fn no_cache_no_store_and_max_age_0_ask_past_caches() {
+        for value in [
+            "no-cache",
+            "No-Cache",
+            "no-store",
+            "max-age=0",
+            "max-age=\"0\"",
+            "max-age=00",
+            "max-stale=10, no-cache",
+            " max-age = 0 ",
+        ] {
+            assert!(asks_past_caches(Some(value)), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn other_or_no_directives_accept_a_cached_answer() {
+        for value in ["", "max-age=60", "max-age=00x", "no-transform", "private"] {
+            assert!(!asks_past_caches(Some(value)), "{value:?}");
+        }
+        assert!(!asks_past_caches(None));
+    }
 }

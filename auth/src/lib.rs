@@ -38,6 +38,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
         store::Store::new(db),
         jwt::Jwt::new(&config.jwt_secret),
         rabbit,
+        config.token_cache_ttl,
     );
     auth.spawn_background(shutdown.clone());
     let server = common::server::serve(http::routes(auth), config.port, shutdown).await?;

@@ -4,12 +4,15 @@
 //! unique because the unique login index decides between racing signups, and whether a user may
 //! hold tokens is decided by the user's access log, where enable and disable are inserts at a
 //! unique position (see `store.rs` and [`Auth::set_enabled`]).
+//!
+//! `GET /users/current` answers from memory ([`Auth::current_user`]); everything that writes or
+//! decides authenticates against the store ([`Auth::authenticate`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::guard::bearer_token;
+use common::guard::{TokenCache, bearer_token};
 use common::{ApiError, FieldError, User};
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{DateTime, doc};
@@ -50,12 +53,15 @@ pub struct Auth {
     hasher: Hasher,
     broadcaster: Broadcaster,
     rabbit: Rabbit,
+    /// The answers of `GET /users/current`, evicted by the logout broadcast like every other
+    /// service's token cache, and at once by this instance's own changes.
+    current_users: TokenCache,
     /// Signups wait for the unique login index: without it two signups could share a login.
     indexes_ready: AtomicBool,
 }
 
 impl Auth {
-    pub fn new(store: Store, jwt: Jwt, rabbit: Rabbit) -> Arc<Self> {
+    pub fn new(store: Store, jwt: Jwt, rabbit: Rabbit, token_cache_ttl: Duration) -> Arc<Self> {
         let broadcaster = Broadcaster::new(store.clone(), jwt.clone(), rabbit.clone());
         Arc::new(Self {
             store,
@@ -63,11 +69,13 @@ impl Auth {
             hasher: Hasher::default(),
             broadcaster,
             rabbit,
+            current_users: TokenCache::new(token_cache_ttl),
             indexes_ready: AtomicBool::new(false),
         })
     }
 
-    /// Creates the indexes (retrying while MongoDB is down) and starts the broadcast sweeper.
+    /// Creates the indexes (retrying while MongoDB is down), starts the broadcast sweeper and
+    /// the eviction of broadcast tokens from the `/users/current` cache.
     pub fn spawn_background(self: &Arc<Self>, shutdown: CancellationToken) {
         let auth = self.clone();
         let indexes_shutdown = shutdown.clone();
@@ -85,6 +93,7 @@ impl Auth {
             info!("indexes ready");
         });
         self.broadcaster.clone().spawn_sweeper(shutdown);
+        self.current_users.listen_for_logouts(&self.rabbit);
     }
 
     pub async fn health(&self) -> Vec<(&'static str, bool)> {
@@ -161,6 +170,39 @@ impl Auth {
             .and_then(bearer_token)
             .ok_or(ApiError::Unauthorized)?;
         let claims = self.jwt.verify(token).ok_or(ApiError::Unauthorized)?;
+        self.session(&claims).await
+    }
+
+    /// The user `GET /users/current` answers for a token: from memory, or from the store as
+    /// [`Auth::authenticate`] decides on a miss and whenever the caller asks for a `fresh` answer
+    /// (which leaves the cache as it is). Only tokens whose signature verifies are cached, so
+    /// forged ones cannot crowd out real ones.
+    pub async fn current_user(
+        &self,
+        authorization: Option<&str>,
+        fresh: bool,
+    ) -> Result<Arc<User>, ApiError> {
+        let token = authorization
+            .and_then(bearer_token)
+            .ok_or(ApiError::Unauthorized)?;
+        let claims = self.jwt.verify(token).ok_or(ApiError::Unauthorized)?;
+        let look_up = || async {
+            match self.session(&claims).await {
+                Ok(session) => Ok(Some(Arc::new(to_user(&session.user)))),
+                Err(ApiError::Unauthorized) => Ok(None),
+                Err(error) => Err(error),
+            }
+        };
+        let user = if fresh {
+            look_up().await?
+        } else {
+            self.current_users.get_or_look_up(token, look_up).await?
+        };
+        user.ok_or(ApiError::Unauthorized)
+    }
+
+    /// The session of verified `claims`, read from the store.
+    async fn session(&self, claims: &Claims) -> Result<Session, ApiError> {
         let (Ok(token_id), Ok(user_id)) = (
             ObjectId::parse_str(&claims.token_id),
             ObjectId::parse_str(&claims.user_id),
@@ -176,7 +218,7 @@ impl Auth {
             (Some(token), Some(user))
                 if token.enabled
                     && token.user_id == user_id
-                    && claims_of(&token) == claims
+                    && claims_of(&token) == *claims
                     && user.enabled
                     && access.enabled
                     && token.access == access.position =>
@@ -188,7 +230,7 @@ impl Auth {
     }
 
     pub async fn signout(&self, session: Session, correlation_id: &str) -> Result<(), ApiError> {
-        self.store.revoke(&[session.token]).await?;
+        self.revoke(&[session.token]).await?;
         self.broadcaster
             .flush_user(session.user.id, correlation_id)
             .await;
@@ -239,7 +281,31 @@ impl Auth {
             .into_iter()
             .filter(|token| token.id != session.token.id)
             .collect();
-        Ok(self.store.revoke(&others).await?)
+        self.revoke(&others).await
+    }
+
+    /// Revokes `tokens` for good and queues their broadcast; see [`Auth::forget`].
+    async fn revoke(&self, tokens: &[TokenDoc]) -> Result<(), ApiError> {
+        self.store.revoke(tokens).await?;
+        self.forget(tokens).await;
+        Ok(())
+    }
+
+    /// Queues the broadcast of `tokens`, whose user changed; see [`Auth::forget`].
+    async fn announce(&self, tokens: &[TokenDoc]) -> Result<(), ApiError> {
+        self.store.announce(tokens).await?;
+        self.forget(tokens).await;
+        Ok(())
+    }
+
+    /// Drops `tokens` from this instance's `/users/current` cache once their change is stored and
+    /// before the broadcast is sent: whoever made the change reads it back here at once, whatever
+    /// the broadcast's delay (or RabbitMQ's outage). The broadcast carries the same token strings.
+    async fn forget(&self, tokens: &[TokenDoc]) {
+        for token in tokens {
+            let raw = self.jwt.issue(&claims_of(token));
+            self.current_users.evict(&raw).await;
+        }
     }
 
     pub async fn all_users(&self) -> Result<Vec<User>, ApiError> {
@@ -310,9 +376,9 @@ impl Auth {
         // Enabling brings no token back; the caches re-ask about the live ones either way.
         let tokens = self.store.user_tokens(user).await?;
         if enabled {
-            self.store.announce(&tokens).await?;
+            self.announce(&tokens).await?;
         } else {
-            self.store.revoke(&tokens).await?;
+            self.revoke(&tokens).await?;
         }
         self.broadcaster.flush_user(user, correlation_id).await;
         Ok(())
@@ -338,7 +404,7 @@ impl Auth {
             return Err(ApiError::NotFound);
         }
         let tokens = self.store.user_tokens(user).await?;
-        self.store.announce(&tokens).await?;
+        self.announce(&tokens).await?;
         self.broadcaster.flush_user(user, correlation_id).await;
         Ok(())
     }
@@ -389,7 +455,7 @@ fn claims_of(token: &TokenDoc) -> Claims {
     }
 }
 
-pub fn to_user(user: &UserDoc) -> User {
+fn to_user(user: &UserDoc) -> User {
     User {
         id: user.id.to_hex(),
         name: user.name.clone(),

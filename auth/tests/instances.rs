@@ -23,6 +23,8 @@ async fn admin_action_at(
     app.post_at(base_url, &path, Some(admin), &json!({})).await
 }
 
+/// The store refuses every token on every instance at once (`Cache-Control: no-cache`), and so
+/// does every instance's memory once the logout broadcast has reached it.
 async fn assert_refused_everywhere(
     app: &support::TestAuth,
     instances: &[&str],
@@ -31,8 +33,12 @@ async fn assert_refused_everywhere(
 ) {
     for token in tokens {
         for instance in instances {
-            let reply = app.current_at(instance, token).await;
+            let reply = app
+                .current_with_cache_control(instance, token, "no-cache")
+                .await;
             assert_eq!(reply.status, 401, "{stage}: {reply:?}");
+            let evicted = app.eventually_current_at(instance, token, 401).await;
+            assert!(evicted, "{stage}: still answered from memory on {instance}");
         }
     }
 }

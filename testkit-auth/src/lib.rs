@@ -38,6 +38,7 @@ impl TestAuth {
             mongo_db: testkit::unique_name("auth"),
             rabbit_url: vhost.amqp_url(),
             jwt_secret: JWT_SECRET.into(),
+            token_cache_ttl: std::time::Duration::from_secs(600),
         })
         .await
     }

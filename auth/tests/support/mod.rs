@@ -24,6 +24,9 @@ pub const PASSWORD: &str = "correct horse battery";
 const STARTUP: Duration = Duration::from_secs(60);
 /// How long a broadcast may take to arrive; a bound for giving up, never a speed asserted.
 const DELIVERY: Duration = Duration::from_secs(5);
+/// The service's default: in a test, only the logout broadcast and the instance's own changes
+/// evict `/users/current` answers.
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(600);
 
 /// A running auth service, stopped when dropped.
 pub struct TestAuth {
@@ -35,6 +38,7 @@ pub struct TestAuth {
     pub db: mongodb::Database,
     /// Deleted, with everything in it, when the test ends.
     pub vhost: Vhost,
+    token_cache_ttl: Duration,
 }
 
 /// Another auth instance on the same database and vhost as a [`TestAuth`], stopped when dropped.
@@ -53,10 +57,15 @@ pub use testkit::Reply;
 
 /// A started auth service whose /health reports "up": the readiness a load balancer sees.
 pub async fn spawn_auth() -> TestAuth {
+    spawn_auth_with_ttl(TOKEN_CACHE_TTL).await
+}
+
+/// [`spawn_auth`] whose `/users/current` answers live `token_cache_ttl` in memory.
+pub async fn spawn_auth_with_ttl(token_cache_ttl: Duration) -> TestAuth {
     let vhost = Vhost::create().await;
     let mongo_db = testkit::unique_name("auth");
     let http = reqwest::Client::new();
-    let instance = start_instance(&http, &mongo_db, &vhost.amqp_url()).await;
+    let instance = start_instance(&http, &mongo_db, &vhost.amqp_url(), token_cache_ttl).await;
     let db = mongodb::Client::with_uri_str(testkit::mongo_url())
         .await
         .expect("a valid MongoDB URL")
@@ -67,17 +76,24 @@ pub async fn spawn_auth() -> TestAuth {
         db,
         vhost,
         instance,
+        token_cache_ttl,
     }
 }
 
 /// Starts auth on `mongo_db` and `amqp_url` and waits until its /health reports "up".
-async fn start_instance(http: &reqwest::Client, mongo_db: &str, amqp_url: &str) -> Instance {
+async fn start_instance(
+    http: &reqwest::Client,
+    mongo_db: &str,
+    amqp_url: &str,
+    token_cache_ttl: Duration,
+) -> Instance {
     let config = auth::Config {
         port: 0,
         mongo_url: testkit::mongo_url(),
         mongo_db: mongo_db.into(),
         rabbit_url: amqp_url.into(),
         jwt_secret: SECRET.into(),
+        token_cache_ttl,
     };
     let shutdown = CancellationToken::new();
     let running = auth::run(config, shutdown.clone())
@@ -100,7 +116,8 @@ async fn start_instance(http: &reqwest::Client, mongo_db: &str, amqp_url: &str) 
 impl TestAuth {
     /// A second instance sharing this one's database and vhost, as behind a load balancer.
     pub async fn another_instance(&self) -> Instance {
-        start_instance(&self.http, self.db.name(), &self.vhost.amqp_url()).await
+        let amqp_url = self.vhost.amqp_url();
+        start_instance(&self.http, self.db.name(), &amqp_url, self.token_cache_ttl).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -123,6 +140,30 @@ impl TestAuth {
     pub async fn current_at(&self, base_url: &str, token: &str) -> Reply {
         let request = self.http.get(format!("{base_url}/users/current"));
         self.send(with_token(request, Some(token))).await
+    }
+
+    /// [`TestAuth::current_at`] with a `Cache-Control` request header, e.g. `no-cache` to have
+    /// the answer read from the store rather than from the instance's memory.
+    pub async fn current_with_cache_control(
+        &self,
+        base_url: &str,
+        token: &str,
+        cache_control: &str,
+    ) -> Reply {
+        let request = self
+            .http
+            .get(format!("{base_url}/users/current"))
+            .header("cache-control", cache_control);
+        self.send(with_token(request, Some(token))).await
+    }
+
+    /// Waits until `/users/current` at `base_url` answers `status` for `token`, as it does once
+    /// the logout broadcast reached that instance; false if it never does.
+    pub async fn eventually_current_at(&self, base_url: &str, token: &str, status: u16) -> bool {
+        testkit::eventually(DELIVERY, || async {
+            self.current_at(base_url, token).await.status == status
+        })
+        .await
     }
 
     pub async fn send(&self, request: RequestBuilder) -> Reply {
