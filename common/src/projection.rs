@@ -7,11 +7,14 @@
 //! that Redis runs atomically: the newest version wins whatever order the writes arrive in.
 //!
 //! Redis is an aid, never a dependency: when it is down a read answers `None` and the service
-//! reads its store, and a write is dropped. A write dropped while Redis kept its data leaves an
+//! reads its store, and a write is dropped; after a failure Redis is left alone for a second, so
+//! an outage costs requests no waiting. A write dropped while Redis kept its data leaves an
 //! entry behind the store; every entry therefore expires `ttl` after its last write, which is
 //! the bound on how stale a read can be (documented in docs/contract.md section 10).
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -37,6 +40,10 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 ";
 
+/// How long Redis is left alone after a failed call: meanwhile requests go straight to the store
+/// instead of each waiting for a connection attempt.
+const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
 /// The field of a set's hash that says whether it holds every member.
 const STATE: &str = "";
 const COMPLETE: &str = "complete";
@@ -60,6 +67,10 @@ pub struct Projections {
     ttl: Duration,
     put_if_newer: Script,
     add_if_present: Script,
+    /// Until when Redis is left alone after a failure.
+    paused_until: Arc<Mutex<Option<Instant>>>,
+    /// Whether the last call failed: an outage is logged once when it starts and once at its end.
+    down: Arc<AtomicBool>,
 }
 
 impl Projections {
@@ -71,7 +82,7 @@ impl Projections {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(500)))
             .set_response_timeout(Some(Duration::from_millis(500)))
-            .set_number_of_retries(1)
+            .set_number_of_retries(0)
             .set_max_delay(Duration::from_secs(2));
         let redis = ConnectionManager::new_lazy_with_config(client, config).map_err(invalid)?;
         Ok(Self {
@@ -80,7 +91,38 @@ impl Projections {
             ttl,
             put_if_newer: Script::new(PUT_IF_NEWER),
             add_if_present: Script::new(ADD_IF_PRESENT),
+            paused_until: Arc::default(),
+            down: Arc::default(),
         })
+    }
+
+    /// The connection, or `None` while Redis is left alone after a failure.
+    fn connection(&self) -> Option<ConnectionManager> {
+        let paused_until = *self.paused_until.lock().expect("not poisoned");
+        match paused_until {
+            Some(until) if Instant::now() < until => None,
+            _ => Some(self.redis.clone()),
+        }
+    }
+
+    /// The value of a Redis call; on failure `None`, and Redis is left alone for a while.
+    fn outcome<T>(&self, result: redis::RedisResult<T>) -> Option<T> {
+        match result {
+            Ok(value) => {
+                if self.down.swap(false, Ordering::AcqRel) {
+                    tracing::info!("Redis is back: reads are served from it again");
+                }
+                Some(value)
+            }
+            Err(error) => {
+                *self.paused_until.lock().expect("not poisoned") =
+                    Some(Instant::now() + PAUSE_AFTER_FAILURE);
+                if !self.down.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(%error, "Redis unavailable: reading the store until it is back");
+                }
+                None
+            }
+        }
     }
 
     fn key(&self, key: &str) -> String {
@@ -106,53 +148,46 @@ impl Projections {
         for key in keys {
             pipe.cmd("HMGET").arg(self.key(key)).arg(&["o", "b"]);
         }
-        let mut redis = self.redis.clone();
-        let answers: redis::RedisResult<Vec<OwnerAndBody>> = pipe.query_async(&mut redis).await;
-        match answers {
-            Ok(answers) => answers
-                .into_iter()
-                .map(|(owner, body)| {
-                    Some(Entry {
-                        owner: owner?,
-                        body: body?.into(),
-                    })
+        let Some(mut redis) = self.connection() else {
+            return vec![None; keys.len()];
+        };
+        let answers: Option<Vec<OwnerAndBody>> = self.outcome(pipe.query_async(&mut redis).await);
+        let Some(answers) = answers else {
+            return vec![None; keys.len()];
+        };
+        answers
+            .into_iter()
+            .map(|(owner, body)| {
+                Some(Entry {
+                    owner: owner?,
+                    body: body?.into(),
                 })
-                .collect(),
-            Err(error) => {
-                unavailable(&error);
-                vec![None; keys.len()]
-            }
-        }
+            })
+            .collect()
     }
 
     /// Stores `body` as the entry at `version`, unless a newer or equal version is there.
     pub async fn put(&self, key: &str, version: i64, owner: &str, body: &[u8]) {
-        let mut redis = self.redis.clone();
-        let written: Result<i64, _> = self
+        let Some(mut redis) = self.connection() else {
+            return;
+        };
+        let written: redis::RedisResult<i64> = self
             .put_if_newer
             .key(self.key(key))
             .arg(version)
             .arg(owner)
             .arg(body)
-            .arg(self.ttl.as_secs().max(1))
+            .arg(self.ttl_secs())
             .invoke_async(&mut redis)
             .await;
-        if let Err(error) = written {
-            unavailable(&error);
-        }
+        self.outcome(written);
     }
 
     /// The members of set `key` with their values when the set is complete; `None` when it must
     /// be filled from the store. A value is what the writer gave, e.g. a sort key.
     pub async fn members(&self, key: &str) -> Option<Vec<(String, String)>> {
-        let mut redis = self.redis.clone();
-        let fields: Vec<(String, String)> = match redis.hgetall(self.key(key)).await {
-            Ok(fields) => fields,
-            Err(error) => {
-                unavailable(&error);
-                return None;
-            }
-        };
+        let mut redis = self.connection()?;
+        let fields: Vec<(String, String)> = self.outcome(redis.hgetall(self.key(key)).await)?;
         let complete = fields
             .iter()
             .any(|(field, value)| field == STATE && value == COMPLETE);
@@ -167,17 +202,17 @@ impl Projections {
     /// Adds `member` with `value` to set `key` if the set exists; a writer calls it after its
     /// store write.
     pub async fn add(&self, key: &str, member: &str, value: &str) {
-        let mut redis = self.redis.clone();
-        let added: Result<i64, _> = self
+        let Some(mut redis) = self.connection() else {
+            return;
+        };
+        let added: redis::RedisResult<i64> = self
             .add_if_present
             .key(self.key(key))
             .arg(member)
             .arg(value)
             .invoke_async(&mut redis)
             .await;
-        if let Err(error) = added {
-            unavailable(&error);
-        }
+        self.outcome(added);
     }
 
     /// Fills set `key` from the store: `read` runs after the set is opened, so a member a writer
@@ -187,9 +222,11 @@ impl Projections {
         key: &str,
         read: impl Future<Output = Result<Vec<(String, String)>, E>>,
     ) -> Result<Vec<(String, String)>, E> {
+        let Some(mut redis) = self.connection() else {
+            return read.await;
+        };
         let redis_key = self.key(key);
-        let mut redis = self.redis.clone();
-        let opened: Result<(), _> = redis::pipe()
+        let opened: redis::RedisResult<()> = redis::pipe()
             .hset_nx(&redis_key, STATE, "filling")
             .ignore()
             .expire(&redis_key, self.ttl_secs())
@@ -197,8 +234,7 @@ impl Projections {
             .query_async(&mut redis)
             .await;
         let members = read.await?;
-        if let Err(error) = opened {
-            unavailable(&error);
+        if self.outcome(opened).is_none() {
             return Ok(members);
         }
         let mut pipe = redis::pipe();
@@ -206,17 +242,11 @@ impl Projections {
             pipe.hset(&redis_key, member, value).ignore();
         }
         pipe.hset(&redis_key, STATE, COMPLETE).ignore();
-        if let Err(error) = pipe.query_async::<()>(&mut redis).await {
-            unavailable(&error);
-        }
+        self.outcome(pipe.query_async::<()>(&mut redis).await);
         Ok(members)
     }
 
     fn ttl_secs(&self) -> i64 {
         i64::try_from(self.ttl.as_secs().max(1)).unwrap_or(i64::MAX)
     }
-}
-
-fn unavailable(error: &redis::RedisError) {
-    tracing::warn!(%error, "Redis unavailable: reading the store instead");
 }
