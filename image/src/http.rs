@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use common::http::{correlation_id, health, json_body, optional_header, respond, respond_with};
 use common::{ApiError, Caller, TokenGuard};
 use rabbit::Rabbit;
@@ -13,8 +14,7 @@ use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
 
-use crate::codec::data_url;
-use crate::service::{Images, SIZES, Served, Variant};
+use crate::service::{Body, Images, SIZES};
 
 /// Images never change, so browsers and proxies may keep them for a year.
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
@@ -22,13 +22,6 @@ const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 #[derive(Deserialize)]
 struct Upload {
     image: Option<String>,
-}
-
-/// How a GET answers: the JSON document with a data URL, or the JPEG bytes.
-#[derive(Clone, Copy)]
-enum Representation {
-    Json,
-    Jpeg,
 }
 
 pub fn routes(
@@ -59,7 +52,8 @@ pub fn routes(
             })
         });
 
-    let download = |path: BoxedFilter<(String,)>, representation: Representation| {
+    // `wanted` says which body a route answers for a `Size`.
+    let download = |path: BoxedFilter<(String,)>, wanted: fn(Option<u32>) -> Body| {
         path.and(warp::get())
             .and(state.clone())
             .and(correlation_id())
@@ -68,31 +62,24 @@ pub fn routes(
             .then(
                 move |id: String, images: Arc<Images>, cid, size, if_none_match: Option<String>| {
                     respond_with(cid, async move {
-                        let size = size?;
+                        let body = wanted(size?);
                         let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-                        let variant = match (representation, size) {
-                            (Representation::Json, None) => Variant::Original,
-                            (_, size) => Variant::Jpeg(size),
-                        };
-                        let etag = etag(id, variant, representation);
+                        let etag = etag(id, body);
                         if matches(if_none_match.as_deref(), &etag) {
                             // `*` or a guessed tag must not make an unknown id look like an image.
-                            if !images.exists(id).await? {
+                            if !images.exists(id, body).await? {
                                 return Err(ApiError::NotFound);
                             }
                             return Ok(cached(StatusCode::NOT_MODIFIED.into_response(), &etag));
                         }
-                        let served = images.get(id, variant).await?;
-                        Ok(cached(reply(id, served, representation), &etag))
+                        let bytes = images.body(id, body).await?;
+                        Ok(cached(reply(bytes, body.content_type()), &etag))
                     })
                 },
             )
     };
-    let json = download(warp::path!("images" / String).boxed(), Representation::Json);
-    let jpeg = download(
-        warp::path!("images" / String / "jpeg").boxed(),
-        Representation::Jpeg,
-    );
+    let json = download(warp::path!("images" / String).boxed(), Body::json);
+    let jpeg = download(warp::path!("images" / String / "jpeg").boxed(), Body::Jpeg);
 
     let health = health(move || {
         let images = images.clone();
@@ -145,29 +132,19 @@ fn size()
         })
 }
 
-fn reply(id: Uuid, served: Served, representation: Representation) -> Response {
-    match representation {
-        Representation::Json => {
-            warp::reply::json(&json!({"id": id, "image": data_url(served.mime, &served.bytes)}))
-                .into_response()
-        }
-        Representation::Jpeg => {
-            let mut response = Response::new(served.bytes.into());
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
-            response
-        }
-    }
+/// A 200 with the body as it is kept in memory: no copy, and hyper sets `Content-Length` from
+/// its exact size.
+fn reply(bytes: Bytes, content_type: &'static str) -> Response {
+    let mut response = Response::new(bytes.into());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
-/// Strong: the bytes behind an image id and variant never change.
-fn etag(id: Uuid, variant: Variant, representation: Representation) -> String {
-    let kind = match representation {
-        Representation::Json => "json",
-        Representation::Jpeg => "jpeg",
-    };
-    format!("\"{}-{}-{kind}\"", id.simple(), variant.field())
+/// Strong: the bytes behind an image id and body never change.
+fn etag(id: Uuid, body: Body) -> String {
+    format!("\"{}-{}\"", id.simple(), body.name())
 }
 
 fn matches(if_none_match: Option<&str>, etag: &str) -> bool {

@@ -43,6 +43,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
         store,
         config.workers,
         config.max_pixels,
+        config.memory_cache_mb.saturating_mul(1024 * 1024),
     ));
     let topology = Topology::default().exchange(AUTH_EXCHANGE, ExchangeKind::Fanout);
     let rabbit = Rabbit::start(&config.rabbit_url, topology, shutdown.clone());

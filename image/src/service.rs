@@ -1,4 +1,5 @@
-//! Uploads and downloads: codec work on the blocking pool under a bound, variants computed once.
+//! Uploads and downloads: codec work on the blocking pool under a bound, variants computed once,
+//! response bodies built once and served from memory.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,8 +15,6 @@ use crate::store::Store;
 
 /// The widths a client may ask for (CONTRACT section 5).
 pub const SIZES: [u32; 6] = [160, 320, 640, 800, 1024, 1200];
-/// Memory for recently served images, so hot ones skip the Redis round trip.
-const MEMORY_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Which bytes of an image a request wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,33 +36,65 @@ impl Variant {
     }
 }
 
-/// Bytes to serve, with their type.
-#[derive(Clone)]
-pub struct Served {
-    pub mime: &'static str,
-    pub bytes: Bytes,
+/// A response body a GET answers with: the memory cache keeps each one as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Body {
+    /// `{"id","image"}` with the variant as a data URL (`GET /images/{id}`).
+    Json(Variant),
+    /// The bytes of the JPEG at most this wide, `None` full size (`GET /images/{id}/jpeg`).
+    Jpeg(Option<u32>),
+}
+
+impl Body {
+    /// `GET /images/{id}`: the original, or with a `Size` that JPEG variant.
+    pub fn json(size: Option<u32>) -> Self {
+        Self::Json(size.map_or(Variant::Original, |width| Variant::Jpeg(Some(width))))
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Json(_) => "application/json",
+            Self::Jpeg(_) => "image/jpeg",
+        }
+    }
+
+    /// A stable name of the body for ETags: the variant and the representation.
+    pub fn name(self) -> String {
+        match self {
+            Self::Json(variant) => format!("{}-json", variant.field()),
+            Self::Jpeg(width) => format!("{}-jpeg", Variant::Jpeg(width).field()),
+        }
+    }
+}
+
+/// An original as Redis holds it.
+struct Original {
+    format: Format,
+    bytes: Bytes,
 }
 
 pub struct Images {
     store: Store,
     workers: Arc<Semaphore>,
     max_pixels: u64,
-    /// Also the single flight: concurrent first requests for one variant wait for one resize.
-    served: Cache<(Uuid, Variant), Served>,
+    /// Response bodies exactly as sent, so that a hit costs no encoding and no copy. Also the
+    /// single flight: concurrent first requests for one body wait for one load and one resize.
+    bodies: Cache<(Uuid, Body), Bytes>,
     resizes: AtomicU64,
 }
 
 impl Images {
-    pub fn new(store: Store, workers: usize, max_pixels: u64) -> Self {
-        let served = Cache::builder()
-            .max_capacity(MEMORY_CACHE_BYTES)
-            .weigher(|_, served: &Served| u32::try_from(served.bytes.len()).unwrap_or(u32::MAX))
+    /// `memory_cache_bytes` bounds the bodies kept in memory; Redis holds everything anyway.
+    pub fn new(store: Store, workers: usize, max_pixels: u64, memory_cache_bytes: u64) -> Self {
+        let bodies = Cache::builder()
+            .max_capacity(memory_cache_bytes)
+            .weigher(|_, body: &Bytes| u32::try_from(body.len()).unwrap_or(u32::MAX))
             .build();
         Self {
             store,
             workers: Arc::new(Semaphore::new(workers)),
             max_pixels,
-            served,
+            bodies,
             resizes: AtomicU64::new(0),
         }
     }
@@ -77,9 +108,9 @@ impl Images {
         self.resizes.load(Ordering::Relaxed)
     }
 
-    /// True when the image exists; answered from memory when it was served recently.
-    pub async fn exists(&self, id: Uuid) -> Result<bool, ApiError> {
-        if self.served.contains_key(&(id, Variant::Original)) {
+    /// True when the image exists; answered from memory when `body` of it is there.
+    pub async fn exists(&self, id: Uuid, body: Body) -> Result<bool, ApiError> {
+        if self.bodies.contains_key(&(id, body)) {
             return Ok(true);
         }
         self.store.exists(id).await
@@ -102,36 +133,58 @@ impl Images {
         Ok(id)
     }
 
-    /// The bytes of `variant`, from memory, Redis, or computed once and stored.
-    pub async fn get(&self, id: Uuid, variant: Variant) -> Result<Served, ApiError> {
-        match variant {
-            Variant::Original => self.original(id).await,
-            Variant::Jpeg(width) => {
-                self.remembered(id, variant, self.load_jpeg(id, width))
+    /// `body` of image `id`: from memory, else built once from Redis (computing a variant the first
+    /// time it is asked for) and kept in memory.
+    pub async fn body(&self, id: Uuid, body: Body) -> Result<Bytes, ApiError> {
+        match body {
+            Body::Json(variant) => {
+                self.remembered(id, body, self.render_json(id, variant))
                     .await
             }
+            Body::Jpeg(width) => self.jpeg(id, width).await,
         }
     }
 
-    async fn original(&self, id: Uuid) -> Result<Served, ApiError> {
-        let load = async {
-            let lookup = self
-                .store
-                .lookup(id, "original")
-                .await?
-                .ok_or(ApiError::NotFound)?;
-            let bytes = lookup
-                .field
-                .ok_or_else(|| ApiError::internal(format!("image {id} has no original")))?;
-            Ok(Served {
-                mime: lookup.format.mime(),
-                bytes: bytes.into(),
-            })
+    async fn render_json(&self, id: Uuid, variant: Variant) -> Result<Bytes, ApiError> {
+        let (mime, bytes) = match variant {
+            Variant::Original => {
+                let original = self.original(id).await?;
+                (original.format.mime(), original.bytes)
+            }
+            // The JPEG body of the variant: one resize for both representations.
+            Variant::Jpeg(width) => ("image/jpeg", self.jpeg(id, width).await?),
         };
-        self.remembered(id, Variant::Original, load).await
+        // Base64 of a large original takes milliseconds: off the async runtime. Not under the
+        // codec workers' bound, whose queue of resizes it would wait behind.
+        tokio::task::spawn_blocking(move || codec::json_document(id, mime, &bytes).into())
+            .await
+            .map_err(ApiError::internal)
     }
 
-    async fn load_jpeg(&self, id: Uuid, width: Option<u32>) -> Result<Served, ApiError> {
+    /// The JPEG body at most `width` wide.
+    async fn jpeg(&self, id: Uuid, width: Option<u32>) -> Result<Bytes, ApiError> {
+        self.remembered(id, Body::Jpeg(width), self.load_jpeg(id, width))
+            .await
+    }
+
+    /// The original from Redis. Not kept in memory: only computing a variant needs it, and its
+    /// JSON body is what requests read.
+    async fn original(&self, id: Uuid) -> Result<Original, ApiError> {
+        let lookup = self
+            .store
+            .lookup(id, "original")
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        let bytes = lookup
+            .field
+            .ok_or_else(|| ApiError::internal(format!("image {id} has no original")))?;
+        Ok(Original {
+            format: lookup.format,
+            bytes: bytes.into(),
+        })
+    }
+
+    async fn load_jpeg(&self, id: Uuid, width: Option<u32>) -> Result<Bytes, ApiError> {
         let field = Variant::Jpeg(width).field();
         let lookup = self
             .store
@@ -139,28 +192,25 @@ impl Images {
             .await?
             .ok_or(ApiError::NotFound)?;
         if let Some(bytes) = lookup.field {
-            return Ok(Served {
-                mime: "image/jpeg",
-                bytes: bytes.into(),
-            });
+            return Ok(bytes.into());
         }
-        let width = width.filter(|&width| width < lookup.width);
+        if width.is_some_and(|width| width >= lookup.width) {
+            // Never upscaled: the full-size JPEG, whose bytes in memory this entry then shares.
+            return Box::pin(self.jpeg(id, None)).await;
+        }
         let original = self.original(id).await?;
-        if width.is_none() && lookup.format == Format::Jpeg {
+        if width.is_none() && original.format == Format::Jpeg {
             // A JPEG original at full size is its own variant.
-            return Ok(original);
+            return Ok(original.bytes);
         }
-        let (format, max_pixels) = (lookup.format, self.max_pixels);
+        let (format, max_pixels) = (original.format, self.max_pixels);
         let jpeg = self
             .blocking(move || codec::jpeg_variant(&original.bytes, format, width, max_pixels))
             .await?
             .map_err(ApiError::internal)?;
         self.resizes.fetch_add(1, Ordering::Relaxed);
         self.store.put_variant(id, &field, &jpeg).await?;
-        Ok(Served {
-            mime: "image/jpeg",
-            bytes: jpeg.into(),
-        })
+        Ok(jpeg.into())
     }
 
     /// Serves from memory, or runs `load` once however many requests ask at the same time.
@@ -168,11 +218,11 @@ impl Images {
     async fn remembered(
         &self,
         id: Uuid,
-        variant: Variant,
-        load: impl Future<Output = Result<Served, ApiError>>,
-    ) -> Result<Served, ApiError> {
-        self.served
-            .try_get_with((id, variant), load)
+        body: Body,
+        load: impl Future<Output = Result<Bytes, ApiError>>,
+    ) -> Result<Bytes, ApiError> {
+        self.bodies
+            .try_get_with((id, body), load)
             .await
             .map_err(|error| (*error).clone())
     }

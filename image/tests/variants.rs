@@ -109,6 +109,23 @@ async fn a_size_wider_than_the_original_is_never_upscaled() {
 }
 
 #[tokio::test]
+async fn sizes_not_narrower_than_a_png_share_its_one_full_size_conversion() {
+    let app = spawn_image().await;
+    let id = app.upload_image("image/png", &png(300, 200)).await;
+
+    let full_size = app.get(&format!("/images/{id}/jpeg"), &[]).await;
+    for size in SIZES.into_iter().filter(|&size| size >= 300) {
+        let reply = app
+            .get(&format!("/images/{id}/jpeg?Size={size}"), &[])
+            .await;
+        assert!(reply.bytes == full_size.bytes, "Size={size}: {reply}");
+    }
+
+    assert_eq!(app.image.resizes(), 1, "converted once, at full size");
+    assert!(app.stored(&id).await.get("jpeg") == Some(&full_size.bytes));
+}
+
+#[tokio::test]
 async fn a_variant_is_computed_once_then_served_from_the_cache() {
     let app = spawn_image().await;
     let id = app.upload_image("image/jpeg", &jpeg(1000, 600)).await;
