@@ -1,7 +1,8 @@
 use std::time::Duration;
 
 use common::config::{
-    ConfigError, auth_service_url, mongo_url, rabbit_url, seconds, text, token_cache_ttl, var,
+    ConfigError, auth_service_url, mongo_url, projection_ttl, rabbit_url, redis_url, seconds, text,
+    token_cache_ttl, var,
 };
 
 #[derive(Debug, Clone)]
@@ -10,6 +11,11 @@ pub struct Config {
     pub mongo_url: String,
     pub mongo_db: String,
     pub rabbit_url: String,
+    /// Where the read models of `GET /orders` and `GET /orders/{id}` live (`REDIS_URL`).
+    pub redis_url: String,
+    /// How long a read model lives after its last write (`PROJECTION_TTL_SECS`): the bound on
+    /// how stale a read can be after a write to Redis was lost.
+    pub projection_ttl: Duration,
     pub auth_service_url: String,
     pub token_cache_ttl: Duration,
     /// How often the `placed` batch runs (`ORDERS_BATCH_PLACED_SECS`).
@@ -30,6 +36,8 @@ impl Config {
             mongo_url: mongo_url()?,
             mongo_db: text("MONGO_DB", "orders")?,
             rabbit_url: rabbit_url()?,
+            redis_url: redis_url()?,
+            projection_ttl: projection_ttl()?,
             auth_service_url: auth_service_url()?,
             token_cache_ttl: token_cache_ttl()?,
             placed_batch_interval: seconds("ORDERS_BATCH_PLACED_SECS", 60)?,
@@ -49,6 +57,7 @@ mod tests {
     fn defaults_apply_and_a_bad_batch_interval_names_its_variable() {
         let config = Config::from_env().expect("the defaults are valid");
         assert_eq!(config.stuck_placed_after, Duration::from_secs(120));
+        assert_eq!(config.projection_ttl, Duration::from_secs(60));
 
         unsafe { std::env::set_var("ORDERS_BATCH_PLACED_SECS", "often") };
         let error = Config::from_env().unwrap_err();

@@ -2,17 +2,19 @@
 
 use std::sync::Arc;
 
-use common::http::{DEFAULT_BODY_LIMIT, health, json_body, respond};
+use bytes::Bytes;
+use common::http::{DEFAULT_BODY_LIMIT, health, json_body, respond, respond_with};
 use common::{ApiError, Caller, FieldError, TokenGuard};
 use serde_json::{Value, json};
 use warp::Filter;
 use warp::filters::BoxedFilter;
+use warp::http::header::CONTENT_TYPE;
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use crate::order::{Method, Rejection, Status};
 use crate::service::{Orders, OrdersError, PaymentRequest, Viewer};
-use crate::view::{OrderJson, OrderSummary};
+use crate::view::OrderJson;
 
 pub fn routes(orders: Arc<Orders>, guard: &TokenGuard) -> BoxedFilter<(Response,)> {
     let state = {
@@ -20,14 +22,15 @@ pub fn routes(orders: Arc<Orders>, guard: &TokenGuard) -> BoxedFilter<(Response,
         warp::any().map(move || orders.clone())
     };
 
+    // Both reads answer bytes stored in Redis as they are (`read_models.rs`).
     let list = warp::path!("orders")
         .and(warp::get())
         .and(guard.authenticated())
         .and(state.clone())
         .then(|caller: Caller, orders: Arc<Orders>| {
-            respond(caller.correlation_id, async move {
-                let list = orders.list(&caller.user.id).await.map_err(api_error)?;
-                Ok(list.iter().map(OrderSummary::from).collect::<Vec<_>>())
+            respond_with(caller.correlation_id, async move {
+                let list = orders.list_json(&caller.user.id).await;
+                Ok(json_bytes(list.map_err(api_error)?))
             })
         });
 
@@ -36,9 +39,9 @@ pub fn routes(orders: Arc<Orders>, guard: &TokenGuard) -> BoxedFilter<(Response,
         .and(guard.authenticated())
         .and(state.clone())
         .then(|order_id: String, caller: Caller, orders: Arc<Orders>| {
-            respond(caller.correlation_id.clone(), async move {
-                let order = orders.get(&order_id, &viewer(&caller)).await;
-                Ok(OrderJson::from(&order.map_err(api_error)?))
+            respond_with(caller.correlation_id.clone(), async move {
+                let order = orders.order_json(&order_id, &viewer(&caller)).await;
+                Ok(json_bytes(order.map_err(api_error)?))
             })
         });
 
@@ -116,6 +119,15 @@ pub fn routes(orders: Arc<Orders>, guard: &TokenGuard) -> BoxedFilter<(Response,
         .or(health)
         .unify()
         .boxed()
+}
+
+/// A JSON body already serialized, with the headers `warp::reply::json` gives.
+fn json_bytes(body: Bytes) -> warp::http::Response<Bytes> {
+    let mut response = warp::http::Response::new(body);
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 fn viewer(caller: &Caller) -> Viewer<'_> {

@@ -1,13 +1,15 @@
 //! The orders service (CONTRACT sections 8 and 9): event-sourced orders. Each order is an
-//! append-only stream of events in MongoDB; the Order projection serves the REST reads and the
-//! Order_Status projection is kept by batch processes, each run once per interval for the whole
-//! system. Orders are placed from cart's
-//! `place_order`, validated line by line by catalog's `article-data` replies, and paid over REST.
+//! append-only stream of events in MongoDB; the Order projection, copied into read models in
+//! Redis after every write, serves the REST reads, and the Order_Status projection is kept by
+//! batch processes, each run once per interval for the whole system. Orders are placed from
+//! cart's `place_order`, validated line by line by catalog's `article-data` replies, and paid
+//! over REST.
 
 pub mod config;
 mod http;
 mod messaging;
 mod order;
+mod read_models;
 mod service;
 mod store;
 mod view;
@@ -16,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use common::TokenGuard;
+use common::projection::Projections;
 use rabbit::Rabbit;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +27,7 @@ pub use common::server::StartError;
 pub use config::Config;
 
 use crate::order::Status;
+use crate::read_models::ReadModels;
 use crate::service::{Batch, Orders};
 
 /// A started orders service.
@@ -43,8 +47,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
         rabbit::contract::topology(),
         shutdown.clone(),
     );
+    // Namespaced by the database: deployments and tests sharing one Redis stay apart.
+    let projections = Projections::new(&config.redis_url, &config.mongo_db, config.projection_ttl)?;
     let orders = Arc::new(Orders::new(
         store::Store::new(db),
+        ReadModels::new(projections),
         rabbit.clone(),
         config.stuck_placed_after,
         config.payment_defined_batch_interval,

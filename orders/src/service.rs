@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use mongodb::bson::DateTime;
 use rabbit::contract::{ArticleDataReply, PlaceOrder};
 use rabbit::{Rabbit, RabbitError};
@@ -23,6 +24,7 @@ use crate::order::{
     Command, Event, Method, Order, Recorded, Rejection, Status, decide, fold, fold_through_payment,
     merge_lines,
 };
+use crate::read_models::{ReadModels, Source};
 use crate::store::{Appended, Candidate, Store};
 use common::locks::KeyedLocks;
 use common::periodic::{Turns, every_turn};
@@ -81,12 +83,19 @@ pub struct Viewer<'a> {
 
 impl Viewer<'_> {
     fn may_see(&self, order: &Order) -> bool {
-        self.admin || order.user_id == self.user_id
+        self.may_see_owned_by(&order.user_id)
+    }
+
+    fn may_see_owned_by(&self, owner: &str) -> bool {
+        self.admin || owner == self.user_id
     }
 }
 
 pub struct Orders {
     store: Store,
+    /// What `GET /orders` and `GET /orders/{id}` answer, in Redis; written after every store
+    /// write of the Order projection ([`Orders::project`]).
+    read_models: ReadModels,
     rabbit: Rabbit,
     stuck_placed_after: Duration,
     /// How far back the `payment_defined` batch looks for payments whose projection was never
@@ -103,12 +112,14 @@ pub struct Orders {
 impl Orders {
     pub fn new(
         store: Store,
+        read_models: ReadModels,
         rabbit: Rabbit,
         stuck_placed_after: Duration,
         payment_defined_interval: Duration,
     ) -> Self {
         Self {
             store,
+            read_models,
             rabbit,
             stuck_placed_after,
             payment_lookback: payment_defined_interval * 2,
@@ -184,7 +195,7 @@ impl Orders {
             .current(&order_id)
             .await?
             .ok_or(OrdersError::NotFound)?;
-        self.store.save_projection(&order).await?;
+        self.project(&order).await?;
         publish_placed(&self.rabbit, &order, correlation_id).await?;
         Ok(order)
     }
@@ -203,7 +214,7 @@ impl Orders {
             stock: reply.stock,
         };
         let (order, _) = self.execute(&reply.reference_id, None, command).await?;
-        self.store.save_projection(&order).await?;
+        self.project(&order).await?;
         self.announce(&order, correlation_id).await?;
         Ok(())
     }
@@ -230,7 +241,7 @@ impl Orders {
             amount: payment.amount,
         };
         let (order, events) = self.execute(order_id, Some(owner), command).await?;
-        self.store.save_projection(&order).await?;
+        self.project(&order).await?;
         if let Err(error) = self.announce(&order, correlation_id).await {
             warn!(%error, order_id, "payment stored but not announced; the batch will");
         }
@@ -238,16 +249,33 @@ impl Orders {
             .ok_or_else(|| OrdersError::Internal(format!("payment {payment_id} vanished")))
     }
 
-    /// The order as its projection has it, for its owner or an admin.
-    pub async fn get(&self, order_id: &str, viewer: &Viewer<'_>) -> Result<Order, OrdersError> {
-        let order = self.store.projection(order_id).await?;
-        order
-            .filter(|order| viewer.may_see(order))
+    /// The body of `GET /orders/{id}`, for the order's owner or an admin (anyone else: not
+    /// found), from Redis or else from the store (`read_models.rs`).
+    pub async fn order_json(
+        &self,
+        order_id: &str,
+        viewer: &Viewer<'_>,
+    ) -> Result<Bytes, OrdersError> {
+        let entry = self.read_models.order(&self.store, order_id).await?;
+        entry
+            .filter(|entry| viewer.may_see_owned_by(&entry.owner))
+            .map(|entry| entry.body)
             .ok_or(OrdersError::NotFound)
     }
 
-    pub async fn list(&self, user_id: &str) -> Result<Vec<Order>, OrdersError> {
-        Ok(self.store.orders_of(user_id).await?)
+    /// The body of `GET /orders`: the user's orders, newest first, from Redis or else from the
+    /// store (`read_models.rs`).
+    pub async fn list_json(&self, user_id: &str) -> Result<Bytes, OrdersError> {
+        Ok(self.read_models.list(&self.store, user_id).await?)
+    }
+
+    /// Stores the order's projection, then its read models: the one way a fold of the events
+    /// reaches the readers, in this order, so that whoever reads Redis finds the store at least
+    /// as new. Only the store write can fail the operation.
+    async fn project(&self, order: &Order) -> Result<(), OrdersError> {
+        self.store.save_projection(order).await?;
+        self.read_models.put(order, Source::Events).await;
+        Ok(())
     }
 
     /// Rebuilds the order's projection from its events.
@@ -257,7 +285,7 @@ impl Orders {
             .await?
             .filter(|order| viewer.may_see(order))
             .ok_or(OrdersError::NotFound)?;
-        self.store.save_projection(&order).await?;
+        self.project(&order).await?;
         Ok(order)
     }
 
@@ -321,7 +349,7 @@ impl Orders {
                 events = order.position,
                 "inconsistency: Order projection differs from the events; rebuilt"
             );
-            self.store.save_projection(&order).await?;
+            self.project(&order).await?;
         }
         let status = order.status.as_str();
         if self.store.record_status(&order).await? {
@@ -383,7 +411,7 @@ impl Orders {
                 Err(rejection) => {
                     // The fold is at hand: a projection left behind by a writer that stopped
                     // between its append and its projection write is repaired here.
-                    self.store.save_projection(&order).await?;
+                    self.project(&order).await?;
                     return Err(rejection.into());
                 }
             };

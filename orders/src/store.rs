@@ -246,6 +246,24 @@ impl Store {
         Ok(orders)
     }
 
+    /// The projections of these orders (the newest snapshot of each), in one query by
+    /// `orderId`; an order without a projection is left out.
+    pub async fn newest_of(&self, order_ids: &[&str]) -> mongodb::error::Result<Vec<Order>> {
+        let mut cursor = self
+            .orders
+            .find(doc! {"orderId": {"$in": order_ids}})
+            .sort(doc! {"orderId": 1, "position": -1})
+            .await?;
+        let mut orders: Vec<Order> = Vec::new();
+        while let Some(Snapshot { order, .. }) = cursor.try_next().await? {
+            // Sorted by position within an order: the first snapshot seen is the newest.
+            if orders.last().is_none_or(|last| last.id != order.id) {
+                orders.push(order);
+            }
+        }
+        Ok(orders)
+    }
+
     /// Whether the broker confirmed the message of the order's `status`.
     pub async fn announced(&self, order_id: &str, status: Status) -> mongodb::error::Result<bool> {
         let key = status_key(order_id, status);

@@ -1,7 +1,8 @@
 //! Two orders instances on one database and one vhost, as an operator scales the service: they
 //! take the same queues' messages and the same users' requests at once, and still make one order
 //! per cart, one event per fact at consecutive positions, no overpayment, one payment per
-//! idempotency key and one batch run per interval (README "Several instances").
+//! idempotency key and one batch run per interval (README "Several instances"); and what one
+//! instance stored is what the other reads right after (README "Reads").
 
 mod support;
 
@@ -21,6 +22,19 @@ async fn event_types(app: &TestOrders, order_id: &str) -> Vec<String> {
         .await
         .iter()
         .map(|event| event.get_str("type").unwrap().to_owned())
+        .collect()
+}
+
+/// The ids `GET /orders` lists on the instance at `base`, in its order.
+async fn listed_ids(app: &TestOrders, base: &str, token: &str) -> Vec<String> {
+    let list = app.get_at(base, "/orders", Some(token)).await;
+    let orders = list.json();
+    let orders = orders
+        .as_array()
+        .unwrap_or_else(|| panic!("a list: {list}"));
+    orders
+        .iter()
+        .map(|order| order["id"].as_str().unwrap().to_owned())
         .collect()
 }
 
@@ -245,4 +259,87 @@ async fn the_timed_placed_batch_runs_once_per_interval_across_both_instances() {
         re_driven <= claimed,
         "{re_driven} re-drives in {claimed} turns"
     );
+}
+
+#[tokio::test]
+async fn a_payment_through_one_instance_is_read_at_once_through_the_other() {
+    let app = spawn_orders().await;
+    let second = app.second_instance().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 1, 10.0)])
+        .await;
+    let path = format!("/orders/{order_id}");
+    // The second instance has read the order and the list before the payments.
+    let before = app.get_at(&second, &path, Some(&token)).await;
+    assert_eq!(before.json()["totalPayment"], json!(0.0), "{before}");
+    app.get_at(&second, "/orders", Some(&token)).await;
+
+    for (amount, paid_so_far) in [(2, 2.0), (2, 4.0), (6, 10.0)] {
+        let body = json!({"method": "CASH", "amount": amount});
+        let paid = app.pay(&order_id, &token, None, &body).await;
+        assert_eq!(paid.status, 200, "{paid}");
+
+        let read = app.get_at(&second, &path, Some(&token)).await;
+        let list = app.get_at(&second, "/orders", Some(&token)).await;
+
+        assert_eq!(read.bytes, paid.bytes, "{read}");
+        assert_eq!(list.json()[0]["totalPayment"], json!(paid_so_far), "{list}");
+        assert_eq!(list.json()[0]["status"], paid.json()["status"], "{list}");
+    }
+    let settled = app.get_at(&second, &path, Some(&token)).await;
+    assert_eq!(settled.json()["status"], "PAYMENT_DEFINED", "{settled}");
+}
+
+#[tokio::test]
+async fn a_status_a_consumer_stored_is_read_through_both_instances_once_announced() {
+    let app = spawn_orders().await;
+    let second = app.second_instance().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app.placed_order(&user_id, vec![line("a", 1)]).await;
+    let path = format!("/orders/{order_id}");
+    let instances = [app.url.clone(), second];
+    for base in &instances {
+        let read = app.get_at(base, &path, Some(&token)).await;
+        assert_eq!(read.json()["status"], "PLACED", "{read}");
+    }
+
+    app.reply_article(&order_id, "a", true, 2.5).await;
+    // Announced once the projection and its read models are stored, by whichever instance
+    // consumed the reply.
+    app.next_published(kind::ORDER_VALIDATED).await;
+
+    for base in &instances {
+        let read = app.get_at(base, &path, Some(&token)).await;
+        assert_eq!(read.json()["status"], "VALIDATED", "{base}: {read}");
+        let list = app.get_at(base, "/orders", Some(&token)).await;
+        assert_eq!(list.json()[0]["status"], "VALIDATED", "{base}: {list}");
+    }
+}
+
+#[tokio::test]
+async fn a_new_order_is_in_the_list_of_both_instances_though_they_read_it_before() {
+    let app = spawn_orders().await;
+    let second = app.second_instance().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let first = app.placed_order(&user_id, vec![line("a", 1)]).await;
+    let instances = [app.url.clone(), second];
+    for base in &instances {
+        assert_eq!(
+            listed_ids(&app, base, &token).await,
+            [first.as_str()],
+            "{base}"
+        );
+    }
+
+    // Published once the order and its read models are stored.
+    let newer = app.placed_order(&user_id, vec![line("b", 2)]).await;
+
+    for base in &instances {
+        assert_eq!(
+            listed_ids(&app, base, &token).await,
+            [newer.as_str(), first.as_str()],
+            "{base}"
+        );
+    }
 }

@@ -63,6 +63,8 @@ pub fn test_config(vhost: &Vhost, auth: &TestAuth) -> orders::Config {
         mongo_url: testkit::mongo_url(),
         mongo_db: testkit::unique_name("orders"),
         rabbit_url: vhost.amqp_url(),
+        redis_url: testkit::redis_url(),
+        projection_ttl: Duration::from_secs(60),
         auth_service_url: auth.url.clone(),
         token_cache_ttl: Duration::from_secs(600),
         placed_batch_interval: hour,
@@ -169,8 +171,13 @@ impl TestOrders {
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
-        self.send(with_token(self.http.get(self.url(path)), token))
-            .await
+        self.get_at(&self.url, path, token).await
+    }
+
+    /// `GET {base}{path}`: this instance's `path` when `base` is [`Self::url`], another's else.
+    pub async fn get_at(&self, base: &str, path: &str, token: Option<&str>) -> Reply {
+        let url = format!("{base}{path}");
+        self.send(with_token(self.http.get(url), token)).await
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Reply {
@@ -366,6 +373,16 @@ impl TestOrders {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    // --- the read models in Redis -----------------------------------------------------------
+
+    /// Deletes a read model from Redis, e.g. `order:<orderId>`, as if it had expired.
+    pub async fn forget_read_model(&self, key: &str) {
+        let client = redis::Client::open(self.config.redis_url.as_str()).unwrap();
+        let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+        let key = format!("{}:{key}", self.config.mongo_db);
+        let _: i64 = redis::AsyncCommands::del(&mut redis, key).await.unwrap();
     }
 
     // --- the event store as stored ---------------------------------------------------------
