@@ -62,11 +62,11 @@ done
 echo "seeding $ARTICLES articles..."
 eval "$(target/release/shop setup "$ARTICLES")"
 export ARTICLE_ID
-target/release/bench 800 600 40 "$work/upload.json" >/dev/null
+# About 1.1 MB of JPEG: a 1.45 MB JSON original, as in the course's measurements.
+target/release/bench 1600 1200 32 "$work/upload.json" >/dev/null
 image_id=$(curl -sf "$IMAGE/images/create" -H "Authorization: Bearer $SHOPPER_TOKEN" \
   --data-binary "@$work/upload.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-curl -sf "$IMAGE/images/$image_id/jpeg?Size=320" >/dev/null
-curl -sf "$ORDERS/orders" -H "Authorization: Bearer $SHOPPER_TOKEN" >/dev/null
+for variant in "" "?Size=160" "/jpeg?Size=320"; do curl -sf "$IMAGE/images/$image_id$variant" >/dev/null; done
 
 # wrk's summary reduced to: requests/s | p50 | p99 | requests | non-2xx.
 summarise() {
@@ -83,15 +83,18 @@ bearer() { echo "Authorization: Bearer $1"; }
 
 rows=()
 if [ "${CHECKOUT_ONLY:-}" != 1 ]; then
-  load "auth: GET /users/current" -H "$(bearer "$SHOPPER_TOKEN")" "$AUTH/users/current"
+  load "auth: GET /users/current" -H "$(bearer "$READER_TOKEN")" "$AUTH/users/current"
+  load "image: GET /images/{id} (original, JSON data URL)" "$IMAGE/images/$image_id"
+  load "image: GET /images/{id}?Size=160 (JSON)" "$IMAGE/images/$image_id?Size=160"
   load "image: GET /images/{id}/jpeg?Size=320, cached" "$IMAGE/images/$image_id/jpeg?Size=320"
   load "catalog: GET /articles/{id}" "$CATALOG/articles/$ARTICLE_ID"
   load "catalog: GET /articles/search/needle, $ARTICLES articles" "$CATALOG/articles/search/needle"
   load "catalog: GET /articles?limit=50" "$CATALOG/articles?limit=50"
-  load "cart: GET /cart, cached token" -H "$(bearer "$SHOPPER_TOKEN")" "$CART/cart"
+  load "cart: GET /cart, $CART_LINES lines" -H "$(bearer "$SHOPPER_TOKEN")" "$CART/cart"
   load "cart: GET /cart/validate, $CART_LINES lines (one article-data request/reply per line)" -H "$(bearer "$SHOPPER_TOKEN")" "$CART/cart/validate"
   load "cart: POST /cart/article and /decrement, alternating" -s bench/cart.lua "$CART" -- "$ARTICLE_ID" "$SHOPPER_TOKEN"
-  load "orders: GET /orders" -H "$(bearer "$SHOPPER_TOKEN")" "$ORDERS/orders"
+  load "orders: GET /orders, 3 orders" -H "$(bearer "$READER_TOKEN")" "$ORDERS/orders"
+  load "orders: GET /orders/{id}" -H "$(bearer "$READER_TOKEN")" "$ORDERS/orders/$ORDER_ID"
 fi
 echo "  checkout to VALIDATED, $SHOPPERS shoppers" >&2
 seconds=${DURATION%s}

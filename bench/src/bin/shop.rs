@@ -2,8 +2,8 @@
 //!
 //! `shop setup <articles>`: signs up an admin (made admin in auth's MongoDB, as an operator does
 //! with mongosh) and a shopper, creates `<articles>` articles (named so that a search for
-//! `needle` matches about one in a hundred), puts ten in the shopper's cart, and prints shell
-//! assignments (`ADMIN_TOKEN=...`) for the script to `eval`.
+//! `needle` matches about one in a hundred), puts ten in the shopper's cart, has a reader buy three
+//! times, and prints shell assignments (`ADMIN_TOKEN=...`) for the script to `eval`.
 //!
 //! `shop checkouts <shoppers> <seconds>`: every shopper loops add-to-cart, checkout, then polls
 //! its orders until the new one is `VALIDATED`, for `<seconds>`; prints one table row: orders per
@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 const PASSWORD: &str = "benchmark password";
 /// Lines in the cart of `setup`'s shopper.
 const CART_LINES: usize = 10;
+/// Orders of `setup`'s reader.
+const READER_ORDERS: usize = 3;
 
 struct Urls {
     auth: String,
@@ -141,9 +143,22 @@ async fn setup(http: &Client, urls: &Urls, articles: usize) {
         )
         .await;
     }
+    // The reader has READER_ORDERS validated orders and an empty cart: what the order and cart
+    // reads of the benchmark show.
+    let reader = signup(http, urls, &format!("reader_{suffix}")).await;
+    for _ in 0..READER_ORDERS {
+        checkout_once(http, urls, &reader, &article).await;
+    }
+    let orders = call(
+        http.get(format!("{}/orders", urls.orders))
+            .bearer_auth(&reader),
+    )
+    .await;
+    let order = orders[0]["id"].as_str().expect("an order id");
     println!(
         "ADMIN_TOKEN={admin}\nSHOPPER_TOKEN={shopper}\nARTICLE_ID={article}\nCART_LINES={CART_LINES}"
     );
+    println!("READER_TOKEN={reader}\nORDER_ID={order}");
 }
 
 async fn checkouts(http: &Client, urls: &Urls, shoppers: usize, run_for: Duration) {
