@@ -62,8 +62,8 @@ impl Cluster {
             cart.push(wiring.start_cart(&http).await);
             orders.push(start_orders(&http, wiring.orders_config()).await);
         }
-        // Every instance of four services listens for logouts on a queue of its own.
-        vhost.wait_for_fanout_queues("auth", 4 * INSTANCES).await;
+        // Every instance of the five services (auth too) listens for logouts on a queue of its own.
+        vhost.wait_for_fanout_queues("auth", 5 * INSTANCES).await;
         let auth = vec![first_auth, second_auth];
         let urls = |services: &[Service]| services.iter().map(|s| s.url.clone()).collect();
         let auth_urls: Vec<String> = auth.iter().map(|a| a.url.clone()).collect();

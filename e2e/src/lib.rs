@@ -81,8 +81,8 @@ impl System {
         let orders_config = wiring.orders_config();
         let orders = start_orders(&http, orders_config.clone()).await;
 
-        // Four services listen for logouts, each on a queue of its own.
-        vhost.wait_for_fanout_queues("auth", 4).await;
+        // The five services (auth too) listen for logouts, each on a queue of its own.
+        vhost.wait_for_fanout_queues("auth", 5).await;
         Self {
             auth,
             image,

@@ -78,7 +78,8 @@ pub async fn spawn_cart_with(configure: impl FnOnce(&mut cart::Config)) -> TestC
     configure(&mut config);
     let cart = start(vhost, auth, config).await;
     testkit::wait_healthy(&cart.http, &cart.base_url, "cart").await;
-    cart.vhost.wait_for_fanout_queues(exchange::AUTH, 1).await;
+    // Auth's own logout queue and cart's.
+    cart.vhost.wait_for_fanout_queues(exchange::AUTH, 2).await;
     cart
 }
 

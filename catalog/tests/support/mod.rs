@@ -85,8 +85,8 @@ pub async fn spawn_catalog_with(configure: impl FnOnce(&mut catalog::Config)) ->
     configure(&mut config);
     let shutdown = CancellationToken::new();
     let base_url = start(&config, &shutdown, &http).await;
-    // Auth binds no queue to its own fanout: the one bound queue is catalog's.
-    vhost.wait_for_fanout_queues(exchange::AUTH, 1).await;
+    // Auth's own logout queue and catalog's.
+    vhost.wait_for_fanout_queues(exchange::AUTH, 2).await;
     vhost
         .wait_for_fanout_queues(exchange::CATALOG_CHANGES, 1)
         .await;
@@ -144,7 +144,8 @@ impl TestCatalog {
     pub async fn another_instance(&self) -> Instance {
         let shutdown = self.shutdown.child_token();
         let base_url = start(&self.config, &shutdown, &self.http).await;
-        self.vhost.wait_for_fanout_queues(exchange::AUTH, 2).await;
+        // Auth's logout queue and each catalog's.
+        self.vhost.wait_for_fanout_queues(exchange::AUTH, 3).await;
         self.vhost
             .wait_for_fanout_queues(exchange::CATALOG_CHANGES, 2)
             .await;

@@ -118,7 +118,8 @@ pub async fn spawn_image_with(configure: impl FnOnce(&mut image_service::Config)
     };
     configure(&mut config);
     let image = start_instance(&http, config.clone()).await;
-    vhost.wait_for_fanout_queues("auth", 1).await;
+    // Auth's own logout queue and image's.
+    vhost.wait_for_fanout_queues("auth", 2).await;
     TestImage {
         image,
         auth,
