@@ -7,10 +7,11 @@
 //! that Redis runs atomically: the newest version wins whatever order the writes arrive in.
 //!
 //! Redis is an aid, never a dependency: when it is down a read answers `None` and the service
-//! reads its store, and a write is dropped; after a failure Redis is left alone for a second, so
-//! an outage costs requests no waiting. A write dropped while Redis kept its data leaves an
-//! entry behind the store; every entry therefore expires `ttl` after its last write, which is
-//! the bound on how stale a read can be (documented in docs/contract.md section 10).
+//! reads its store; after a failure reads leave Redis alone for a second, so an outage costs
+//! them no waiting. A write that fails leaves its entry behind the store: its key is deleted by
+//! the next call that reaches Redis, and, should that be lost too (a restart), every entry
+//! expires `ttl` after its last write, the bound on how stale a read can be (docs/contract.md
+//! section 10).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,23 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 ";
 
+/// Opens a set for filling (a set already there is kept) and starts its expiry.
+const OPEN_SET: &str = r"
+redis.call('HSETNX', KEYS[1], '', 'filling')
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+";
+
+/// Completes a set opened by [`OPEN_SET`] with the members read from the store (pairs of member
+/// and value); a set that vanished meanwhile (expired, deleted) stays missing, for the next
+/// reader to fill, as the writers that found it missing expect.
+const COMPLETE_SET: &str = r"
+if redis.call('HEXISTS', KEYS[1], '') == 0 then return 0 end
+for i = 1, #ARGV - 1, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], '', 'complete')
+return 1
+";
+
 /// Adds a member (with its value) to a set that exists (is being filled or is complete); a
 /// missing set stays missing, and the next reader fills it from the store.
 const ADD_IF_PRESENT: &str = r"
@@ -40,9 +58,11 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 ";
 
-/// How long Redis is left alone after a failed call: meanwhile requests go straight to the store
+/// How long reads leave Redis alone after a failed call: meanwhile they go straight to the store
 /// instead of each waiting for a connection attempt.
 const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
+/// Keys whose write failed, remembered for deletion; past this many, expiry alone repairs them.
+const MAX_UNSYNCED: usize = 10_000;
 
 /// The field of a set's hash that says whether it holds every member.
 const STATE: &str = "";
@@ -67,7 +87,11 @@ pub struct Projections {
     ttl: Duration,
     put_if_newer: Script,
     add_if_present: Script,
-    /// Until when Redis is left alone after a failure.
+    open_set: Script,
+    complete_set: Script,
+    /// Keys whose write failed: they may show less than the store until deleted.
+    unsynced: Arc<Mutex<Vec<String>>>,
+    /// Until when reads leave Redis alone after a failure.
     paused_until: Arc<Mutex<Option<Instant>>>,
     /// Whether the last call failed: an outage is logged once when it starts and once at its end.
     down: Arc<AtomicBool>,
@@ -91,17 +115,51 @@ impl Projections {
             ttl,
             put_if_newer: Script::new(PUT_IF_NEWER),
             add_if_present: Script::new(ADD_IF_PRESENT),
+            open_set: Script::new(OPEN_SET),
+            complete_set: Script::new(COMPLETE_SET),
+            unsynced: Arc::default(),
             paused_until: Arc::default(),
             down: Arc::default(),
         })
     }
 
-    /// The connection, or `None` while Redis is left alone after a failure.
-    fn connection(&self) -> Option<ConnectionManager> {
+    /// The connection for a read, or `None` while reads leave Redis alone after a failure.
+    async fn for_reading(&self) -> Option<ConnectionManager> {
         let paused_until = *self.paused_until.lock().expect("not poisoned");
-        match paused_until {
-            Some(until) if Instant::now() < until => None,
-            _ => Some(self.redis.clone()),
+        if paused_until.is_some_and(|until| Instant::now() < until) {
+            return None;
+        }
+        self.for_writing().await
+    }
+
+    /// The connection, once the keys of failed writes are deleted; `None` when that fails.
+    async fn for_writing(&self) -> Option<ConnectionManager> {
+        let mut redis = self.redis.clone();
+        let unsynced = std::mem::take(&mut *self.unsynced.lock().expect("not poisoned"));
+        if !unsynced.is_empty() {
+            let deleted = redis.del::<_, ()>(&unsynced).await;
+            if self.outcome(deleted).is_none() {
+                self.unsynced_again(unsynced);
+                return None;
+            }
+        }
+        Some(redis)
+    }
+
+    /// Remembers keys whose write failed, for deletion by the next call that reaches Redis.
+    fn unsynced_again(&self, keys: impl IntoIterator<Item = String>) {
+        let mut unsynced = self.unsynced.lock().expect("not poisoned");
+        for key in keys {
+            if unsynced.len() < MAX_UNSYNCED {
+                unsynced.push(key);
+            }
+        }
+    }
+
+    /// The outcome of a write of `key`: a failed one leaves the key to delete.
+    fn written<T>(&self, key: String, result: redis::RedisResult<T>) {
+        if self.outcome(result).is_none() {
+            self.unsynced_again([key]);
         }
     }
 
@@ -148,7 +206,7 @@ impl Projections {
         for key in keys {
             pipe.cmd("HMGET").arg(self.key(key)).arg(&["o", "b"]);
         }
-        let Some(mut redis) = self.connection() else {
+        let Some(mut redis) = self.for_reading().await else {
             return vec![None; keys.len()];
         };
         let answers: Option<Vec<OwnerAndBody>> = self.outcome(pipe.query_async(&mut redis).await);
@@ -168,25 +226,26 @@ impl Projections {
 
     /// Stores `body` as the entry at `version`, unless a newer or equal version is there.
     pub async fn put(&self, key: &str, version: i64, owner: &str, body: &[u8]) {
-        let Some(mut redis) = self.connection() else {
-            return;
+        let key = self.key(key);
+        let Some(mut redis) = self.for_writing().await else {
+            return self.unsynced_again([key]);
         };
         let written: redis::RedisResult<i64> = self
             .put_if_newer
-            .key(self.key(key))
+            .key(&key)
             .arg(version)
             .arg(owner)
             .arg(body)
             .arg(self.ttl_secs())
             .invoke_async(&mut redis)
             .await;
-        self.outcome(written);
+        self.written(key, written);
     }
 
     /// The members of set `key` with their values when the set is complete; `None` when it must
     /// be filled from the store. A value is what the writer gave, e.g. a sort key.
     pub async fn members(&self, key: &str) -> Option<Vec<(String, String)>> {
-        let mut redis = self.connection()?;
+        let mut redis = self.for_reading().await?;
         let fields: Vec<(String, String)> = self.outcome(redis.hgetall(self.key(key)).await)?;
         let complete = fields
             .iter()
@@ -202,17 +261,18 @@ impl Projections {
     /// Adds `member` with `value` to set `key` if the set exists; a writer calls it after its
     /// store write.
     pub async fn add(&self, key: &str, member: &str, value: &str) {
-        let Some(mut redis) = self.connection() else {
-            return;
+        let key = self.key(key);
+        let Some(mut redis) = self.for_writing().await else {
+            return self.unsynced_again([key]);
         };
         let added: redis::RedisResult<i64> = self
             .add_if_present
-            .key(self.key(key))
+            .key(&key)
             .arg(member)
             .arg(value)
             .invoke_async(&mut redis)
             .await;
-        self.outcome(added);
+        self.written(key, added);
     }
 
     /// Fills set `key` from the store: `read` runs after the set is opened, so a member a writer
@@ -222,27 +282,26 @@ impl Projections {
         key: &str,
         read: impl Future<Output = Result<Vec<(String, String)>, E>>,
     ) -> Result<Vec<(String, String)>, E> {
-        let Some(mut redis) = self.connection() else {
+        let Some(mut redis) = self.for_reading().await else {
             return read.await;
         };
         let redis_key = self.key(key);
-        let opened: redis::RedisResult<()> = redis::pipe()
-            .hset_nx(&redis_key, STATE, "filling")
-            .ignore()
-            .expire(&redis_key, self.ttl_secs())
-            .ignore()
-            .query_async(&mut redis)
+        let opened: redis::RedisResult<i64> = self
+            .open_set
+            .key(&redis_key)
+            .arg(self.ttl_secs())
+            .invoke_async(&mut redis)
             .await;
         let members = read.await?;
         if self.outcome(opened).is_none() {
             return Ok(members);
         }
-        let mut pipe = redis::pipe();
+        let mut complete = self.complete_set.key(&redis_key);
         for (member, value) in &members {
-            pipe.hset(&redis_key, member, value).ignore();
+            complete.arg(member).arg(value);
         }
-        pipe.hset(&redis_key, STATE, COMPLETE).ignore();
-        self.outcome(pipe.query_async::<()>(&mut redis).await);
+        let completed: redis::RedisResult<i64> = complete.invoke_async(&mut redis).await;
+        self.outcome(completed);
         Ok(members)
     }
 

@@ -79,3 +79,30 @@ async fn without_redis_reads_say_nothing_and_writes_are_dropped() {
     assert_eq!(filled, Ok(vec![pair("o1", "1")]));
     assert!(!projections.ping().await);
 }
+
+#[tokio::test]
+async fn a_set_that_vanishes_while_it_is_filled_stays_missing() {
+    let namespace = testkit::unique_name("projection");
+    let projections =
+        Projections::new(&testkit::redis_url(), &namespace, Duration::from_secs(60)).unwrap();
+    let during = projections.clone();
+    let key = format!("{namespace}:orders:bob");
+    let filled = projections
+        .fill("orders:bob", async move {
+            // Expired or deleted meanwhile: a writer now finds no set and adds nothing.
+            let client = redis::Client::open(testkit::redis_url()).unwrap();
+            let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+            let () = redis::cmd("DEL")
+                .arg(&key)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            during.add("orders:bob", "o2", "2").await;
+            Ok::<_, ()>(vec![pair("o1", "1")])
+        })
+        .await
+        .unwrap();
+    assert_eq!(filled, [pair("o1", "1")]);
+    // Left for the next reader to fill, never trusted without o2.
+    assert_eq!(projections.members("orders:bob").await, None);
+}
