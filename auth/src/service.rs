@@ -286,16 +286,18 @@ impl Auth {
 
     /// Revokes `tokens` for good and queues their broadcast; see [`Auth::forget`].
     async fn revoke(&self, tokens: &[TokenDoc]) -> Result<(), ApiError> {
-        self.store.revoke(tokens).await?;
+        let revoked = self.store.revoke(tokens).await;
+        // Even when the store failed part way: some tokens may be revoked already.
         self.forget(tokens).await;
-        Ok(())
+        Ok(revoked?)
     }
 
     /// Queues the broadcast of `tokens`, whose user changed; see [`Auth::forget`].
     async fn announce(&self, tokens: &[TokenDoc]) -> Result<(), ApiError> {
-        self.store.announce(tokens).await?;
+        let announced = self.store.announce(tokens).await;
+        // Even when the broadcast could not be queued: the user's change itself is stored.
         self.forget(tokens).await;
-        Ok(())
+        Ok(announced?)
     }
 
     /// Drops `tokens` from this instance's `/users/current` cache once their change is stored and

@@ -82,16 +82,21 @@ impl TokenCache {
         Fut: Future<Output = Result<Option<Arc<User>>, ApiError>>,
     {
         const ATTEMPTS: usize = 3;
-        for _ in 1..ATTEMPTS {
+        let mut attempt = 1;
+        loop {
             let evictions = self.evictions.load(Ordering::Acquire);
             let answer = self.get_with(token, look_up()).await?;
             if self.evictions.load(Ordering::Acquire) == evictions {
                 return Ok(answer);
             }
-            // Maybe looked up before a revocation and cached after its eviction: look again.
+            // Maybe looked up before a revocation and cached after its eviction: never keep it.
             self.answers.invalidate(token).await;
+            if attempt == ATTEMPTS {
+                // Evictions keep coming: answer this request as of its lookup, cache nothing.
+                return Ok(answer);
+            }
+            attempt += 1;
         }
-        self.get_with(token, look_up()).await
     }
 
     async fn get_with(
