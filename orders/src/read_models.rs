@@ -7,8 +7,9 @@
 //! Both entries carry the order's owner and a version ([`version`]). They are written right
 //! after every store write of the Order projection, so a read through any instance after a write
 //! answered sees it; and after a store read that found Redis without them, so the next read hits.
-//! Redis is never the truth: a lost write leaves an entry behind the store until it expires
-//! (`PROJECTION_TTL_SECS` after its last write), and with Redis down reads go to the store.
+//! Redis is never the truth: a failed write leaves an entry behind the store until
+//! `common::projection` deletes its key or, at worst, it expires (`PROJECTION_TTL_SECS` after its
+//! last write); with Redis down reads go to the store.
 
 use std::collections::HashMap;
 use std::time::Duration;
