@@ -5,7 +5,7 @@ Reads logs written with LOG_FORMAT=json and RUST_LOG=warn,common::http=debug,rab
 (what `STAGES=1 bash bench/system.sh` sets), one file per service instance named <service>*.log.
 Every checkout is followed by its correlation id: the `POST /cart/checkout` request in cart, then
 the messages it caused (`place_order` in orders, `order_placed` in catalog and cart,
-`article-data` back in orders). For each step it prints when the step started and ended,
+catalog's answers back in orders). For each step it prints when the step started and ended,
 measured from the start of the checkout request, as p50 and p99 over all checkouts, and how long
 the step's own work took: the rest of a gap is time on the broker and in queues.
 """
@@ -71,11 +71,13 @@ def main(paths):
         requests = steps.get(("cart", "request", cid))
         if requests:
             origins[cid] = min(start for start, _ in requests)
+    # A reply keeps its request's kind: orders handles catalog's answers as `order_placed`.
     timeline = [
         ("cart", "request", "cart: POST /cart/checkout"),
+        ("catalog", "article-data", "catalog: article-data (checkout asks about the lines)"),
         ("orders", "place_order", "orders: place_order"),
         ("catalog", "order_placed", "catalog: order_placed (reserve, reply)"),
-        ("orders", "article-data", "orders: article-data (last line)"),
+        ("orders", "order_placed", "orders: catalog's answers (VALIDATED after the last)"),
         ("cart", "order_placed", "cart: order_placed (order recorded)"),
     ]
     print(f"{len(origins)} checkouts followed, times in ms from the start of the checkout request\n")
