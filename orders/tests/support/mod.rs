@@ -228,8 +228,9 @@ impl TestOrders {
             .expect("a second orders starts");
         let url = format!("http://127.0.0.1:{}", running.addr.port());
         testkit::wait_healthy(&self.http, &url, "orders").await;
-        // Each instance consumes `place_order`, `article-data` and the logout broadcast.
-        let expected = PUBLISHED.len() + 2 * 3;
+        // Each instance consumes `place_order`, `article-data` and the logout broadcast, and so
+        // does auth consume its own logouts.
+        let expected = PUBLISHED.len() + 1 + 2 * 3;
         let consuming = testkit::eventually(PATIENCE, || async {
             self.vhost.consumer_count().await >= expected
         })
@@ -248,11 +249,12 @@ impl TestOrders {
         arrived
     }
 
-    /// Waits until orders consumes both of its queues (the test's own consumers count too).
+    /// Waits until orders consumes both of its queues and the logout broadcast (the test's own
+    /// consumers and auth's logout consumer count too).
     pub async fn wait_for_consumers(&self) {
-        let own = PUBLISHED.len();
+        let others = PUBLISHED.len() + 1;
         let consuming = testkit::eventually(PATIENCE, || async {
-            self.vhost.consumer_count().await >= own + 2
+            self.vhost.consumer_count().await >= others + 3
         })
         .await;
         assert!(consuming, "orders never consumed its queues");
