@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use common::http::{DEFAULT_BODY_LIMIT, health, json_body, percent_decode, respond, respond_with};
+use common::http::{
+    DEFAULT_BODY_LIMIT, health, json_body, json_bytes, percent_decode, respond, respond_with,
+};
 use common::{ApiError, Caller, FieldError, TokenGuard};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::http::header::CONTENT_TYPE;
-use warp::http::{HeaderValue, StatusCode};
+use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
 use crate::cart::{MAX_ARTICLE_ID_LEN, MAX_QUANTITY};
@@ -67,15 +67,6 @@ impl AddArticle {
 /// `a%20b` must name the line of `a b`. A segment that does not decode to UTF-8 names no line.
 fn article_in_path(segment: &str) -> Result<String, ApiError> {
     String::from_utf8(percent_decode(segment)).map_err(|_| ApiError::NotFound)
-}
-
-/// A JSON body already serialized, with the headers `warp::reply::json` gives.
-fn json_bytes(body: Bytes) -> warp::http::Response<Bytes> {
-    let mut response = warp::http::Response::new(body);
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }
 
 pub fn routes(carts: Arc<Carts>, guard: &TokenGuard) -> BoxedFilter<(Response,)> {

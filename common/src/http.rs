@@ -164,6 +164,17 @@ where
     response
 }
 
+/// A JSON body already serialized (a read model's bytes), with the headers `warp::reply::json`
+/// gives.
+pub fn json_bytes(body: bytes::Bytes) -> warp::http::Response<bytes::Bytes> {
+    let mut response = warp::http::Response::new(body);
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// `GET /health`: 200 `{"status":"up","dependencies":{..}}` when every check passes, else 503 with
 /// the failing dependency named.
 pub fn health<F, Fut>(checks: F) -> BoxedFilter<(Response,)>
