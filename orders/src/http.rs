@@ -2,13 +2,11 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use common::http::{DEFAULT_BODY_LIMIT, health, json_body, respond, respond_with};
+use common::http::{DEFAULT_BODY_LIMIT, health, json_body, json_bytes, respond, respond_with};
 use common::{ApiError, Caller, FieldError, TokenGuard};
 use serde_json::{Value, json};
 use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::http::header::CONTENT_TYPE;
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 
@@ -119,15 +117,6 @@ pub fn routes(orders: Arc<Orders>, guard: &TokenGuard) -> BoxedFilter<(Response,
         .or(health)
         .unify()
         .boxed()
-}
-
-/// A JSON body already serialized, with the headers `warp::reply::json` gives.
-fn json_bytes(body: Bytes) -> warp::http::Response<Bytes> {
-    let mut response = warp::http::Response::new(body);
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }
 
 fn viewer(caller: &Caller) -> Viewer<'_> {

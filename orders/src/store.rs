@@ -231,37 +231,23 @@ impl Store {
 
     /// A user's orders, newest first (the newest snapshot of each).
     pub async fn orders_of(&self, user_id: &str) -> mongodb::error::Result<Vec<Order>> {
-        let mut cursor = self
+        let cursor = self
             .orders
             .find(doc! {"userId": user_id})
             .sort(doc! {"created": -1, "orderId": 1, "position": -1})
             .await?;
-        let mut orders: Vec<Order> = Vec::new();
-        while let Some(Snapshot { order, .. }) = cursor.try_next().await? {
-            // Sorted by position within an order: the first snapshot seen is the newest.
-            if orders.last().is_none_or(|last| last.id != order.id) {
-                orders.push(order);
-            }
-        }
-        Ok(orders)
+        newest_per_order(cursor).await
     }
 
     /// The projections of these orders (the newest snapshot of each), in one query by
     /// `orderId`; an order without a projection is left out.
     pub async fn newest_of(&self, order_ids: &[&str]) -> mongodb::error::Result<Vec<Order>> {
-        let mut cursor = self
+        let cursor = self
             .orders
             .find(doc! {"orderId": {"$in": order_ids}})
             .sort(doc! {"orderId": 1, "position": -1})
             .await?;
-        let mut orders: Vec<Order> = Vec::new();
-        while let Some(Snapshot { order, .. }) = cursor.try_next().await? {
-            // Sorted by position within an order: the first snapshot seen is the newest.
-            if orders.last().is_none_or(|last| last.id != order.id) {
-                orders.push(order);
-            }
-        }
-        Ok(orders)
+        newest_per_order(cursor).await
     }
 
     /// Whether the broker confirmed the message of the order's `status`.
@@ -421,4 +407,18 @@ fn snapshot_key(order: &Order) -> String {
 /// order reached.
 fn status_key(order_id: &str, status: Status) -> String {
     format!("{order_id}:{}", status.as_str())
+}
+
+/// The newest snapshot of each order of a cursor sorted by order, then by position descending.
+async fn newest_per_order(
+    mut cursor: mongodb::Cursor<Snapshot>,
+) -> mongodb::error::Result<Vec<Order>> {
+    let mut orders: Vec<Order> = Vec::new();
+    while let Some(Snapshot { order, .. }) = cursor.try_next().await? {
+        // The first snapshot seen of an order is its newest.
+        if orders.last().is_none_or(|last| last.id != order.id) {
+            orders.push(order);
+        }
+    }
+    Ok(orders)
 }
