@@ -7,7 +7,8 @@ Every checkout is followed by its correlation id: the `POST /cart/checkout` requ
 the messages it caused (`place_order` in orders, `order_placed` in catalog and cart,
 catalog's answers back in orders). For each step it prints when the step started and ended,
 measured from the start of the checkout request, as p50 and p99 over all checkouts, and how long
-the step's own work took: the rest of a gap is time on the broker and in queues.
+the step's own work took (the rest of a gap is time on the broker and in queues), and how
+many times the step ran per checkout on average.
 """
 
 import json
@@ -81,10 +82,10 @@ def main(paths):
         ("cart", "order_placed", "cart: order_placed (order recorded)"),
     ]
     print(f"{len(origins)} checkouts followed, times in ms from the start of the checkout request\n")
-    print("| step | starts p50 | ends p50 | ends p99 | own work p50 | own work p99 |")
-    print("|---|---|---|---|---|---|")
+    print("| step | starts p50 | ends p50 | ends p99 | own work p50 | own work p99 | handlings |")
+    print("|---|---|---|---|---|---|---|")
     for service, step, label in timeline:
-        starts, ends, work = [], [], []
+        starts, ends, work, handlings = [], [], [], []
         for cid, origin in origins.items():
             handled = steps.get((service, step, cid))
             if not handled:
@@ -94,13 +95,14 @@ def main(paths):
             starts.append((start - origin) * 1000)
             ends.append((end - origin) * 1000)
             work.append(sum(e - s for s, e in handled) * 1000 / len(handled))
+            handlings.append(len(handled))
         if not starts:
-            print(f"| {label} | - | - | - | - | - |")
+            print(f"| {label} | - | - | - | - | - | - |")
             continue
         print(
             f"| {label} | {percentile(starts, 0.5):.0f} | {percentile(ends, 0.5):.0f} | "
             f"{percentile(ends, 0.99):.0f} | {percentile(work, 0.5):.1f} | "
-            f"{percentile(work, 0.99):.1f} |"
+            f"{percentile(work, 0.99):.1f} | {sum(handlings) / len(handlings):.2f} |"
         )
 
 

@@ -299,6 +299,17 @@ impl Cart {
         (!recorded.is_empty()).then_some(Event::Answered { answers: recorded })
     }
 
+    /// Whether `answers` hold one about every line as it stands now (stamped with its version):
+    /// then a checkout that lost its race to a change that left the lines alone (catalog's
+    /// asynchronous answer to the last add, typically) decides again without asking again.
+    pub fn answered_by(&self, answers: &[Answer]) -> bool {
+        self.articles.iter().all(|line| {
+            answers.iter().any(|answer| {
+                answer.article_id == line.article_id && answer.stamp == Some(line.version)
+            })
+        })
+    }
+
     /// What blocks a checkout: lines catalog said are invalid. Checkout records catalog's fresh
     /// answers first; only when catalog cannot answer in time do lines it has never answered
     /// about pass, since orders validates every line against catalog again (with stock) and a
@@ -449,6 +460,32 @@ mod tests {
             stock,
             quantity: None,
         }
+    }
+
+    #[test]
+    fn answers_cover_a_cart_until_one_of_its_lines_changes() {
+        let mut stream = Stream::new();
+        stream.decide(stream.cart.add("a", 1)).unwrap();
+        stream.decide(stream.cart.add("b", 1)).unwrap();
+        let asked = stream.cart.clone();
+        let answers: Vec<Answer> = asked
+            .articles
+            .iter()
+            .map(|line| Answer {
+                article_id: line.article_id.clone(),
+                valid: true,
+                stamp: Some(line.version),
+            })
+            .collect();
+        assert!(asked.answered_by(&answers));
+        assert!(!asked.answered_by(&answers[..1]));
+        // An answer recorded meanwhile leaves the lines as they were asked about.
+        assert!(stream.answer("a", true, Some(asked.line("a").unwrap().version)));
+        assert!(stream.cart.answered_by(&answers));
+        // A line changed since (even back to the same quantity) needs a new question.
+        stream.decide(stream.cart.add("b", 1)).unwrap();
+        stream.decide(stream.cart.decrement("b")).unwrap();
+        assert!(!stream.cart.answered_by(&answers));
     }
 
     #[test]

@@ -411,7 +411,8 @@ impl Carts {
     }
 
     /// Closes the user's active cart and sends its `place_order`. Catalog is asked about the
-    /// lines first; only when it cannot answer in time do the lines' stored answers decide.
+    /// lines first (again after a lost race only if a line changed); only when it cannot answer
+    /// in time do the lines' stored answers decide.
     ///
     /// The close is a `CheckedOut` event at the position after the cart that was asked about,
     /// so a line added meanwhile (here or on another instance) either took that position first,
@@ -424,6 +425,7 @@ impl Carts {
         correlation_id: &str,
     ) -> Result<Cart, CheckoutError> {
         let mut cart = self.active(user_id).await?;
+        let mut answers = Vec::new();
         for _ in 0..MAX_ATTEMPTS {
             if !cart.enabled {
                 return Ok(cart);
@@ -431,9 +433,11 @@ impl Carts {
             if cart.articles.is_empty() {
                 return Err(CheckoutError::Empty);
             }
-            let replies = self.checkout_answers(&cart, correlation_id).await;
-            let answers = replies.map_or_else(Vec::new, |replies| answers_of(&cart, &replies));
-            if let Some(closed) = self.close(&cart, answers, correlation_id).await? {
+            if !cart.answered_by(&answers) {
+                let replies = self.checkout_answers(&cart, correlation_id).await;
+                answers = replies.map_or_else(Vec::new, |replies| answers_of(&cart, &replies));
+            }
+            if let Some(closed) = self.close(&cart, answers.clone(), correlation_id).await? {
                 info!(cart_id = closed.id, "cart checked out");
                 self.send_place_order(&closed).await;
                 return Ok(closed);

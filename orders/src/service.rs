@@ -213,9 +213,9 @@ impl Orders {
             price: reply.price,
             stock: reply.stock,
         };
-        let (order, _) = self.execute(&reply.reference_id, None, command).await?;
-        self.project(&order).await?;
-        self.announce(&order, correlation_id).await?;
+        let executed = self.execute(&reply.reference_id, None, command).await?;
+        self.project(&executed.order).await?;
+        self.announce(&executed, correlation_id).await?;
         Ok(())
     }
 
@@ -240,12 +240,12 @@ impl Orders {
             method: payment.method,
             amount: payment.amount,
         };
-        let (order, events) = self.execute(order_id, Some(owner), command).await?;
-        self.project(&order).await?;
-        if let Err(error) = self.announce(&order, correlation_id).await {
+        let executed = self.execute(order_id, Some(owner), command).await?;
+        self.project(&executed.order).await?;
+        if let Err(error) = self.announce(&executed, correlation_id).await {
             warn!(%error, order_id, "payment stored but not announced; the batch will");
         }
-        fold_through_payment(order_id, &events, &payment_id)
+        fold_through_payment(order_id, &executed.events, &payment_id)
             .ok_or_else(|| OrdersError::Internal(format!("payment {payment_id} vanished")))
     }
 
@@ -390,14 +390,13 @@ impl Orders {
     /// Re-read, decide, append at the next position; start over, after a few random
     /// milliseconds, when another writer (of any instance) took it. Writers in this process take
     /// turns per order, which only makes such races rarer. `owner`, when given, must own the
-    /// order (anyone else sees no order at all). Returns the order after the command with the
-    /// events it folds.
+    /// order (anyone else sees no order at all).
     async fn execute(
         &self,
         order_id: &str,
         owner: Option<&str>,
         command: Command,
-    ) -> Result<(Order, Vec<Recorded>), OrdersError> {
+    ) -> Result<Executed, OrdersError> {
         self.ensure_ready()?;
         let _turn = self.writers.lock(order_id).await;
         for _ in 0..MAX_APPEND_ATTEMPTS {
@@ -407,7 +406,13 @@ impl Orders {
                 .ok_or(OrdersError::NotFound)?;
             let event = match decide(&order, &command) {
                 Ok(Some(event)) => event,
-                Ok(None) => return Ok((order, events)),
+                Ok(None) => {
+                    return Ok(Executed {
+                        order,
+                        events,
+                        entered_status: false,
+                    });
+                }
                 Err(rejection) => {
                     // The fold is at hand: a projection left behind by a writer that stopped
                     // between its append and its projection write is repaired here.
@@ -423,8 +428,12 @@ impl Orders {
             {
                 Appended::Stored(recorded) => {
                     events.push(recorded);
-                    let order = fold(order_id, &events).ok_or(OrdersError::NotFound)?;
-                    return Ok((order, events));
+                    let after = fold(order_id, &events).ok_or(OrdersError::NotFound)?;
+                    return Ok(Executed {
+                        entered_status: after.status != order.status,
+                        order: after,
+                        events,
+                    });
                 }
                 Appended::AlreadyThere => continue,
                 Appended::PositionTaken => tokio::time::sleep(jitter()).await,
@@ -437,18 +446,31 @@ impl Orders {
 
     /// Publishes the message of the order's status unless the broker already confirmed it, then
     /// remembers that it did. Two instances may both publish it (at least once, like every
-    /// message here); both carry the same content, the fold of the same events.
-    async fn announce(&self, order: &Order, correlation_id: &str) -> Result<(), OrdersError> {
+    /// message here); both carry the same content, the fold of the same events. The store is
+    /// not asked when this command's own event entered the status: an announcement needs a
+    /// fold that has the event, so one made before this is at best a racing instance's.
+    async fn announce(&self, executed: &Executed, correlation_id: &str) -> Result<(), OrdersError> {
+        let order = &executed.order;
         if order.status == Status::Placed {
             return Ok(());
         }
-        if self.store.announced(&order.id, order.status).await? {
+        if !executed.entered_status && self.store.announced(&order.id, order.status).await? {
             return Ok(());
         }
         publish_status(&self.rabbit, order, correlation_id).await?;
         self.store.mark_announced(&order.id, order.status).await?;
         Ok(())
     }
+}
+
+/// What a command did to an order.
+struct Executed {
+    /// The order after the command.
+    order: Order,
+    /// The events it folds.
+    events: Vec<Recorded>,
+    /// Whether the command's event moved the order into its status.
+    entered_status: bool,
 }
 
 /// The statuses a batch looks at. The validated batch also takes the INVALID orders, whose
