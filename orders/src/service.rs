@@ -177,24 +177,22 @@ impl Orders {
             user_id: request.user_id,
         };
         let event_id = event.id(&order_id);
-        let order_id = match self
+        let order = match self
             .store
             .append(&order_id, 0, event_id.clone(), event)
             .await?
         {
-            Appended::Stored(_) => order_id,
+            // The order is the one event just stored: no need to read it back.
+            Appended::Stored(placed) => fold(&order_id, &[placed]),
             Appended::AlreadyThere | Appended::PositionTaken => {
                 let existing = self.store.order_of_event(&event_id).await?;
                 let existing = existing
                     .ok_or_else(|| OrdersError::Internal(format!("event {event_id} vanished")))?;
                 info!(order_id = %existing, "order already placed for this cart; re-publishing");
-                existing
+                self.current(&existing).await?
             }
         };
-        let order = self
-            .current(&order_id)
-            .await?
-            .ok_or(OrdersError::NotFound)?;
+        let order = order.ok_or(OrdersError::NotFound)?;
         self.project(&order).await?;
         publish_placed(&self.rabbit, &order, correlation_id).await?;
         Ok(order)
