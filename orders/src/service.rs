@@ -340,14 +340,22 @@ impl Orders {
             return Ok(());
         };
         if candidate.projection.as_ref() != Some(&order) {
-            let projected = candidate.projection.as_ref().map(|order| order.position);
-            warn!(
-                order_id,
-                ?projected,
-                events = order.position,
-                "inconsistency: Order projection differs from the events; rebuilt"
-            );
-            self.project(&order).await?;
+            if self.is_left_behind(candidate, &order).await {
+                info!(
+                    order_id,
+                    "deleted an older snapshot written after the newest one"
+                );
+                self.store.delete_older_snapshots(&order).await?;
+            } else {
+                let projected = candidate.projection.as_ref().map(|order| order.position);
+                warn!(
+                    order_id,
+                    ?projected,
+                    events = order.position,
+                    "inconsistency: Order projection differs from the events; rebuilt"
+                );
+                self.project(&order).await?;
+            }
         }
         let status = order.status.as_str();
         if self.store.record_status(&order).await? {
@@ -372,6 +380,23 @@ impl Orders {
         }
         self.store.settle(&order).await?;
         Ok(())
+    }
+
+    /// Whether the candidate's snapshot is an older fold left beside the newest one (see
+    /// [`Store::save_projection`]) rather than a projection behind its events: it is older than
+    /// `order`, the fold of the events, and the order's newest snapshot is that fold. Asks the
+    /// store only for a candidate older than its events; a newest snapshot that cannot be read
+    /// counts as behind, so that the check rewrites it.
+    async fn is_left_behind(&self, candidate: &Candidate, order: &Order) -> bool {
+        let Some(projected) = &candidate.projection else {
+            return false;
+        };
+        projected.position < order.position
+            && self
+                .store
+                .projection(&order.id)
+                .await
+                .is_ok_and(|newest| newest.as_ref() == Some(order))
     }
 
     fn is_stuck(&self, order: &Order) -> bool {

@@ -35,7 +35,8 @@ struct EventDoc {
 }
 
 /// The Order projection at one position: `_id` is `<orderId>:<position>`. The newest snapshot of
-/// an order is its projection; older ones are deleted once a newer one is stored.
+/// an order is its projection; the write of a newer one deletes the older ones (one written late
+/// is handled as [`Store::save_projection`] says).
 #[derive(Debug, Serialize, Deserialize)]
 struct Snapshot {
     #[serde(rename = "_id")]
@@ -188,9 +189,19 @@ impl Store {
     }
 
     /// Stores the fold of an order's events as its projection's snapshot at that position, then
-    /// deletes every snapshot older than the newest. An older fold written late never hides a newer one: reads
-    /// take the highest position. Writing a snapshot again (a rebuild, a redelivery) replaces it
-    /// with the same fold, which also repairs a snapshot changed by hand.
+    /// deletes the order's snapshots below it: two round trips, and no read. Writing a snapshot
+    /// again (a rebuild, a redelivery) replaces it with the same fold, which also repairs a
+    /// snapshot changed by hand.
+    ///
+    /// A fold of fewer events written late, once a newer one and its delete are done (two
+    /// writers, of one instance or of two, finishing out of order), stays beside the newer one
+    /// until something deletes it. It misleads no one: every read takes the highest position
+    /// (`projection`, `orders_of`, `newest_of`, `paid_behind_projection`, and `unsettled`, which
+    /// skips an order's lower snapshots among those it finds). The one place it shows is a batch
+    /// whose statuses include the leftover's while the newest snapshot is settled or in another
+    /// status: `unsettled` then offers the leftover, and the batch's check tells it apart from a
+    /// projection behind its events by the newest snapshot and deletes it
+    /// ([`Store::delete_older_snapshots`]), without calling it an inconsistency.
     pub async fn save_projection(&self, order: &Order) -> mongodb::error::Result<()> {
         let snapshot = Snapshot {
             key: snapshot_key(order),
@@ -207,14 +218,13 @@ impl Store {
             Err(error) if common::mongo::is_duplicate_key(&error) => {}
             other => drop(other?),
         }
-        // Below the newest snapshot, which may be another's written first: a late write of an
-        // older fold removes itself too.
-        let newest = self
-            .projection(&order.id)
-            .await?
-            .map_or(order.position, |newest| newest.position.max(order.position));
+        self.delete_older_snapshots(order).await
+    }
+
+    /// Deletes the order's snapshots below `order`'s position.
+    pub async fn delete_older_snapshots(&self, order: &Order) -> mongodb::error::Result<()> {
         self.raw_orders
-            .delete_many(doc! {"orderId": &order.id, "position": {"$lt": newest}})
+            .delete_many(doc! {"orderId": &order.id, "position": {"$lt": order.position}})
             .await?;
         Ok(())
     }

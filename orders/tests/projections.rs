@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use mongodb::bson::{DateTime, Document, doc};
 use rabbit::contract::kind;
 use serde_json::json;
@@ -374,4 +375,63 @@ async fn the_payment_defined_batch_catches_up_a_payment_whose_projection_was_nev
     app.get("/orders_batch/payment_defined", Some(&admin))
         .await
         .assert_is(200, json!({"processed": 0}));
+}
+
+#[tokio::test]
+async fn an_older_snapshot_written_late_hides_nothing_and_a_batch_deletes_it_quietly() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let admin = app.auth.admin("admin01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 1, 2.0)])
+        .await;
+    let live = app.get(&format!("/orders/{order_id}"), Some(&token)).await;
+    app.get("/orders_batch/validated", Some(&admin))
+        .await
+        .assert_is(200, json!({"processed": 1}));
+    // As a writer of the fold at position 0 leaves it when it finishes after the writer of
+    // position 1 deleted what was below: beside the newest snapshot, which the batch settled.
+    let projections = app.db.collection::<Document>("orders");
+    let mut older = projections
+        .find_one(doc! {"orderId": &order_id})
+        .await
+        .unwrap()
+        .expect("the order's snapshot");
+    older.insert("_id", format!("{order_id}:0"));
+    older.insert("position", 0_i64);
+    older.insert("status", "PLACED");
+    older.insert("settled", false);
+    projections.insert_one(older).await.unwrap();
+    app.forget_read_model(&format!("order:{order_id}")).await;
+    app.forget_read_model(&format!("order-summary:{order_id}"))
+        .await;
+
+    app.get(&format!("/orders/{order_id}"), Some(&token))
+        .await
+        .assert_is(200, live.json());
+    let listed = app.get("/orders", Some(&token)).await;
+    assert_eq!(listed.json()[0]["status"], "VALIDATED", "{listed}");
+    let run = app.get("/orders_batch/placed", Some(&admin)).await;
+
+    run.assert_is(200, json!({"processed": 1}));
+    let positions: Vec<i64> = app
+        .db
+        .collection::<Document>("orders")
+        .find(doc! {"orderId": &order_id})
+        .await
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .iter()
+        .map(|snapshot| snapshot.get_i64("position").unwrap())
+        .collect();
+    assert_eq!(positions, [1], "only the newest snapshot is left");
+    // The newest snapshot is settled still: the validated batch has nothing to examine.
+    app.get("/orders_batch/validated", Some(&admin))
+        .await
+        .assert_is(200, json!({"processed": 0}));
+    app.get(&format!("/orders/{order_id}"), Some(&token))
+        .await
+        .assert_is(200, live.json());
 }
