@@ -7,6 +7,7 @@ pub mod config;
 mod http;
 mod jobs;
 mod messaging;
+mod recent;
 mod service;
 mod store;
 mod view;

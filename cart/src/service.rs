@@ -3,7 +3,8 @@
 //! another writer (this instance or another one) took that position first, the insert is refused
 //! by the unique `_id` and the operation decides again on a fresh read. That insert is the only
 //! thing correctness rests on; the per-user lock below only spares writers of one instance the
-//! retries, and the caches only spare reads. The background jobs are in `jobs.rs`.
+//! retries, and the caches only spare reads: a change first decides on this instance's copy of
+//! the cart (`recent.rs`), and reads the store only when that copy is missing or proves behind. The background jobs are in `jobs.rs`.
 //!
 //! Every append is followed by `remember` (or, for a closed cart's order, by the read model
 //! alone): GET /cart is served from the read model in Redis (`view.rs`), so a change any writer
@@ -23,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::cart::{self, Answer, Cart, CartError, Event, Issue, Recorded, Validation};
 use crate::messaging;
+use crate::recent::RecentCarts;
 use crate::store::Store;
 use crate::view::{self, CartViews};
 
@@ -63,6 +65,9 @@ pub struct Carts {
     pub(crate) store: Store,
     /// GET /cart's read model in Redis, written after every change of a user's newest cart.
     views: CartViews,
+    /// Each user's newest cart as this instance last stored or read it: the first guess of a
+    /// change.
+    recent: RecentCarts,
     pub(crate) rabbit: Rabbit,
     pub(crate) timings: Timings,
     /// Set once the indexes exist, which `/health` reports: without them every read scans.
@@ -89,6 +94,7 @@ impl Carts {
         Self {
             store,
             views,
+            recent: RecentCarts::default(),
             rabbit,
             timings,
             indexes_ready: AtomicBool::new(false),
@@ -140,6 +146,8 @@ impl Carts {
         }
         if changed {
             self.remember(&cart).await;
+        } else {
+            self.recent.keep(&cart).await;
         }
         Ok(cart)
     }
@@ -220,12 +228,14 @@ impl Carts {
         }))
     }
 
-    /// Caches the cart as its user's newest, in the store's `current_carts` (where reads and
-    /// changes in the store start) and in GET /cart's read model, both at once. Called after
+    /// Caches the cart as its user's newest: in this instance's memory (where its next change
+    /// starts), in the store's `current_carts` (where reads of the store start, on every
+    /// instance) and in GET /cart's read model. Called after
     /// every append to a user's newest cart. Only aids: a failure is logged, readers of the store
     /// catch up from the events anyway, and a lost read model write leaves GET /cart behind for
     /// at most the read model's time to live.
     async fn remember(&self, cart: &Cart) {
+        self.recent.keep(cart).await;
         let cached = async {
             if let Err(error) = self.store.remember(cart).await {
                 warn!(%error, cart_id = cart.id, "cannot cache the cart");
@@ -239,20 +249,20 @@ impl Carts {
     /// on a fresh read whenever another writer took the position. `decide` answers `None` when
     /// there is nothing to record.
     ///
-    /// The first decision is made on the cached cart alone, one read fewer: if events came after
-    /// it, the append at the position after it is refused and the change is decided again on the
-    /// caught-up cart. A decision to record nothing (or a refusal) proves nothing about a cached
+    /// The first decision is made on the cached cart alone (this instance's copy, else the store's
+    /// cache): if events came after it, the append at the position after it is refused and the
+    /// change is decided again on the caught-up cart. A decision to record nothing (or a refusal) proves nothing about a cached
     /// cart, so it is taken again on the caught-up cart before it is answered.
     async fn change<F>(&self, user_id: &str, decide: F) -> Result<Cart, ApiError>
     where
         F: Fn(&Cart) -> Result<Option<Event>, CartError>,
     {
         let _turn = self.turn_to_write(user_id).await;
-        let mut cached = self
-            .store
-            .current(user_id)
-            .await?
-            .filter(|cart| cart.enabled);
+        let mut cached = match self.recent.of_user(user_id).await {
+            Some(cart) => Some(cart),
+            None => self.store.current(user_id).await?,
+        }
+        .filter(|cart| cart.enabled);
         for _ in 0..MAX_ATTEMPTS {
             let (read, caught_up) = match cached.take() {
                 Some(cart) => (cart, false),
@@ -414,6 +424,9 @@ impl Carts {
     /// lines first (again after a lost race only if a line changed); only when it cannot answer
     /// in time do the lines' stored answers decide.
     ///
+    /// The first close is tried on this instance's copy of the cart, as `change` does; a copy
+    /// that was behind (a lost race) or found invalid lines gives way to the store's active cart.
+    ///
     /// The close is a `CheckedOut` event at the position after the cart that was asked about,
     /// so a line added meanwhile (here or on another instance) either took that position first,
     /// and the checkout starts over with it, or comes after the close and goes to the user's
@@ -424,7 +437,14 @@ impl Carts {
         user_id: &str,
         correlation_id: &str,
     ) -> Result<Cart, CheckoutError> {
-        let mut cart = self.active(user_id).await?;
+        let guess = self.recent.of_user(user_id).await;
+        let mut guessed = guess
+            .as_ref()
+            .is_some_and(|cart| cart.enabled && !cart.articles.is_empty());
+        let mut cart = match guess {
+            Some(cart) if guessed => cart,
+            _ => self.active(user_id).await?,
+        };
         let mut answers = Vec::new();
         for _ in 0..MAX_ATTEMPTS {
             if !cart.enabled {
@@ -437,17 +457,28 @@ impl Carts {
                 let replies = self.checkout_answers(&cart, correlation_id).await;
                 answers = replies.map_or_else(Vec::new, |replies| answers_of(&cart, &replies));
             }
-            if let Some(closed) = self.close(&cart, answers.clone(), correlation_id).await? {
-                info!(cart_id = closed.id, "cart checked out");
-                self.send_place_order(&closed).await;
-                return Ok(closed);
+            match self.close(&cart, answers.clone(), correlation_id).await {
+                Ok(Some(closed)) => {
+                    info!(cart_id = closed.id, "cart checked out");
+                    self.send_place_order(&closed).await;
+                    return Ok(closed);
+                }
+                // This instance's copy was behind, or its lines differ from the store's: start
+                // over as if there were no copy, from the user's active cart.
+                Ok(None) | Err(CheckoutError::Invalid(_)) if guessed => {
+                    guessed = false;
+                    cart = self.active(user_id).await?;
+                }
+                Ok(None) => {
+                    tokio::time::sleep(jitter()).await;
+                    cart = self
+                        .load(&cart.id)
+                        .await
+                        .map_err(ApiError::from)?
+                        .ok_or_else(|| ApiError::internal("a cart being checked out vanished"))?;
+                }
+                Err(error) => return Err(error),
             }
-            tokio::time::sleep(jitter()).await;
-            cart = self
-                .load(&cart.id)
-                .await
-                .map_err(ApiError::from)?
-                .ok_or_else(|| ApiError::internal("a cart being checked out vanished"))?;
         }
         Err(too_busy(user_id).into())
     }
@@ -543,25 +574,40 @@ impl Carts {
 
     /// Records catalog's answers on the lines of cart `cart_id`. Answers about a cart that does
     /// not exist (or no longer takes answers) are dropped: there is nothing to apply them to.
-    /// Recording an answer again changes nothing.
+    /// Recording an answer again changes nothing. Tried first on this instance's copy of the
+    /// cart, as `change` does.
     pub async fn record_answers(
         &self,
         cart_id: &str,
         answers: Vec<Answer>,
     ) -> mongodb::error::Result<()> {
+        let mut guess = self.recent.get(cart_id).await;
         for _ in 0..MAX_ATTEMPTS {
-            let Some(cart) = self.load(cart_id).await? else {
-                info!(cart_id, "validation for an unknown cart ignored");
-                return Ok(());
+            let guessed = guess.is_some();
+            let cart = match guess.take() {
+                Some(cart) => cart,
+                None => match self.load(cart_id).await? {
+                    Some(cart) => cart,
+                    None => {
+                        info!(cart_id, "validation for an unknown cart ignored");
+                        return Ok(());
+                    }
+                },
             };
+            // Nothing to record on this instance's copy proves nothing: the store decides.
             let Some(event) = cart.answers(answers.clone()) else {
+                if guessed {
+                    continue;
+                }
                 return Ok(());
             };
             if let Some(answered) = self.append(&cart, event).await? {
                 self.remember(&answered).await;
                 return Ok(());
             }
-            tokio::time::sleep(jitter()).await;
+            if !guessed {
+                tokio::time::sleep(jitter()).await;
+            }
         }
         warn!(cart_id, "validation not recorded: the cart kept changing");
         Ok(())
@@ -571,8 +617,19 @@ impl Carts {
     /// on a closed cart of that user with no order yet: a redelivered `order_placed`, or one
     /// handled by two instances at once, records one order.
     pub async fn record_order(&self, placed: &OrderPlaced) -> mongodb::error::Result<()> {
+        // This instance's copy of the cart, when it waits for the order: anything else it shows
+        // proves nothing and the store decides.
+        let mut guess = self
+            .recent
+            .get(&placed.cart_id)
+            .await
+            .filter(|cart| cart.user_id == placed.user_id && cart.waits_for_order());
         for _ in 0..MAX_ATTEMPTS {
-            let cart = self.load(&placed.cart_id).await?;
+            let guessed = guess.is_some();
+            let cart = match guess.take() {
+                Some(cart) => Some(cart),
+                None => self.load(&placed.cart_id).await?,
+            };
             let Some(cart) = cart.filter(|cart| cart.user_id == placed.user_id) else {
                 info!(
                     cart_id = placed.cart_id,
@@ -596,8 +653,10 @@ impl Carts {
             if let Some(ordered) = self.append(&cart, recorded).await? {
                 // Only the read model: a closed cart is shown by no GET, but its entry must not
                 // fall behind. The store's cache may already hold the user's next cart, which
-                // this older cart must not replace; Redis keeps the newer version by itself.
+                // this older cart must not replace; Redis and this instance's copy keep the
+                // newer version by themselves.
                 self.views.put(&ordered, &[]).await;
+                self.recent.keep(&ordered).await;
                 self.store.done_waiting(&cart.id).await?;
                 info!(
                     cart_id = cart.id,
@@ -606,7 +665,9 @@ impl Carts {
                 );
                 return Ok(());
             }
-            tokio::time::sleep(jitter()).await;
+            if !guessed {
+                tokio::time::sleep(jitter()).await;
+            }
         }
         // The re-sender sends the `place_order` again, and orders answers it with the order.
         warn!(

@@ -199,6 +199,45 @@ async fn a_cache_entry_behind_the_events_or_missing_still_gives_the_active_cart(
     assert_eq!(app.events(&first, "lineChanged").await.len(), 1);
 }
 
+/// Each instance first decides on its own copy of the user's cart; a copy left behind by the
+/// other instance's changes (a line, or a whole checkout and the next cart) decides nothing:
+/// changes and checkouts go to the user's active cart as it is stored.
+#[tokio::test]
+async fn an_instance_whose_copy_of_the_cart_fell_behind_changes_and_checks_out_the_active_one() {
+    let app = spawn_cart().await;
+    let catalog = app.catalog();
+    let orders = app.orders();
+    let [a, b] = two_instances(&app).await;
+    for article in ["a", "b", "c"] {
+        catalog.set(article, true, 100);
+    }
+    let token = app.user().await;
+    // B's copy misses A's line.
+    let first = id_of(&app.add_at(&b, &token, "a", 1).await);
+    app.add_at(&a, &token, "b", 1).await;
+    let added = app.add_at(&b, &token, "c", 2).await;
+    assert_eq!(id_of(&added), first);
+    let all = [
+        ("a".to_owned(), 1),
+        ("b".to_owned(), 1),
+        ("c".to_owned(), 2),
+    ];
+    assert_eq!(ordered_lines(&added), all);
+
+    // B's copy is the first cart; A closes it and fills the next one; B checks out.
+    let checkout = app.post_at(&a, Some(&token), "/cart/checkout", None).await;
+    assert_eq!(checkout.status, 200, "{checkout}");
+    let next = id_of(&app.add_at(&a, &token, "b", 3).await);
+    assert_ne!(next, first);
+    let checkout = app.post_at(&b, Some(&token), "/cart/checkout", None).await;
+    assert_eq!(checkout.status, 200, "{checkout}");
+    assert_eq!(id_of(&checkout.json()), next);
+    assert!(testkit::eventually(PATIENCE, || async { orders.received_for(&next) == 1 }).await);
+    assert_eq!(orders_for(&orders, &next), [("b".to_owned(), 3)]);
+    assert_eq!(orders.received_for(&first), 1);
+    assert_eq!(orders_for(&orders, &first), all);
+}
+
 /// With orders silent, a waiting `place_order` is re-sent by one instance per turn: never more
 /// re-sends than turns claimed, however many instances look.
 #[tokio::test]
