@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::Topology;
+use crate::request::RequestChannels;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -29,12 +30,14 @@ pub enum RabbitError {
     Protocol(#[from] lapin::Error),
 }
 
-/// A live connection with its confirmed publishing channel. Replaced as a whole on reconnect.
+/// A live connection with its confirmed publishing channel and its idle request channels.
+/// Replaced as a whole on reconnect, so nothing of a dead connection is used again.
 #[derive(Clone)]
 pub(crate) struct Link {
     pub connection: Arc<Connection>,
     /// Replaced on its own when the broker closes it over a refused publish.
     publisher: Arc<Mutex<Channel>>,
+    pub requesters: Arc<RequestChannels>,
 }
 
 impl Link {
@@ -165,6 +168,7 @@ async fn open(url: &str, topology: &Topology) -> lapin::Result<Link> {
     Ok(Link {
         connection: Arc::new(connection),
         publisher: Arc::new(Mutex::new(publisher)),
+        requesters: Arc::default(),
     })
 }
 

@@ -1,8 +1,10 @@
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -10,12 +12,25 @@ use crate::envelope::DIRECT_REPLY_TO;
 use crate::publisher::{confirmed_publish, properties};
 use crate::{Envelope, Rabbit, RabbitError};
 
+/// How many idle request channels a connection keeps; a channel given back beyond this is closed.
+/// Enough for every line of the largest checkout in flight at once, few enough that a burst does
+/// not leave the broker holding hundreds of idle channels.
+const MAX_IDLE: usize = 32;
+
 impl Rabbit {
     /// Sends a request with RabbitMQ direct reply-to and waits up to `timeout` for its reply.
     ///
-    /// Each request gets a channel of its own: direct reply-to delivers replies on the channel that
-    /// published, so whatever arrives there is this request's reply and no matching by id is
-    /// needed, whatever the requests' correlation ids.
+    /// A request has a channel to itself while it waits: direct reply-to delivers replies on the
+    /// channel that published, so whatever arrives there is this request's reply and no matching
+    /// by id is needed, whatever the requests' correlation ids. Channels come from a pool of the
+    /// connection, each with its reply-to consumer already started, so a request costs one
+    /// publish instead of opening a channel, starting a consumer and closing the channel again.
+    /// A channel goes back to the pool only after its request's reply arrived; one whose request
+    /// timed out, failed or was dropped is closed instead, so that a late reply dies with it
+    /// rather than reaching the next request.
+    ///
+    /// The request channel has no publisher confirms: the reply is the acknowledgement, and a
+    /// request the broker lost ends in [`RabbitError::Timeout`] like an unanswered one.
     pub async fn request<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         exchange: &str,
@@ -32,25 +47,84 @@ impl Rabbit {
         let properties = properties(&envelope.correlation_id).with_reply_to(DIRECT_REPLY_TO.into());
         tokio::time::timeout(timeout, async {
             let link = self.current_link(timeout).await?;
-            let channel = link.connection.create_channel().await?;
-            let no_ack = BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            };
-            let mut replies = channel
-                .basic_consume(
-                    DIRECT_REPLY_TO.into(),
-                    "".into(),
-                    no_ack,
-                    FieldTable::default(),
-                )
-                .await?;
-            confirmed_publish(&channel, exchange, routing_key, &body, properties).await?;
-            let reply = replies.next().await.ok_or(RabbitError::Unavailable)??;
-            let _ = channel.close(200, "reply received".into()).await;
+            // Dropped on every early return, and with this future on a timeout: see RequestChannel.
+            let mut requester = link.requesters.take(&link.connection).await?;
+            confirmed_publish(&requester.channel, exchange, routing_key, &body, properties).await?;
+            let reply = requester
+                .replies
+                .next()
+                .await
+                .ok_or(RabbitError::Unavailable)??;
+            link.requesters.give_back(requester);
             Ok(serde_json::from_slice(&reply.data)?)
         })
         .await
         .map_err(|_| RabbitError::Timeout)?
+    }
+}
+
+/// A channel consuming its direct reply-to pseudo-queue (without acks, as direct reply-to
+/// requires).
+///
+/// Dropping it closes the channel: lapin closes a channel once its last handle is gone, and the
+/// channel and its consumer are the only ones. The broker then discards any reply still on its way.
+struct RequestChannel {
+    channel: Channel,
+    replies: lapin::Consumer,
+}
+
+impl RequestChannel {
+    async fn open(connection: &Connection) -> lapin::Result<Self> {
+        let channel = connection.create_channel().await?;
+        let no_ack = BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        };
+        let replies = channel
+            .basic_consume(
+                DIRECT_REPLY_TO.into(),
+                "".into(),
+                no_ack,
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(Self { channel, replies })
+    }
+
+    fn usable(&self) -> bool {
+        self.channel.status().connected()
+    }
+}
+
+/// The idle request channels of one connection. It lives in the connection's `Link`, so it is
+/// dropped, channels and all, when a reconnect replaces the link.
+#[derive(Default)]
+pub(crate) struct RequestChannels {
+    idle: Mutex<Vec<RequestChannel>>,
+}
+
+impl RequestChannels {
+    /// An idle channel that is still open, or a new one when there is none.
+    async fn take(&self, connection: &Connection) -> lapin::Result<RequestChannel> {
+        loop {
+            let idle = self.idle.lock().expect("request pool poisoned").pop();
+            match idle {
+                Some(requester) if requester.usable() => return Ok(requester),
+                // Closed by the broker while idle: dropping it is all there is to do.
+                Some(_) => continue,
+                None => return RequestChannel::open(connection).await,
+            }
+        }
+    }
+
+    /// Keeps a channel whose request got its reply for the next request, unless enough are idle.
+    fn give_back(&self, requester: RequestChannel) {
+        if !requester.usable() {
+            return;
+        }
+        let mut idle = self.idle.lock().expect("request pool poisoned");
+        if idle.len() < MAX_IDLE {
+            idle.push(requester);
+        }
     }
 }

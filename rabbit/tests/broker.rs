@@ -251,58 +251,6 @@ async fn a_message_waits_while_a_dependency_is_unavailable_and_is_never_dead_let
     assert!(drain(&broker.vhost, "work.jobs").await.is_empty());
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Doubled {
-    n: u32,
-    doubled: u32,
-}
-
-#[tokio::test]
-async fn parallel_requests_each_get_their_own_reply_through_direct_reply_to() {
-    let broker = broker().await;
-    let responder = broker.rabbit.clone();
-    broker.rabbit.consume(
-        Consumer::queue("work.jobs"),
-        move |message: Arc<Message<Job>>| {
-            let responder = responder.clone();
-            async move {
-                let n = message.envelope.message.n;
-                responder
-                    .reply(&message, Doubled { n, doubled: n * 2 })
-                    .await
-                    .map_err(|error| HandlerError::Failed(error.to_string()))
-            }
-        },
-    );
-
-    let requests = (0..20).map(|n| {
-        let rabbit = broker.rabbit.clone();
-        async move {
-            // One correlation id for all, as one HTTP request fanning out would use.
-            let envelope = Envelope::new("job", "same-correlation-id", Job { n });
-            let reply: Envelope<Doubled> =
-                rabbit.request("work", "job", envelope, WAIT).await.unwrap();
-            (n, reply)
-        }
-    });
-    for (n, reply) in futures_util::future::join_all(requests).await {
-        assert_eq!(reply.message.n, n);
-        assert_eq!(reply.message.doubled, n * 2);
-        assert_eq!(reply.correlation_id, "same-correlation-id");
-    }
-}
-
-#[tokio::test]
-async fn a_request_nobody_answers_times_out() {
-    let broker = broker().await;
-    let envelope = Envelope::new("job", "c", Job { n: 1 });
-    let result: Result<Envelope<Doubled>, _> = broker
-        .rabbit
-        .request("work", "job", envelope, Duration::from_millis(500))
-        .await;
-    assert!(matches!(result, Err(RabbitError::Timeout)), "{result:?}");
-}
-
 #[tokio::test]
 async fn every_instance_receives_a_broadcast_also_after_a_reconnect() {
     let broker = broker().await;
