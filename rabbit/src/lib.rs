@@ -16,6 +16,7 @@ pub use connection::{Rabbit, RabbitError};
 pub use consumer::{Consumer, HandlerError, Message, Source};
 pub use envelope::{Envelope, ReplyTo};
 pub use lapin::ExchangeKind;
+pub use publisher::IN_REPLY_TO;
 pub use topology::{DEAD_LETTER_EXCHANGE, Exchange, Queue, Topology};
 
 /// The fanout exchange auth broadcasts revoked tokens on (CONTRACT section 9).

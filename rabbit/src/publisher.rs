@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use lapin::options::BasicPublishOptions;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation};
 use serde::Serialize;
 use tracing::warn;
@@ -21,8 +22,23 @@ impl Rabbit {
         routing_key: &str,
         envelope: &Envelope<T>,
     ) -> Result<(), RabbitError> {
+        self.publish_with(
+            exchange,
+            routing_key,
+            envelope,
+            properties(&envelope.correlation_id),
+        )
+        .await
+    }
+
+    async fn publish_with<T: Serialize>(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        envelope: &Envelope<T>,
+        properties: BasicProperties,
+    ) -> Result<(), RabbitError> {
         let body = serde_json::to_vec(envelope)?;
-        let properties = properties(&envelope.correlation_id);
         tokio::time::timeout(PUBLISH_TIMEOUT, async {
             let mut link = self.current_link(PUBLISH_TIMEOUT).await?;
             loop {
@@ -60,7 +76,8 @@ impl Rabbit {
     }
 
     /// Publishes the reply to `request` where its envelope asks for it, echoing its
-    /// `correlation_id`. A request that expects no reply is left alone.
+    /// `correlation_id` and naming the request's AMQP `message_id` in an [`IN_REPLY_TO`] header.
+    /// A request that expects no reply is left alone.
     pub async fn reply<Req, Resp: Serialize>(
         &self,
         request: &Message<Req>,
@@ -78,9 +95,24 @@ impl Rabbit {
             request.envelope.correlation_id.clone(),
             message,
         );
-        self.publish(&exchange, &routing_key, &reply).await
+        let mut properties = properties(&reply.correlation_id);
+        if let Some(message_id) = &request.message_id {
+            let mut headers = FieldTable::default();
+            headers.insert(
+                IN_REPLY_TO.into(),
+                AMQPValue::LongString(message_id.as_str().into()),
+            );
+            properties = properties.with_headers(headers);
+        }
+        self.publish_with(&exchange, &routing_key, &reply, properties)
+            .await
     }
 }
+
+/// The AMQP header of a reply that names the `message_id` of the request it answers, so that a
+/// requester can tell a second reply to an earlier request (the request was redelivered after its
+/// replier had answered but not yet acked) from the reply it waits for.
+pub const IN_REPLY_TO: &str = "in_reply_to";
 
 pub(crate) fn properties(correlation_id: &str) -> BasicProperties {
     BasicProperties::default()

@@ -3,13 +3,14 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::BasicConsumeOptions;
-use lapin::types::FieldTable;
-use lapin::{Channel, Connection};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::debug;
 
 use crate::envelope::DIRECT_REPLY_TO;
-use crate::publisher::{confirmed_publish, properties};
+use crate::publisher::{IN_REPLY_TO, confirmed_publish, properties};
 use crate::{Envelope, Rabbit, RabbitError};
 
 /// How many idle request channels a connection keeps; a channel given back beyond this is closed.
@@ -21,13 +22,17 @@ impl Rabbit {
     /// Sends a request with RabbitMQ direct reply-to and waits up to `timeout` for its reply.
     ///
     /// A request has a channel to itself while it waits: direct reply-to delivers replies on the
-    /// channel that published, so whatever arrives there is this request's reply and no matching
-    /// by id is needed, whatever the requests' correlation ids. Channels come from a pool of the
-    /// connection, each with its reply-to consumer already started, so a request costs one
-    /// publish instead of opening a channel, starting a consumer and closing the channel again.
-    /// A channel goes back to the pool only after its request's reply arrived; one whose request
-    /// timed out, failed or was dropped is closed instead, so that a late reply dies with it
-    /// rather than reaching the next request.
+    /// channel that published, so whatever arrives there answers this request, whatever the
+    /// requests' correlation ids. Channels come from a pool of the connection, each with its
+    /// reply-to consumer already started, so a request costs one publish instead of opening a
+    /// channel, starting a consumer and closing the channel again. A channel goes back to the pool
+    /// only after its request's reply arrived; one whose request timed out, failed or was dropped
+    /// is closed instead, so that a late reply dies with it rather than reaching the next request.
+    ///
+    /// One exception remains on a reused channel: a second reply to an earlier request, sent when
+    /// that request was redelivered after its replier had answered but not acked. A reply that
+    /// names another request in its [`IN_REPLY_TO`](crate::IN_REPLY_TO) header is therefore
+    /// skipped; one without the header (a replier other than [`Rabbit::reply`]) is taken.
     ///
     /// The request channel has no publisher confirms: the reply is the acknowledgement, and a
     /// request the broker lost ends in [`RabbitError::Timeout`] like an unanswered one.
@@ -45,21 +50,43 @@ impl Rabbit {
         };
         let body = serde_json::to_vec(&envelope)?;
         let properties = properties(&envelope.correlation_id).with_reply_to(DIRECT_REPLY_TO.into());
+        let message_id = properties.message_id().clone();
         tokio::time::timeout(timeout, async {
             let link = self.current_link(timeout).await?;
             // Dropped on every early return, and with this future on a timeout: see RequestChannel.
             let mut requester = link.requesters.take(&link.connection).await?;
             confirmed_publish(&requester.channel, exchange, routing_key, &body, properties).await?;
-            let reply = requester
-                .replies
-                .next()
-                .await
-                .ok_or(RabbitError::Unavailable)??;
+            let reply = loop {
+                let reply = requester
+                    .replies
+                    .next()
+                    .await
+                    .ok_or(RabbitError::Unavailable)??;
+                if answers(&reply.properties, message_id.as_ref()) {
+                    break reply;
+                }
+                debug!("skipped a second reply to an earlier request on this channel");
+            };
             link.requesters.give_back(requester);
             Ok(serde_json::from_slice(&reply.data)?)
         })
         .await
         .map_err(|_| RabbitError::Timeout)?
+    }
+}
+
+/// Whether a reply answers the request published with `message_id`: it names that request, or
+/// none.
+fn answers(reply: &BasicProperties, message_id: Option<&ShortString>) -> bool {
+    let named = reply
+        .headers()
+        .as_ref()
+        .and_then(|headers| headers.inner().get(IN_REPLY_TO));
+    match (named, message_id) {
+        (Some(AMQPValue::LongString(named)), Some(id)) => {
+            named.as_bytes() == id.as_str().as_bytes()
+        }
+        _ => true,
     }
 }
 

@@ -2,7 +2,7 @@
 //! vhost of its own.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -17,6 +17,10 @@ const WAIT: Duration = Duration::from_secs(15);
 /// The request whose reply the responder holds back.
 const SLOW: u32 = 1;
 const SLOW_DELAY: Duration = Duration::from_millis(1500);
+/// The request the responder answers twice, as a replier does when the request is redelivered
+/// after the reply was sent but before it was acked.
+const TWICE: u32 = 1000;
+const SECOND_REPLY_DELAY: Duration = Duration::from_millis(300);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Question {
@@ -33,12 +37,13 @@ struct Answer {
 struct Broker {
     requester: Rabbit,
     vhost: Vhost,
-    /// Whether the responder has published its reply to [`SLOW`].
-    slow_replied: Arc<AtomicBool>,
+    /// The requests whose late reply (to [`SLOW`], the second to [`TWICE`]) has been published.
+    late_replies: Arc<Mutex<Vec<u32>>>,
     _shutdown: DropGuard,
 }
 
-/// Starts a responder that doubles `n`, holding back its reply to [`SLOW`] for [`SLOW_DELAY`].
+/// Starts a responder that doubles `n`, holding back its reply to [`SLOW`] for [`SLOW_DELAY`] and
+/// answering [`TWICE`] again after [`SECOND_REPLY_DELAY`].
 async fn broker() -> Broker {
     let vhost = Vhost::create().await;
     let shutdown = CancellationToken::new();
@@ -47,25 +52,32 @@ async fn broker() -> Broker {
         .queue("math.double", "math", "double");
     let requester = Rabbit::start(&vhost.amqp_url(), topology.clone(), shutdown.clone());
     let responder = Rabbit::start(&vhost.amqp_url(), topology, shutdown.clone());
-    let slow_replied = Arc::new(AtomicBool::new(false));
-    let replied = slow_replied.clone();
+    let late_replies = Arc::new(Mutex::new(Vec::new()));
+    let late = late_replies.clone();
     let replier = responder.clone();
     responder.consume(
         Consumer::queue("math.double"),
         move |message: Arc<Message<Question>>| {
-            let (replier, replied) = (replier.clone(), replied.clone());
+            let (replier, late) = (replier.clone(), late.clone());
             async move {
                 let n = message.envelope.message.n;
                 if n == SLOW {
                     tokio::time::sleep(SLOW_DELAY).await;
                 }
-                let answer = Answer { n, doubled: n * 2 };
-                replier
-                    .reply(&message, answer)
-                    .await
-                    .map_err(|error| HandlerError::Failed(error.to_string()))?;
-                if n == SLOW {
-                    replied.store(true, Ordering::SeqCst);
+                let reply = || async {
+                    let answer = Answer { n, doubled: n * 2 };
+                    replier
+                        .reply(&message, answer)
+                        .await
+                        .map_err(|error| HandlerError::Failed(error.to_string()))
+                };
+                reply().await?;
+                if n == TWICE {
+                    tokio::time::sleep(SECOND_REPLY_DELAY).await;
+                    reply().await?;
+                }
+                if n == SLOW || n == TWICE {
+                    late.lock().unwrap().push(n);
                 }
                 Ok(())
             }
@@ -76,8 +88,27 @@ async fn broker() -> Broker {
     Broker {
         requester,
         vhost,
-        slow_replied,
+        late_replies,
         _shutdown: shutdown.drop_guard(),
+    }
+}
+
+impl Broker {
+    fn late_reply_sent(&self, n: u32) -> bool {
+        self.late_replies.lock().unwrap().contains(&n)
+    }
+
+    /// Asks one question after another, each on the channel the one before gave back, while the
+    /// late reply to `n` is on its way and a few times after it was published.
+    async fn ask_in_turn_around_the_late_reply_to(&self, n: u32) {
+        let mut next = 2;
+        while !self.late_reply_sent(n) {
+            ask_and_check(&self.requester, next).await;
+            next += 1;
+        }
+        for next in next..next + 5 {
+            ask_and_check(&self.requester, next).await;
+        }
     }
 }
 
@@ -145,15 +176,15 @@ async fn a_request_that_timed_out_does_not_hand_its_late_reply_to_the_next_reque
 
     let result = ask(&broker.requester, SLOW, Duration::from_millis(300)).await;
     assert!(matches!(result, Err(RabbitError::Timeout)), "{result:?}");
-    // Ask while the late reply is on its way, and after it was published.
-    let mut n = 3;
-    while !broker.slow_replied.load(Ordering::SeqCst) {
-        ask_and_check(&broker.requester, n).await;
-        n += 1;
-    }
-    for n in n..n + 5 {
-        ask_and_check(&broker.requester, n).await;
-    }
+    broker.ask_in_turn_around_the_late_reply_to(SLOW).await;
+}
+
+#[tokio::test]
+async fn a_second_reply_to_an_answered_request_does_not_reach_the_next_request() {
+    let broker = broker().await;
+    // The answered request gives its channel back, and the next request takes it.
+    ask_and_check(&broker.requester, TWICE).await;
+    broker.ask_in_turn_around_the_late_reply_to(TWICE).await;
 }
 
 #[tokio::test]
