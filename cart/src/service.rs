@@ -35,8 +35,8 @@ const MAX_ATTEMPTS: usize = 50;
 /// behind each other would wait that long each; and a burst of one user's changes on a slow
 /// store need not queue forever, since their appends decide anyway.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
-/// `article-data` requests in flight at once in this process. Each opens an AMQP channel of its
-/// own (direct reply-to), and RabbitMQ allows 2,047 per connection: parallel validations of big
+/// `article-data` requests in flight at once in this process. Each holds an AMQP channel (direct
+/// reply-to, pooled), and RabbitMQ allows 2,047 per connection: parallel validations of big
 /// carts must not exhaust them.
 const CATALOG_QUESTIONS: usize = 64;
 
