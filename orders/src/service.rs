@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use moka::future::Cache;
 use mongodb::bson::DateTime;
 use rabbit::contract::{ArticleDataReply, PlaceOrder};
 use rabbit::{Rabbit, RabbitError};
@@ -33,6 +34,12 @@ use common::periodic::{Turns, every_turn};
 /// consumer or answered 500): only a storm of changes to one order from several instances gets
 /// there.
 const MAX_APPEND_ATTEMPTS: usize = 20;
+
+/// How many orders' events [`Orders::known_events`] holds, and how long it keeps those of an
+/// order no writer of this process touched: an order is written within minutes of its placing
+/// (catalog's replies, then its payments), rarely later.
+const KNOWN_ORDERS: u64 = 10_000;
+const KNOWN_FOR: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrdersError {
@@ -107,6 +114,14 @@ pub struct Orders {
     /// every line of an order at once, and writers racing for one position retry), not a guard;
     /// the unique `(orderId, position)` index decides between writers of every instance.
     writers: KeyedLocks,
+    /// Each order's stored events as this process last stored or read them: the first read of
+    /// [`Orders::execute`], which spares the store a find when no other instance wrote the order
+    /// since. It only ever holds events that were stored (a prefix of the order's stream, maybe
+    /// behind it), so a decision on it is at worst a decision on an older state: an event it
+    /// decides is appended at a position the unique index gives only to the first writer, and
+    /// what it would answer without an append is decided again on a fresh read. Written under
+    /// the order's writer turn, except by `place` for an order no one else knows yet.
+    known_events: Cache<String, Vec<Recorded>>,
 }
 
 impl Orders {
@@ -125,6 +140,10 @@ impl Orders {
             payment_lookback: payment_defined_interval * 2,
             ready: AtomicBool::new(false),
             writers: KeyedLocks::default(),
+            known_events: Cache::builder()
+                .max_capacity(KNOWN_ORDERS)
+                .time_to_idle(KNOWN_FOR)
+                .build(),
         }
     }
 
@@ -183,7 +202,12 @@ impl Orders {
             .await?
         {
             // The order is the one event just stored: no need to read it back.
-            Appended::Stored(placed) => fold(&order_id, &[placed]),
+            Appended::Stored(placed) => {
+                let events = vec![placed];
+                let order = fold(&order_id, &events);
+                self.known_events.insert(order_id, events).await;
+                order
+            }
             Appended::AlreadyThere | Appended::PositionTaken => {
                 let existing = self.store.order_of_event(&event_id).await?;
                 let existing = existing
@@ -410,10 +434,14 @@ impl Orders {
         Ok(fold(order_id, &events))
     }
 
-    /// Re-read, decide, append at the next position; start over, after a few random
-    /// milliseconds, when another writer (of any instance) took it. Writers in this process take
-    /// turns per order, which only makes such races rarer. `owner`, when given, must own the
-    /// order (anyone else sees no order at all).
+    /// Read, decide, append at the next position; start over from a fresh read when another
+    /// writer (of any instance) took it, after a few random milliseconds when that read was
+    /// fresh too. Writers in this process take turns per order, which only makes such races
+    /// rarer. The first read is this process's copy of the order's events when it has one
+    /// ([`Orders::known_events`]): it may be behind another instance, so a decision on it that
+    /// appends nothing (already done, refused, no such order) is made again on a fresh read
+    /// before it is answered, and a lost append re-reads at once. `owner`, when given, must own
+    /// the order (anyone else sees no order at all).
     async fn execute(
         &self,
         order_id: &str,
@@ -422,13 +450,29 @@ impl Orders {
     ) -> Result<Executed, OrdersError> {
         self.ensure_ready()?;
         let _turn = self.writers.lock(order_id).await;
+        let mut known = self.known_events.get(order_id).await;
         for _ in 0..MAX_APPEND_ATTEMPTS {
-            let mut events = self.store.events(order_id).await?;
-            let order = fold(order_id, &events)
+            let (mut events, fresh) = match known.take() {
+                Some(events) => (events, false),
+                None => (self.store.events(order_id).await?, true),
+            };
+            if fresh && !events.is_empty() {
+                self.known_events
+                    .insert(order_id.to_owned(), events.clone())
+                    .await;
+            }
+            let Some(order) = fold(order_id, &events)
                 .filter(|order| owner.is_none_or(|owner| order.user_id == owner))
-                .ok_or(OrdersError::NotFound)?;
+            else {
+                if fresh {
+                    return Err(OrdersError::NotFound);
+                }
+                continue;
+            };
             let event = match decide(&order, &command) {
                 Ok(Some(event)) => event,
+                // Answered only from a fresh read: the copy may be behind another instance.
+                _ if !fresh => continue,
                 Ok(None) => {
                     return Ok(Executed {
                         order,
@@ -444,22 +488,38 @@ impl Orders {
                 }
             };
             let event_id = event.id(order_id);
-            match self
-                .store
-                .append(order_id, order.position + 1, event_id, event)
-                .await?
-            {
-                Appended::Stored(recorded) => {
-                    events.push(recorded);
-                    let after = fold(order_id, &events).ok_or(OrdersError::NotFound)?;
-                    return Ok(Executed {
-                        entered_status: after.status != order.status,
-                        order: after,
-                        events,
-                    });
+            let position = order.position + 1;
+            let stored = if fresh {
+                match self
+                    .store
+                    .append(order_id, position, event_id, event)
+                    .await?
+                {
+                    Appended::Stored(recorded) => Some(recorded),
+                    Appended::AlreadyThere => None,
+                    Appended::PositionTaken => {
+                        tokio::time::sleep(jitter()).await;
+                        None
+                    }
                 }
-                Appended::AlreadyThere => continue,
-                Appended::PositionTaken => tokio::time::sleep(jitter()).await,
+            } else {
+                // Lost, the copy was behind or another writer was first: either way the next
+                // attempt reads the store, so which duplicate it was is not asked.
+                self.store
+                    .insert_event(order_id, position, &event_id, event)
+                    .await?
+            };
+            if let Some(recorded) = stored {
+                events.push(recorded);
+                self.known_events
+                    .insert(order_id.to_owned(), events.clone())
+                    .await;
+                let after = fold(order_id, &events).ok_or(OrdersError::NotFound)?;
+                return Ok(Executed {
+                    entered_status: after.status != order.status,
+                    order: after,
+                    events,
+                });
             }
         }
         Err(OrdersError::Internal(format!(

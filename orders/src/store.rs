@@ -164,26 +164,46 @@ impl Store {
         event_id: String,
         event: Event,
     ) -> mongodb::error::Result<Appended> {
+        match self
+            .insert_event(order_id, position, &event_id, event)
+            .await?
+        {
+            Some(recorded) => Ok(Appended::Stored(recorded)),
+            None if self
+                .events
+                .find_one(doc! {"_id": &event_id})
+                .await?
+                .is_some() =>
+            {
+                Ok(Appended::AlreadyThere)
+            }
+            None => Ok(Appended::PositionTaken),
+        }
+    }
+
+    /// Inserts `event` at `position`: the event as stored, or `None` when that position or that
+    /// event id is taken (which of the two is not asked, for a writer that re-reads either way).
+    pub async fn insert_event(
+        &self,
+        order_id: &str,
+        position: i64,
+        event_id: &str,
+        event: Event,
+    ) -> mongodb::error::Result<Option<Recorded>> {
         let doc = EventDoc {
-            id: event_id,
+            id: event_id.to_owned(),
             order_id: order_id.to_owned(),
             position,
             event,
             created: DateTime::now(),
         };
         match self.events.insert_one(&doc).await {
-            Ok(_) => Ok(Appended::Stored(Recorded {
+            Ok(_) => Ok(Some(Recorded {
                 position,
                 created: doc.created,
                 event: doc.event,
             })),
-            Err(error) if common::mongo::is_duplicate_key(&error) => {
-                if self.events.find_one(doc! {"_id": &doc.id}).await?.is_some() {
-                    Ok(Appended::AlreadyThere)
-                } else {
-                    Ok(Appended::PositionTaken)
-                }
-            }
+            Err(error) if common::mongo::is_duplicate_key(&error) => Ok(None),
             Err(error) => Err(error),
         }
     }

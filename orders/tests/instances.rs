@@ -200,6 +200,56 @@ async fn concurrent_payments_on_both_instances_never_pay_more_than_the_total() {
 }
 
 #[tokio::test]
+async fn payments_taking_turns_between_the_instances_are_each_decided_on_the_order_as_stored() {
+    let app = spawn_orders().await;
+    let second = app.second_instance().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 1, 10.0)])
+        .await;
+    let four = json!({"method": "CASH", "amount": 4});
+    let first = app.pay(&order_id, &token, None, &four).await;
+    assert_eq!(first.status, 200, "{first}");
+
+    // The first instance last saw the order before the second's payment: by what it saw, 4
+    // more fit; by what is stored, they do not. Then a retry of the second's payment.
+    let keyed = app
+        .pay_at(&second, &order_id, &token, Some("k-1"), &four)
+        .await;
+    let over = app.pay(&order_id, &token, None, &four).await;
+    let retried = app.pay(&order_id, &token, Some("k-1"), &four).await;
+    let rest = app
+        .pay(
+            &order_id,
+            &token,
+            None,
+            &json!({"method": "CASH", "amount": 2}),
+        )
+        .await;
+
+    keyed.assert_is(200, retried.json());
+    assert_eq!(keyed.json()["totalPayment"], json!(8.0), "{keyed}");
+    over.assert_is(
+        400,
+        json!({"error": "The amount exceeds the unpaid balance of 2.00"}),
+    );
+    assert_eq!(rest.status, 200, "{rest}");
+    assert_eq!(rest.json()["totalPayment"], json!(10.0), "{rest}");
+    assert_eq!(rest.json()["status"], "PAYMENT_DEFINED", "{rest}");
+    let types = event_types(&app, &order_id).await;
+    assert_eq!(
+        types,
+        [
+            "placed",
+            "article_validated",
+            "payment_added",
+            "payment_added",
+            "payment_added"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn one_idempotency_key_sent_to_both_instances_at_once_pays_once() {
     let app = spawn_orders().await;
     let second = app.second_instance().await;
