@@ -1,6 +1,6 @@
-//! The orders use cases over the event store: every change re-reads the order's events, folds
-//! them, decides the next event and appends it at the next position; a lost race for that
-//! position starts over. After each change the Order projection is refreshed and the status
+//! The orders use cases over the event store: every change reads the order's events (this
+//! process's copy of them first, see `Orders::execute`), folds them, decides the next event and
+//! appends it at the next position; a lost race for that position starts over from the store. After each change the Order projection is refreshed and the status
 //! announced on `sell_flow`.
 //!
 //! Correct with any number of instances: what must happen once is an insert that a unique index
