@@ -245,6 +245,14 @@ impl Carts {
         tokio::join!(cached, self.views.put(cart, &body));
     }
 
+    /// Caches a cart whose last event only recorded catalog's answers, as `remember` does but
+    /// for the store's `current_carts`: no line changed, so that entry may lag this event (a
+    /// reader of the store catches up from the events), and an answer costs one store write.
+    async fn remember_answers(&self, cart: &Cart) {
+        self.recent.keep(cart).await;
+        self.views.put(cart, &view::body(cart)).await;
+    }
+
     /// Decides a change of the user's active cart with `decide` and records it, deciding again
     /// on a fresh read whenever another writer took the position. `decide` answers `None` when
     /// there is nothing to record.
@@ -602,7 +610,7 @@ impl Carts {
                 return Ok(());
             };
             if let Some(answered) = self.append(&cart, event).await? {
-                self.remember(&answered).await;
+                self.remember_answers(&answered).await;
                 return Ok(());
             }
             if !guessed {

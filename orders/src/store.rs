@@ -209,7 +209,7 @@ impl Store {
     }
 
     /// Stores the fold of an order's events as its projection's snapshot at that position, then
-    /// deletes the order's snapshots below it: two round trips, and no read. Writing a snapshot
+    /// deletes the order's snapshots below it: two round trips (one for a new order), and no read. Writing a snapshot
     /// again (a rebuild, a redelivery) replaces it with the same fold, which also repairs a
     /// snapshot changed by hand.
     ///
@@ -241,8 +241,11 @@ impl Store {
         self.delete_older_snapshots(order).await
     }
 
-    /// Deletes the order's snapshots below `order`'s position.
+    /// Deletes the order's snapshots below `order`'s position (none below its first event).
     pub async fn delete_older_snapshots(&self, order: &Order) -> mongodb::error::Result<()> {
+        if order.position == 0 {
+            return Ok(());
+        }
         self.raw_orders
             .delete_many(doc! {"orderId": &order.id, "position": {"$lt": order.position}})
             .await?;
