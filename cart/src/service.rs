@@ -445,6 +445,9 @@ impl Carts {
         user_id: &str,
         correlation_id: &str,
     ) -> Result<Cart, CheckoutError> {
+        // Held from the first read to the close: catalog's answer to the last add, recorded
+        // meanwhile by this instance, would otherwise take the position the close wants.
+        let _turn = self.turn_to_write(user_id).await;
         let guess = self.recent.of_user(user_id).await;
         let mut guessed = guess
             .as_ref()
@@ -536,12 +539,11 @@ impl Carts {
         };
         let errors = judged.checkout_errors();
         if !errors.is_empty() {
-            self.record_answers(&asked.id, answers)
+            self.record_answers_in_turn(&asked.id, answers)
                 .await
                 .map_err(ApiError::from)?;
             return Err(CheckoutError::Invalid(errors));
         }
-        let _turn = self.turn_to_write(&asked.user_id).await;
         let first_resend = cart::later(DateTime::now(), self.timings.order_resend_first);
         let mut cart = asked.clone();
         let closing = async {
@@ -583,8 +585,21 @@ impl Carts {
     /// Records catalog's answers on the lines of cart `cart_id`. Answers about a cart that does
     /// not exist (or no longer takes answers) are dropped: there is nothing to apply them to.
     /// Recording an answer again changes nothing. Tried first on this instance's copy of the
-    /// cart, as `change` does.
+    /// cart, as `change` does, in its user's turn to write.
     pub async fn record_answers(
+        &self,
+        cart_id: &str,
+        answers: Vec<Answer>,
+    ) -> mongodb::error::Result<()> {
+        let _turn = match cart::owner_of(cart_id) {
+            Some(user_id) => self.turn_to_write(user_id).await,
+            None => None,
+        };
+        self.record_answers_in_turn(cart_id, answers).await
+    }
+
+    /// [`Carts::record_answers`] for a caller that holds the user's turn already.
+    async fn record_answers_in_turn(
         &self,
         cart_id: &str,
         answers: Vec<Answer>,
@@ -602,9 +617,10 @@ impl Carts {
                     }
                 },
             };
-            // Nothing to record on this instance's copy proves nothing: the store decides.
+            // Nothing to record on this instance's copy proves nothing, unless the copy shows
+            // the cart closed (closing is final): the store decides.
             let Some(event) = cart.answers(answers.clone()) else {
-                if guessed {
+                if guessed && cart.enabled {
                     continue;
                 }
                 return Ok(());
