@@ -161,6 +161,14 @@ impl Carts {
         if let Some(cart) = self.replay(&id).await? {
             return Ok(cart);
         }
+        self.create(user_id, number).await
+    }
+
+    /// [`Carts::open`] for a cart that most likely does not exist yet (the one after a cart
+    /// this instance saw closed): its `Opened` event is inserted first, and its events are read
+    /// only when the insert finds it opened already.
+    async fn create(&self, user_id: &str, number: i64) -> Result<Cart, ApiError> {
+        let id = cart::cart_id(user_id, number);
         let opened = Recorded {
             position: 0,
             at: DateTime::now(),
@@ -267,6 +275,9 @@ impl Carts {
     {
         let _turn = self.turn_to_write(user_id).await;
         let mut cached = match self.recent.of_user(user_id).await {
+            // Closing is final, and the next cart is opened only once this one is closed: the
+            // next is the likely active one (a newer cart is found by the change's append).
+            Some(closed) if !closed.enabled => Some(self.create(user_id, closed.number + 1).await?),
             Some(cart) => Some(cart),
             None => self.store.current(user_id).await?,
         }

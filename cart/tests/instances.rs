@@ -236,6 +236,16 @@ async fn an_instance_whose_copy_of_the_cart_fell_behind_changes_and_checks_out_t
     assert_eq!(orders_for(&orders, &next), [("b".to_owned(), 3)]);
     assert_eq!(orders.received_for(&first), 1);
     assert_eq!(orders_for(&orders, &first), all);
+
+    // B's copy is now a closed cart; A opened and filled the one after it. B's add joins it.
+    let third = id_of(&app.add_at(&a, &token, "a", 4).await);
+    assert_ne!(third, next);
+    let added = app.add_at(&b, &token, "c", 5).await;
+    assert_eq!(id_of(&added), third);
+    assert_eq!(
+        ordered_lines(&added),
+        [("a".to_owned(), 4), ("c".to_owned(), 5)]
+    );
 }
 
 /// With orders silent, a waiting `place_order` is re-sent by one instance per turn: never more
