@@ -390,6 +390,23 @@ pub fn earlier(time: DateTime, delay: Duration) -> DateTime {
     DateTime::from_millis(time.timestamp_millis().saturating_sub(millis))
 }
 
+/// User `u1`'s cart `number` as folded up to `position` (only its opening event is real): for
+/// the unit tests of the modules that order carts.
+#[cfg(test)]
+pub fn test_cart(number: i64, position: i64) -> Cart {
+    let opened = Recorded {
+        position: 0,
+        at: DateTime::from_millis(0),
+        event: Event::Opened {
+            user_id: "u1".into(),
+            number,
+        },
+    };
+    let mut cart = Cart::replay(&cart_id("u1", number), &[opened]).expect("an opened cart");
+    cart.position = position;
+    cart
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,24 +65,8 @@ fn is_newer(kept: &Cart, cart: &Cart) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use mongodb::bson::DateTime;
-
     use super::*;
-    use crate::cart::{Event, Recorded};
-
-    fn cart(number: i64, position: i64) -> Cart {
-        let opened = Recorded {
-            position: 0,
-            at: DateTime::from_millis(0),
-            event: Event::Opened {
-                user_id: "u1".into(),
-                number,
-            },
-        };
-        let mut cart = Cart::replay(&cart::cart_id("u1", number), &[opened]).unwrap();
-        cart.position = position;
-        cart
-    }
+    use crate::cart::test_cart as cart;
 
     #[tokio::test]
     async fn keeps_the_newest_cart_of_a_user() {

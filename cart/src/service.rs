@@ -4,10 +4,11 @@
 //! by the unique `_id` and the operation decides again on a fresh read. That insert is the only
 //! thing correctness rests on; the per-user lock below only spares writers of one instance the
 //! retries, and the caches only spare reads: a change first decides on this instance's copy of
-//! the cart (`recent.rs`), and reads the store only when that copy is missing or proves behind. The background jobs are in `jobs.rs`.
+//! the cart (`recent.rs`), and reads the store only when that copy is missing or proves behind.
+//! The background jobs are in `jobs.rs`.
 //!
-//! Every append is followed by `remember` (or, for a closed cart's order, by the read model
-//! alone): GET /cart is served from the read model in Redis (`view.rs`), so a change any writer
+//! Every append is followed by `remember` (for catalog's answers, `remember_answers`; for a
+//! closed cart's order, the read model and the copy alone): GET /cart is served from the read model in Redis (`view.rs`), so a change any writer
 //! has stored shows in it once that writer is done.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -254,7 +255,7 @@ impl Carts {
     }
 
     /// Caches a cart whose last event only recorded catalog's answers, as `remember` does but
-    /// for the store's `current_carts`: no line changed, so that entry may lag this event (a
+    /// without the store's `current_carts`: no line changed, so that entry may lag this event (a
     /// reader of the store catches up from the events), and an answer costs one store write.
     async fn remember_answers(&self, cart: &Cart) {
         self.recent.keep(cart).await;

@@ -94,21 +94,7 @@ fn version(cart: &Cart) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cart::{Event, Recorded};
-
-    fn cart(number: i64, position: i64) -> Cart {
-        let opened = Recorded {
-            position: 0,
-            at: DateTime::from_millis(0),
-            event: Event::Opened {
-                user_id: "u1".into(),
-                number,
-            },
-        };
-        let mut cart = Cart::replay(&crate::cart::cart_id("u1", number), &[opened]).unwrap();
-        cart.position = position;
-        cart
-    }
+    use crate::cart::test_cart as cart;
 
     #[test]
     fn versions_grow_with_positions_and_with_the_next_cart() {

@@ -126,21 +126,6 @@ async fn ask_and_check(rabbit: &Rabbit, n: u32) {
     assert_eq!((answer.n, answer.doubled), (n, n * 2), "the reply to {n}");
 }
 
-/// How many channels the broker lists on the vhost.
-async fn channels(vhost: &Vhost) -> usize {
-    let url = format!("http://127.0.0.1:15672/api/vhosts/{}/channels", vhost.name);
-    let list: serde_json::Value = reqwest::Client::new()
-        .get(url)
-        .basic_auth("guest", Some("guest"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    list.as_array().map_or(0, Vec::len)
-}
-
 #[tokio::test]
 async fn many_concurrent_requests_each_get_their_own_reply_also_on_reused_channels() {
     let broker = broker().await;
@@ -164,8 +149,11 @@ async fn the_idle_request_channels_of_a_connection_are_bounded() {
     join_all(requests).await;
     // 32 idle request channels kept for the next requests, the two publishers and the
     // responder's consumer.
-    let bounded = eventually(WAIT, || async { channels(&broker.vhost).await == 32 + 3 }).await;
-    assert!(bounded, "{} channels", channels(&broker.vhost).await);
+    let bounded = eventually(WAIT, || async {
+        broker.vhost.channel_count().await == 32 + 3
+    })
+    .await;
+    assert!(bounded, "{} channels", broker.vhost.channel_count().await);
 }
 
 #[tokio::test]

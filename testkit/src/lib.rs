@@ -90,6 +90,13 @@ impl Vhost {
             .len()
     }
 
+    /// How many channels the broker lists on this vhost.
+    pub async fn channel_count(&self) -> usize {
+        management_list(&format!("vhosts/{}/channels", self.name))
+            .await
+            .len()
+    }
+
     /// How many messages wait in `queue`, as the broker's statistics (every 500 ms) last saw.
     pub async fn queued(&self, queue: &str) -> u64 {
         let path = format!("queues/{}/{}", self.name, encode(queue));
