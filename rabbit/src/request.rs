@@ -32,7 +32,10 @@ impl Rabbit {
     /// One exception remains on a reused channel: a second reply to an earlier request, sent when
     /// that request was redelivered after its replier had answered but not acked. A reply that
     /// names another request in its [`IN_REPLY_TO`](crate::IN_REPLY_TO) header is therefore
-    /// skipped; one without the header (a replier other than [`Rabbit::reply`]) is taken.
+    /// skipped. One without the header (a replier other than [`Rabbit::reply`]) is taken, but
+    /// then nothing tells a second reply to this request from the next request's: the channel
+    /// goes back to the pool only when the reply that completed its request named it, and is
+    /// closed otherwise.
     ///
     /// The request channel has no publisher confirms: the reply is the acknowledgement, and a
     /// request the broker lost ends in [`RabbitError::Timeout`] like an unanswered one.
@@ -62,12 +65,18 @@ impl Rabbit {
                     .next()
                     .await
                     .ok_or(RabbitError::Unavailable)??;
-                if answers(&reply.properties, message_id.as_ref()) {
-                    break reply;
+                match answers(&reply.properties, message_id.as_ref()) {
+                    Answers::ThisRequest => {
+                        link.requesters.give_back(requester);
+                        break reply;
+                    }
+                    // Dropping the channel closes it: a second reply to this request dies with it.
+                    Answers::Unnamed => break reply,
+                    Answers::Another => {
+                        debug!("skipped a second reply to an earlier request on this channel")
+                    }
                 }
-                debug!("skipped a second reply to an earlier request on this channel");
             };
-            link.requesters.give_back(requester);
             Ok(serde_json::from_slice(&reply.data)?)
         })
         .await
@@ -75,18 +84,32 @@ impl Rabbit {
     }
 }
 
-/// Whether a reply answers the request published with `message_id`: it names that request, or
-/// none.
-fn answers(reply: &BasicProperties, message_id: Option<&ShortString>) -> bool {
+/// Which request a reply on a request channel answers, as its [`IN_REPLY_TO`] header says.
+#[derive(Debug, PartialEq)]
+enum Answers {
+    /// It names the request waiting on the channel: the channel can serve the next request.
+    ThisRequest,
+    /// It names no request (a replier that does not set the header): taken for the request
+    /// waiting, but a second reply to it could follow, so the channel must not be reused.
+    Unnamed,
+    /// It names another request: a second reply to an earlier request on this channel.
+    Another,
+}
+
+fn answers(reply: &BasicProperties, message_id: Option<&ShortString>) -> Answers {
     let named = reply
         .headers()
         .as_ref()
         .and_then(|headers| headers.inner().get(IN_REPLY_TO));
     match (named, message_id) {
         (Some(AMQPValue::LongString(named)), Some(id)) => {
-            named.as_bytes() == id.as_str().as_bytes()
+            if named.as_bytes() == id.as_str().as_bytes() {
+                Answers::ThisRequest
+            } else {
+                Answers::Another
+            }
         }
-        _ => true,
+        _ => Answers::Unnamed,
     }
 }
 
@@ -144,7 +167,8 @@ impl RequestChannels {
         }
     }
 
-    /// Keeps a channel whose request got its reply for the next request, unless enough are idle.
+    /// Keeps a channel whose request got a reply naming it for the next request, unless enough
+    /// are idle.
     fn give_back(&self, requester: RequestChannel) {
         if !requester.usable() {
             return;

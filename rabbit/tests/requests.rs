@@ -42,9 +42,23 @@ struct Broker {
     _shutdown: DropGuard,
 }
 
+/// How the responder publishes its replies.
+#[derive(Clone, Copy)]
+enum Replier {
+    /// With [`Rabbit::reply`], which names the request in the `in_reply_to` header.
+    Named,
+    /// As a replier that does not set `in_reply_to`: a plain publish where the request asks.
+    Unnamed,
+}
+
+/// Starts a responder that doubles `n` with [`Rabbit::reply`]: see [`broker_replying`].
+async fn broker() -> Broker {
+    broker_replying(Replier::Named).await
+}
+
 /// Starts a responder that doubles `n`, holding back its reply to [`SLOW`] for [`SLOW_DELAY`] and
 /// answering [`TWICE`] again after [`SECOND_REPLY_DELAY`].
-async fn broker() -> Broker {
+async fn broker_replying(replier_kind: Replier) -> Broker {
     let vhost = Vhost::create().await;
     let shutdown = CancellationToken::new();
     let topology = Topology::default()
@@ -66,10 +80,21 @@ async fn broker() -> Broker {
                 }
                 let reply = || async {
                     let answer = Answer { n, doubled: n * 2 };
-                    replier
-                        .reply(&message, answer)
-                        .await
-                        .map_err(|error| HandlerError::Failed(error.to_string()))
+                    let sent = match replier_kind {
+                        Replier::Named => replier.reply(&message, answer).await,
+                        Replier::Unnamed => {
+                            let to = message.reply_to().expect("a request asks for a reply");
+                            let envelope = Envelope::new(
+                                "double",
+                                message.envelope.correlation_id.clone(),
+                                answer,
+                            );
+                            replier
+                                .publish(&to.exchange, &to.routing_key, &envelope)
+                                .await
+                        }
+                    };
+                    sent.map_err(|error| HandlerError::Failed(error.to_string()))
                 };
                 reply().await?;
                 if n == TWICE {
@@ -173,6 +198,27 @@ async fn a_second_reply_to_an_answered_request_does_not_reach_the_next_request()
     // The answered request gives its channel back, and the next request takes it.
     ask_and_check(&broker.requester, TWICE).await;
     broker.ask_in_turn_around_the_late_reply_to(TWICE).await;
+}
+
+#[tokio::test]
+async fn a_second_reply_without_in_reply_to_does_not_reach_the_next_request() {
+    let broker = broker_replying(Replier::Unnamed).await;
+    // Taken, as the reply that names no request; its channel must not serve the next request.
+    ask_and_check(&broker.requester, TWICE).await;
+    broker.ask_in_turn_around_the_late_reply_to(TWICE).await;
+}
+
+#[tokio::test]
+async fn a_request_answered_without_in_reply_to_closes_its_channel() {
+    let broker = broker_replying(Replier::Unnamed).await;
+    let requests = (2..12).map(|n| {
+        let rabbit = broker.requester.clone();
+        async move { ask_and_check(&rabbit, n).await }
+    });
+    join_all(requests).await;
+    // No idle request channel: only the two publishers and the responder's consumer.
+    let closed = eventually(WAIT, || async { broker.vhost.channel_count().await == 3 }).await;
+    assert!(closed, "{} channels", broker.vhost.channel_count().await);
 }
 
 #[tokio::test]
