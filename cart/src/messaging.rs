@@ -53,15 +53,30 @@ fn stamp_of(correlation_id: &str) -> Option<i64> {
     version.parse().ok()
 }
 
+/// Why an `article-data` question got no answer to use.
+#[derive(Debug, thiserror::Error)]
+pub enum Unanswered {
+    #[error(transparent)]
+    Rabbit(#[from] RabbitError),
+    /// The reply names another article or another cart than the question: whatever it says, it
+    /// does not answer this question.
+    #[error("the reply is about article {article_id} of {reference_id}, not the one asked about")]
+    Mismatched {
+        reference_id: String,
+        article_id: String,
+    },
+}
+
 /// Asks catalog for the article's data now and waits up to `timeout` for the answer. No quantity
-/// is sent, so `valid` means "exists and is enabled" and the stock is judged by the caller.
+/// is sent, so `valid` means "exists and is enabled" and the stock is judged by the caller. A
+/// reply about another article or cart than asked (`referenceId` is the cart id) is no answer.
 pub async fn article_data(
     rabbit: &Rabbit,
     cart_id: &str,
     article_id: &str,
     correlation_id: &str,
     timeout: Duration,
-) -> Result<ArticleDataReply, RabbitError> {
+) -> Result<ArticleDataReply, Unanswered> {
     let request = ArticleDataRequest {
         reference_id: cart_id.into(),
         article_id: article_id.into(),
@@ -71,7 +86,19 @@ pub async fn article_data(
     let reply: Envelope<ArticleDataReply> = rabbit
         .request(exchange::CATALOG, kind::ARTICLE_DATA, envelope, timeout)
         .await?;
-    Ok(reply.message)
+    let reply = reply.message;
+    if !is_about(&reply, cart_id, article_id) {
+        return Err(Unanswered::Mismatched {
+            reference_id: reply.reference_id,
+            article_id: reply.article_id,
+        });
+    }
+    Ok(reply)
+}
+
+/// Whether `reply` is about article `article_id` of cart `cart_id`.
+fn is_about(reply: &ArticleDataReply, cart_id: &str, article_id: &str) -> bool {
+    reply.reference_id == cart_id && reply.article_id == article_id
 }
 
 /// Sends the closed cart's `place_order` to orders, with the checkout's correlation id.
@@ -140,6 +167,21 @@ fn handler_error(error: mongodb::error::Error) -> HandlerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_article_data_reply_is_about_the_article_and_cart_it_names() {
+        let reply = ArticleDataReply {
+            reference_id: "u1:0".into(),
+            article_id: "a".into(),
+            valid: true,
+            price: 1.0,
+            stock: 3,
+            quantity: None,
+        };
+        assert!(is_about(&reply, "u1:0", "a"));
+        assert!(!is_about(&reply, "u1:0", "b"));
+        assert!(!is_about(&reply, "u1:1", "a"));
+    }
 
     #[test]
     fn a_question_stamp_survives_the_round_trip_through_the_correlation_id() {

@@ -24,7 +24,7 @@ use tokio::sync::{OwnedMutexGuard, Semaphore};
 use tracing::{info, warn};
 
 use crate::cart::{self, Answer, Cart, CartError, Event, Issue, Recorded, Validation};
-use crate::messaging;
+use crate::messaging::{self, Unanswered};
 use crate::recent::RecentCarts;
 use crate::store::Store;
 use crate::view::{self, CartViews};
@@ -422,7 +422,7 @@ impl Carts {
         &self,
         cart: &Cart,
         correlation_id: &str,
-    ) -> Result<Vec<ArticleDataReply>, RabbitError> {
+    ) -> Result<Vec<ArticleDataReply>, Unanswered> {
         let timeout = self.timings.validate_timeout;
         let questions = cart.articles.iter().map(|line| {
             in_a_slot(
@@ -738,8 +738,8 @@ fn too_busy(user_id: &str) -> ApiError {
 async fn in_a_slot<T>(
     slots: &Semaphore,
     timeout: Duration,
-    question: impl Future<Output = Result<T, RabbitError>>,
-) -> Result<T, RabbitError> {
+    question: impl Future<Output = Result<T, Unanswered>>,
+) -> Result<T, Unanswered> {
     tokio::time::timeout(timeout, async {
         let _slot = slots
             .acquire()
@@ -784,7 +784,10 @@ mod tests {
         let held = slots.acquire().await.unwrap();
         let wait = Duration::from_millis(50);
         let answer = in_a_slot(&slots, wait, async { Ok(1) }).await;
-        assert!(matches!(answer, Err(RabbitError::Timeout)));
+        assert!(matches!(
+            answer,
+            Err(Unanswered::Rabbit(RabbitError::Timeout))
+        ));
         drop(held);
         assert_eq!(in_a_slot(&slots, wait, async { Ok(1) }).await.unwrap(), 1);
     }

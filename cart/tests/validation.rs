@@ -191,3 +191,27 @@ async fn validate_answers_503_when_catalog_is_silent() {
         .await
         .assert_is(503, json!({"error": "Service unavailable"}));
 }
+
+/// A reply that names another article, or another cart, does not answer the question about a
+/// line, whatever it says: the validation is as if catalog were silent.
+#[tokio::test]
+async fn validate_takes_no_reply_about_another_article_or_another_cart() {
+    let app = spawn_cart().await;
+    let catalog = app.catalog_answering_data_as(|reply| {
+        if reply.article_id == "renamed" {
+            reply.article_id = "another".into();
+        } else {
+            reply.reference_id = format!("{}-another", reply.reference_id);
+        }
+    });
+    for article in ["renamed", "elsewhere", "another"] {
+        catalog.set(article, true, 5);
+    }
+    for article in ["renamed", "elsewhere"] {
+        let token = app.user().await;
+        app.add(&token, article, 1).await;
+        app.get(Some(&token), "/cart/validate")
+            .await
+            .assert_is(503, json!({"error": "Service unavailable"}));
+    }
+}

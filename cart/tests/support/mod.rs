@@ -287,7 +287,13 @@ impl TestCart {
 
     /// Starts a catalog that answers only `/cart/validate`'s and checkout's `article-data`.
     pub fn catalog_answering_data_only(&self) -> Catalog {
-        Catalog::answering_data(&self.rabbit)
+        Catalog::answering_data(&self.rabbit, |_| {})
+    }
+
+    /// Starts a catalog that answers only `article-data`, each reply altered by `relabel` (a
+    /// catalog that mixes up its replies).
+    pub fn catalog_answering_data_as(&self, relabel: fn(&mut ArticleDataReply)) -> Catalog {
+        Catalog::answering_data(&self.rabbit, relabel)
     }
 
     /// Starts an orders service that records every `place_order` and answers as told.
@@ -334,7 +340,7 @@ pub struct Catalog {
 
 impl Catalog {
     fn start(rabbit: &Rabbit) -> Self {
-        let catalog = Self::answering_data(rabbit);
+        let catalog = Self::answering_data(rabbit, |_| {});
         let (me, replier) = (catalog.clone(), rabbit.clone());
         rabbit.consume(
             Consumer::queue(queue::CATALOG_ARTICLE_VALID),
@@ -361,8 +367,9 @@ impl Catalog {
         catalog
     }
 
-    /// A catalog that answers `article-data` only: lines are never validated in the background.
-    fn answering_data(rabbit: &Rabbit) -> Self {
+    /// A catalog that answers `article-data` only (each reply altered by `relabel`): lines are
+    /// never validated in the background.
+    fn answering_data(rabbit: &Rabbit, relabel: fn(&mut ArticleDataReply)) -> Self {
         let catalog = Self {
             articles: Arc::default(),
             valid_requests: Arc::default(),
@@ -375,7 +382,7 @@ impl Catalog {
                 async move {
                     let request = message.envelope.message.clone();
                     let article = catalog.article(&request.article_id);
-                    let reply = ArticleDataReply {
+                    let mut reply = ArticleDataReply {
                         reference_id: request.reference_id,
                         article_id: request.article_id,
                         valid: article.is_some_and(|a| {
@@ -385,6 +392,7 @@ impl Catalog {
                         stock: article.map_or(0, |a| a.stock),
                         quantity: request.quantity,
                     };
+                    relabel(&mut reply);
                     rabbit
                         .reply(&message, reply)
                         .await
