@@ -7,6 +7,11 @@ use tracing::{error, warn};
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
+/// What a 503 tells clients to wait before trying again: about one server selection, and short
+/// next to a replica-set election (about 10 s), so a client retrying on it meets the new primary
+/// within a few tries.
+pub const RETRY_AFTER_SECS: u64 = 2;
+
 /// One entry of a `{"messages": [...]}` body; `path` is the JSON field name the client sent.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FieldError {
@@ -55,7 +60,9 @@ pub enum ApiError {
     /// Another refusal the contract words itself, e.g. 401 `Invalid login or password`.
     #[error("{1}")]
     Refused(StatusCode, &'static str),
-    /// 503 `{"error": "Service unavailable"}`; names the dependency in the logs.
+    /// 503 `{"error": "Service unavailable"}` with `Retry-After`; names the dependency in the
+    /// logs. For a dependency that is down or momentarily unable (a failover): the request may
+    /// succeed when tried again.
     #[error("{0} is unavailable")]
     Unavailable(&'static str),
     /// 500 `{"error": "Internal server error"}`; the detail goes to the logs only.
@@ -117,7 +124,12 @@ impl Reply for ApiError {
             Self::Unavailable(dependency) => warn!(dependency, "dependency unavailable"),
             _ => {}
         }
-        warp::reply::with_status(warp::reply::json(&self.body()), self.status()).into_response()
+        let response = warp::reply::with_status(warp::reply::json(&self.body()), self.status());
+        if matches!(self, Self::Unavailable(_)) {
+            let retry_after = warp::reply::with_header(response, "Retry-After", RETRY_AFTER_SECS);
+            return retry_after.into_response();
+        }
+        response.into_response()
     }
 }
 
@@ -143,6 +155,12 @@ mod tests {
     async fn body_of(error: ApiError) -> (StatusCode, serde_json::Value) {
         let response = error.into_response();
         let status = response.status();
+        let retry_after = response.headers().get("Retry-After");
+        assert_eq!(
+            retry_after.is_some(),
+            status == StatusCode::SERVICE_UNAVAILABLE,
+            "Retry-After on 503 only"
+        );
         let bytes = http_body_util::BodyExt::collect(response.into_body())
             .await
             .unwrap()
@@ -173,6 +191,8 @@ mod tests {
             body_of(ApiError::Conflict).await.1,
             json!({"error": "Already exist"})
         );
+        let response = ApiError::Unavailable("mongodb").into_response();
+        assert_eq!(response.headers()["Retry-After"], "2");
         let (status, body) = body_of(ApiError::Unavailable("mongodb")).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body, json!({"error": "Service unavailable"}));
