@@ -77,7 +77,9 @@ impl Rabbit {
 
     /// Publishes the reply to `request` where its envelope asks for it, echoing its
     /// `correlation_id` and naming the request's AMQP `message_id` in an [`IN_REPLY_TO`] header.
-    /// A request that expects no reply is left alone.
+    /// A request that expects no reply is left alone. A reply has no expiration, also to a
+    /// [`Rabbit::request`] (which expires): direct reply-to delivers it at once or the broker
+    /// drops it, as it does when its requester has stopped waiting and closed the channel.
     pub async fn reply<Req, Resp: Serialize>(
         &self,
         request: &Message<Req>,

@@ -37,6 +37,12 @@ impl Rabbit {
     /// goes back to the pool only when the reply that completed its request named it, and is
     /// closed otherwise.
     ///
+    /// The request expires `timeout` after it reached its queue (the AMQP `expiration`, in
+    /// milliseconds): one that no replier took by then is answered by nobody, so the broker
+    /// removes it rather than let it queue ahead of fresh requests. On a queue of a
+    /// [`Topology`](crate::Topology) that means dead-lettering it to `<queue>.dlq` (`x-death`
+    /// reason `expired`). A replier that took it in time still answers it, however late.
+    ///
     /// The request channel has no publisher confirms: the reply is the acknowledgement, and a
     /// request the broker lost ends in [`RabbitError::Timeout`] like an unanswered one.
     pub async fn request<Req: Serialize, Resp: DeserializeOwned>(
@@ -52,7 +58,9 @@ impl Rabbit {
             ..envelope
         };
         let body = serde_json::to_vec(&envelope)?;
-        let properties = properties(&envelope.correlation_id).with_reply_to(DIRECT_REPLY_TO.into());
+        let properties = properties(&envelope.correlation_id)
+            .with_reply_to(DIRECT_REPLY_TO.into())
+            .with_expiration(timeout.as_millis().to_string().into());
         let message_id = properties.message_id().clone();
         tokio::time::timeout(timeout, async {
             let link = self.current_link(timeout).await?;

@@ -6,6 +6,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use lapin::message::Delivery;
+use lapin::options::BasicGetOptions;
+use lapin::types::AMQPValue;
+use lapin::{Connection, ConnectionProperties};
 use rabbit::{
     Consumer, Envelope, ExchangeKind, HandlerError, Message, Rabbit, RabbitError, Topology,
 };
@@ -249,16 +253,77 @@ async fn requests_work_again_once_the_broker_connection_is_replaced() {
     join_all(requests).await;
 }
 
-#[tokio::test]
-async fn a_request_nobody_answers_times_out() {
+/// A requester on a vhost of its own where nobody consumes `math.double`.
+async fn nobody_answering() -> (Rabbit, Vhost, DropGuard) {
     let vhost = Vhost::create().await;
     let shutdown = CancellationToken::new();
     let topology = Topology::default()
         .exchange("math", ExchangeKind::Direct)
         .queue("math.double", "math", "double");
     let rabbit = Rabbit::start(&vhost.amqp_url(), topology, shutdown.clone());
-    let _stop = shutdown.drop_guard();
     assert!(rabbit.wait_connected(WAIT).await, "connects to RabbitMQ");
+    (rabbit, vhost, shutdown.drop_guard())
+}
+
+/// Takes the next message of `queue`, if any, without a consumer.
+async fn get(vhost: &Vhost, queue: &str) -> Option<Delivery> {
+    let connection = Connection::connect(&vhost.amqp_url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let options = BasicGetOptions { no_ack: true };
+    let message = channel.basic_get(queue.into(), options).await.unwrap();
+    message.map(|message| message.delivery)
+}
+
+/// Polls `queue` for a message until one comes or `wait` passes.
+async fn get_within(vhost: &Vhost, queue: &str, wait: Duration) -> Option<Delivery> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let message = get(vhost, queue).await;
+        if message.is_some() || tokio::time::Instant::now() >= deadline {
+            return message;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The `reason` and `original-expiration` of the broker's first `x-death` record of a message.
+fn death(delivery: &Delivery) -> (String, String) {
+    let headers = delivery.properties.headers().clone().unwrap_or_default();
+    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
+        panic!("no x-death header: {headers:?}");
+    };
+    let Some(AMQPValue::FieldTable(first)) = deaths.as_slice().first() else {
+        panic!("no x-death record: {deaths:?}");
+    };
+    let text = |key: &str| match first.inner().get(key) {
+        Some(AMQPValue::LongString(value)) => value.to_string(),
+        other => panic!("{key}: {other:?}"),
+    };
+    (text("reason"), text("original-expiration"))
+}
+
+#[tokio::test]
+async fn a_request_nobody_answers_times_out() {
+    let (rabbit, _vhost, _stop) = nobody_answering().await;
     let result = ask(&rabbit, 2, Duration::from_millis(500)).await;
     assert!(matches!(result, Err(RabbitError::Timeout)), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_request_nobody_took_within_its_timeout_expires_from_its_queue() {
+    let (rabbit, vhost, _stop) = nobody_answering().await;
+    let result = ask(&rabbit, 2, Duration::from_millis(300)).await;
+    assert!(matches!(result, Err(RabbitError::Timeout)), "{result:?}");
+
+    // The broker expires it and, as the queue has a dead-letter exchange, dead-letters it.
+    let expired = get_within(&vhost, "math.double.dlq", WAIT)
+        .await
+        .expect("the request dead-lettered once expired");
+    assert_eq!(death(&expired), ("expired".into(), "300".into()));
+    assert!(
+        get(&vhost, "math.double").await.is_none(),
+        "a consumer starting now gets no stale request"
+    );
 }
