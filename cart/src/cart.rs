@@ -72,6 +72,14 @@ pub struct Answer {
     pub stamp: Option<i64>,
 }
 
+/// Catalog's answers to questions about the lines of cart `cart_id`, each stamped with the
+/// version of the line it was asked about: what a checkout keeps between its attempts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answers {
+    pub cart_id: String,
+    pub answers: Vec<Answer>,
+}
+
 /// An event at its position in its cart's stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
@@ -299,15 +307,18 @@ impl Cart {
         (!recorded.is_empty()).then_some(Event::Answered { answers: recorded })
     }
 
-    /// Whether `answers` hold one about every line as it stands now (stamped with its version):
-    /// then a checkout that lost its race to a change that left the lines alone (catalog's
-    /// asynchronous answer to the last add, typically) decides again without asking again.
-    pub fn answered_by(&self, answers: &[Answer]) -> bool {
-        self.articles.iter().all(|line| {
-            answers.iter().any(|answer| {
-                answer.article_id == line.article_id && answer.stamp == Some(line.version)
+    /// Whether `answers` were asked about this cart and hold one about every line as it stands
+    /// now (stamped with its version): then a checkout that lost its race to a change that left
+    /// the lines alone (catalog's asynchronous answer to the last add, typically) decides again
+    /// without asking again. Answers about another cart answer nothing here, even where its
+    /// lines have the same articles at the same versions (the user's next cart, say).
+    pub fn answered_by(&self, answers: &Answers) -> bool {
+        answers.cart_id == self.id
+            && self.articles.iter().all(|line| {
+                answers.answers.iter().any(|answer| {
+                    answer.article_id == line.article_id && answer.stamp == Some(line.version)
+                })
             })
-        })
     }
 
     /// What blocks a checkout: lines catalog said are invalid. Checkout records catalog's fresh
@@ -485,17 +496,28 @@ mod tests {
         stream.decide(stream.cart.add("a", 1)).unwrap();
         stream.decide(stream.cart.add("b", 1)).unwrap();
         let asked = stream.cart.clone();
-        let answers: Vec<Answer> = asked
-            .articles
-            .iter()
-            .map(|line| Answer {
-                article_id: line.article_id.clone(),
-                valid: true,
-                stamp: Some(line.version),
-            })
-            .collect();
+        let answers = Answers {
+            cart_id: asked.id.clone(),
+            answers: asked
+                .articles
+                .iter()
+                .map(|line| Answer {
+                    article_id: line.article_id.clone(),
+                    valid: true,
+                    stamp: Some(line.version),
+                })
+                .collect(),
+        };
         assert!(asked.answered_by(&answers));
-        assert!(!asked.answered_by(&answers[..1]));
+        let first_line_only = Answers {
+            answers: answers.answers[..1].to_vec(),
+            ..answers.clone()
+        };
+        assert!(!asked.answered_by(&first_line_only));
+        // The next cart of the user with the same lines at the same versions is another cart.
+        let mut next = asked.clone();
+        next.id = cart_id("u1", 1);
+        assert!(!next.answered_by(&answers));
         // An answer recorded meanwhile leaves the lines as they were asked about.
         assert!(stream.answer("a", true, Some(asked.line("a").unwrap().version)));
         assert!(stream.cart.answered_by(&answers));

@@ -23,7 +23,7 @@ use rabbit::{Rabbit, RabbitError};
 use tokio::sync::{OwnedMutexGuard, Semaphore};
 use tracing::{info, warn};
 
-use crate::cart::{self, Answer, Cart, CartError, Event, Issue, Recorded, Validation};
+use crate::cart::{self, Answer, Answers, Cart, CartError, Event, Issue, Recorded, Validation};
 use crate::messaging::{self, Unanswered};
 use crate::recent::RecentCarts;
 use crate::store::Store;
@@ -411,7 +411,8 @@ impl Carts {
                 warn!(%error, "catalog did not answer article-data");
                 ApiError::Unavailable("catalog")
             })?;
-        self.record_answers(&cart.id, answers_of(&cart, &replies))
+        let answers = answers_of(&cart, &replies);
+        self.record_answers(&answers.cart_id, answers.answers)
             .await?;
         Ok(cart::validation(&cart.articles, &replies))
     }
@@ -468,7 +469,7 @@ impl Carts {
             Some(cart) if guessed => cart,
             _ => self.active(user_id).await?,
         };
-        let mut answers = Vec::new();
+        let mut answers = Answers::default();
         for _ in 0..MAX_ATTEMPTS {
             if !cart.enabled {
                 return Ok(cart);
@@ -478,7 +479,7 @@ impl Carts {
             }
             if !cart.answered_by(&answers) {
                 let replies = self.checkout_answers(&cart, correlation_id).await;
-                answers = replies.map_or_else(Vec::new, |replies| answers_of(&cart, &replies));
+                answers = answers_of(&cart, replies.as_deref().unwrap_or_default());
             }
             match self.close(&cart, answers.clone(), correlation_id).await {
                 Ok(Some(closed)) => {
@@ -533,10 +534,10 @@ impl Carts {
     async fn close(
         &self,
         asked: &Cart,
-        answers: Vec<Answer>,
+        answers: Answers,
         correlation_id: &str,
     ) -> Result<Option<Cart>, CheckoutError> {
-        let answered = asked.answers(answers.clone());
+        let answered = asked.answers(answers.answers.clone());
         let judged = match &answered {
             Some(event) => {
                 let mut judged = asked.clone();
@@ -551,7 +552,7 @@ impl Carts {
         };
         let errors = judged.checkout_errors();
         if !errors.is_empty() {
-            self.record_answers_in_turn(&asked.id, answers)
+            self.record_answers_in_turn(&asked.id, answers.answers)
                 .await
                 .map_err(ApiError::from)?;
             return Err(CheckoutError::Invalid(errors));
@@ -714,10 +715,11 @@ impl Carts {
     }
 }
 
-/// The answers of catalog's `replies`, stamped with the version of the line each was asked
-/// about (the replies come in the order of `cart`'s lines).
-fn answers_of(cart: &Cart, replies: &[ArticleDataReply]) -> Vec<Answer> {
-    cart.articles
+/// The answers of catalog's `replies` about `cart`, each stamped with the version of the line it
+/// was asked about (the replies come in the order of `cart`'s lines).
+fn answers_of(cart: &Cart, replies: &[ArticleDataReply]) -> Answers {
+    let answers = cart
+        .articles
         .iter()
         .zip(replies)
         .map(|(line, reply)| Answer {
@@ -725,7 +727,11 @@ fn answers_of(cart: &Cart, replies: &[ArticleDataReply]) -> Vec<Answer> {
             valid: reply.valid,
             stamp: Some(line.version),
         })
-        .collect()
+        .collect();
+    Answers {
+        cart_id: cart.id.clone(),
+        answers,
+    }
 }
 
 /// 503 for an operation that kept losing the race for its cart's next position.

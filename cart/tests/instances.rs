@@ -248,6 +248,30 @@ async fn an_instance_whose_copy_of_the_cart_fell_behind_changes_and_checks_out_t
     );
 }
 
+/// A checkout keeps catalog's answers between its attempts only for the cart they were asked
+/// about. Here B's copy is the user's first cart, which A closed; the next cart holds the same
+/// article at the same line version, and B's checkout asks about it again before closing it.
+#[tokio::test]
+async fn a_checkout_asks_catalog_about_the_cart_it_closes_not_one_with_the_same_line_versions() {
+    let app = spawn_cart().await;
+    let catalog = app.catalog_answering_data_only();
+    let [a, b] = two_instances(&app).await;
+    catalog.set("x", true, 100);
+    let token = app.user().await;
+    let first = app.add_at(&b, &token, "x", 1).await;
+    let checkout = app.post_at(&a, Some(&token), "/cart/checkout", None).await;
+    assert_eq!(id_of(&checkout.json()), id_of(&first), "{checkout}");
+    let next = app.add_at(&a, &token, "x", 1).await;
+    assert_ne!(id_of(&next), id_of(&first));
+    assert_eq!(catalog.data_requests_for(&id_of(&next)), 0);
+
+    let checkout = app.post_at(&b, Some(&token), "/cart/checkout", None).await;
+    assert_eq!(checkout.status, 200, "{checkout}");
+    assert_eq!(id_of(&checkout.json()), id_of(&next));
+    assert_eq!(ordered_lines(&checkout.json()), [("x".to_owned(), 1)]);
+    assert_eq!(catalog.data_requests_for(&id_of(&next)), 1);
+}
+
 /// With orders silent, a waiting `place_order` is re-sent by one instance per turn: never more
 /// re-sends than turns claimed, however many instances look.
 #[tokio::test]

@@ -331,11 +331,12 @@ pub struct Article {
 }
 
 /// A catalog stand-in: answers `article-valid` and `article-data` from its `articles` (an unknown
-/// article is invalid, with price and stock 0), and counts the questions it got.
+/// article is invalid, with price and stock 0), and keeps the questions it got.
 #[derive(Clone)]
 pub struct Catalog {
     pub articles: Arc<Mutex<HashMap<String, Article>>>,
     pub valid_requests: Arc<Mutex<Vec<ArticleValidRequest>>>,
+    pub data_requests: Arc<Mutex<Vec<ArticleDataRequest>>>,
 }
 
 impl Catalog {
@@ -373,6 +374,7 @@ impl Catalog {
         let catalog = Self {
             articles: Arc::default(),
             valid_requests: Arc::default(),
+            data_requests: Arc::default(),
         };
         let (me, replier) = (catalog.clone(), rabbit.clone());
         rabbit.consume(
@@ -381,6 +383,7 @@ impl Catalog {
                 let (catalog, rabbit) = (me.clone(), replier.clone());
                 async move {
                     let request = message.envelope.message.clone();
+                    catalog.data_requests.lock().unwrap().push(request.clone());
                     let article = catalog.article(&request.article_id);
                     let mut reply = ArticleDataReply {
                         reference_id: request.reference_id,
@@ -412,6 +415,15 @@ impl Catalog {
 
     fn article(&self, article_id: &str) -> Option<Article> {
         self.articles.lock().unwrap().get(article_id).copied()
+    }
+
+    /// The `article-data` questions about the lines of cart `cart_id` (its `referenceId`).
+    pub fn data_requests_for(&self, cart_id: &str) -> usize {
+        let requests = self.data_requests.lock().unwrap();
+        requests
+            .iter()
+            .filter(|r| r.reference_id == cart_id)
+            .count()
     }
 
     pub fn valid_requests_for(&self, article_id: &str) -> usize {
