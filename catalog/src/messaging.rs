@@ -1,7 +1,7 @@
 //! Catalog's consumers (CONTRACT section 9): `article-valid` and `article-data` requests answered
 //! where each envelope asks (from the snapshot: advisory answers), `order_placed` deciding each
 //! line in the stock ledger and answering one `article-data` per line from that decision,
-//! `order_invalid` giving the reservations back; and the `catalog_changes` broadcast of other
+//! `order_invalid` giving the reservations back and answering `order_released`; and the `catalog_changes` broadcast of other
 //! instances' writes. Every handler stores its effect and publishes its replies (broker-confirmed)
 //! before the message is acked, and is idempotent, so a redelivery after a crash or a reconnect,
 //! or the same message taken by two instances, changes nothing twice.
@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::future::try_join_all;
 use rabbit::contract::{
     ArticleDataReply, ArticleDataRequest, ArticleValidReply, ArticleValidRequest, OrderInvalid,
-    OrderPlaced, exchange, queue,
+    OrderPlaced, OrderReleased, exchange, kind, queue,
 };
-use rabbit::{Consumer, HandlerError, Message, Rabbit, RabbitError};
+use rabbit::{Consumer, Envelope, HandlerError, Message, Rabbit, RabbitError};
 use tracing::info;
 
 use crate::changes::ArticleChanged;
@@ -58,10 +58,10 @@ pub fn start(rabbit: &Rabbit, store: Store) {
         let (rabbit, store) = (rabbit.clone(), store.clone());
         move |message| order_placed(rabbit.clone(), store.clone(), message)
     });
-    rabbit.consume(
-        Consumer::queue(queue::CATALOG_ORDER_INVALID),
-        move |message| order_invalid(store.clone(), message),
-    );
+    rabbit.consume(Consumer::queue(queue::CATALOG_ORDER_INVALID), {
+        let rabbit = rabbit.clone();
+        move |message| order_invalid(rabbit.clone(), store.clone(), message)
+    });
 }
 
 /// Valid: the article exists and is enabled.
@@ -144,8 +144,12 @@ async fn order_placed(
     Ok(())
 }
 
-/// Gives back what was reserved for the order, once per article.
+/// Gives back what was reserved for the order, once per article, then tells orders with a
+/// confirmed `order_released` (also for a repeated `order_invalid`: orders may have missed the
+/// first one), before the message is acked. Orders sends the `order_invalid` again until it hears
+/// it, so the stock of an invalid order is given back even past a dead-lettered message.
 async fn order_invalid(
+    rabbit: Rabbit,
     store: Store,
     message: Arc<Message<OrderInvalid>>,
 ) -> Result<(), HandlerError> {
@@ -160,7 +164,18 @@ async fn order_invalid(
             info!(order_id = %order.order_id, article_id = %demand.article_id, "stock given back");
         }
     }
-    Ok(())
+    let released = OrderReleased {
+        order_id: order.order_id.clone(),
+    };
+    let envelope = Envelope::new(
+        kind::ORDER_RELEASED,
+        message.envelope.correlation_id.as_str(),
+        released,
+    );
+    rabbit
+        .publish(exchange::ORDERS, kind::ORDER_RELEASED, &envelope)
+        .await
+        .map_err(published)
 }
 
 fn data_reply(reference_id: &str, article_id: &str, answer: Answer) -> ArticleDataReply {

@@ -152,11 +152,18 @@ async fn order_invalid_gives_back_the_reservation_once() {
     replies.next().await;
     assert_eq!(app.stock(&lamp).await, 2);
 
+    let released = app.messages(queue::ORDERS_ORDER_RELEASED);
     app.invalidate_order(&order, &[(&lamp, 3)]).await;
     app.invalidate_order(&order, &[(&lamp, 3)]).await;
     app.wait_acked(queue::CATALOG_ORDER_INVALID, 2).await;
 
     assert_eq!(app.stock(&lamp).await, 5);
+    // Each order_invalid is answered, the repeated one too: orders may have missed the first.
+    for _ in 0..2 {
+        let answer = released.next().await;
+        assert_eq!(answer["type"], "order_released");
+        assert_eq!(answer["message"], serde_json::json!({ "orderId": order }));
+    }
 }
 
 #[tokio::test]
@@ -168,11 +175,24 @@ async fn order_invalid_gives_back_nothing_that_was_not_reserved() {
     app.place_order(&order, &[(&lamp, 2)]).await;
     assert_eq!(replies.next().await["message"]["valid"], false);
 
+    let released = app.messages(queue::ORDERS_ORDER_RELEASED);
     app.invalidate_order(&order, &[(&lamp, 2)]).await;
-    app.invalidate_order(&order_id(), &[(&lamp, 2)]).await;
+    let never_placed = order_id();
+    app.invalidate_order(&never_placed, &[(&lamp, 2)]).await;
     app.wait_acked(queue::CATALOG_ORDER_INVALID, 2).await;
 
     assert_eq!(app.stock(&lamp).await, 1);
+    // Nothing to give back is released too: the order holds no stock.
+    let mut answered: Vec<String> = released
+        .take(2)
+        .await
+        .iter()
+        .map(|answer| answer["orderId"].as_str().unwrap().to_owned())
+        .collect();
+    answered.sort();
+    let mut expected = vec![order, never_placed];
+    expected.sort();
+    assert_eq!(answered, expected);
 }
 
 #[tokio::test]

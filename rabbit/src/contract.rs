@@ -35,6 +35,9 @@ pub mod kind {
     pub const PLACE_ORDER: &str = "place_order";
     pub const ORDER_PLACED: &str = "order_placed";
     pub const ORDER_INVALID: &str = "order_invalid";
+    /// On `orders`, catalog → orders: everything an `order_invalid` gave back is given back
+    /// (extension; until it comes, orders sends the `order_invalid` again).
+    pub const ORDER_RELEASED: &str = "order_released";
     pub const ORDER_VALIDATED: &str = "order_validated";
     pub const ORDER_PAYMENT_DEFINED: &str = "order_payment_defined";
     /// On `catalog_changes`: the article as stored after a write (catalog's own payload).
@@ -51,6 +54,7 @@ pub mod queue {
     pub const CART_ORDER_PLACED: &str = "cart.order_placed";
     pub const ORDERS_PLACE_ORDER: &str = "orders.place_order";
     pub const ORDERS_ARTICLE_DATA: &str = "orders.article-data";
+    pub const ORDERS_ORDER_RELEASED: &str = "orders.order_released";
 }
 
 /// Every exchange and durable queue of the system, with their bindings and dead-letter queues.
@@ -73,6 +77,7 @@ pub fn topology() -> Topology {
         .queue(CART_ORDER_PLACED, SELL_FLOW, ORDER_PLACED)
         .queue(ORDERS_PLACE_ORDER, ORDERS, PLACE_ORDER)
         .queue(ORDERS_ARTICLE_DATA, ORDERS, ARTICLE_DATA)
+        .queue(ORDERS_ORDER_RELEASED, ORDERS, ORDER_RELEASED)
 }
 
 /// `article-valid` request, cart → catalog. `reference_id` is opaque to catalog and echoed back.
@@ -151,6 +156,15 @@ pub struct OrderPlaced {
 pub struct OrderInvalid {
     pub order_id: String,
     pub articles: Vec<OrderLine>,
+}
+
+/// `order_released` on `orders`, catalog → orders: the stock the order's `order_invalid` asked
+/// back is back (or was never taken), so orders stops sending that `order_invalid`. Sent for
+/// every `order_invalid` catalog handled, again for a repeated one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderReleased {
+    pub order_id: String,
 }
 
 /// `order_validated` and `order_payment_defined` on `sell_flow`, for any future subscriber.
