@@ -107,6 +107,10 @@ pub struct Cart {
     /// The checkout's correlation id, carried by every send of its `place_order`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// When the `CheckedOut` event was recorded, by the clock of the instance that recorded it.
+    /// (A cart cached before this field existed has none, as if closed long ago.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<DateTime>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +179,7 @@ impl Cart {
             updated: first.at,
             position: first.position,
             correlation_id: None,
+            closed: None,
         };
         cart.catch_up(rest);
         Some(cart)
@@ -209,6 +214,7 @@ impl Cart {
             Event::CheckedOut { correlation_id } => {
                 self.enabled = false;
                 self.correlation_id = Some(correlation_id.clone());
+                self.closed = Some(recorded.at);
             }
             Event::OrderRecorded { order_id } => self.order_id = order_id.clone(),
         }
@@ -331,6 +337,12 @@ impl Cart {
             .filter(|line| line.validated && !line.valid)
             .map(|line| Issue::new(&line.article_id, "The article is not available"))
             .collect()
+    }
+
+    /// Whether a checkout closed the cart at `time` or later: a checkout that started at `time`
+    /// and finds it closed lost the race to that one, and answers with this cart.
+    pub fn closed_since(&self, time: DateTime) -> bool {
+        self.closed.is_some_and(|closed| closed >= time)
     }
 
     /// Closed and no order recorded yet: its `place_order` is still to be delivered.
@@ -736,9 +748,17 @@ mod tests {
         let mut stream = Stream::new();
         stream.decide(stream.cart.add("a", 3)).unwrap();
         assert!(!stream.cart.waits_for_order());
+        assert!(!stream.cart.closed_since(DateTime::from_millis(0)));
         stream.check_out();
         assert!(!stream.cart.enabled);
         assert!(stream.cart.waits_for_order());
+        let closed = stream.cart.updated;
+        assert!(stream.cart.closed_since(closed));
+        assert!(
+            !stream
+                .cart
+                .closed_since(later(closed, Duration::from_millis(1)))
+        );
         assert_eq!(stream.cart.correlation_id.as_deref(), Some("cid"));
         let message = stream.cart.place_order_message();
         assert_eq!(
@@ -757,6 +777,10 @@ mod tests {
         });
         assert!(!stream.cart.waits_for_order());
         assert_eq!(stream.cart.order_id, "o1");
+        assert!(
+            stream.cart.closed_since(closed),
+            "the close, not the last event"
+        );
     }
 
     #[test]

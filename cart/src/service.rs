@@ -130,19 +130,32 @@ impl Carts {
     /// first use and after a checkout. Usually two reads: the cached cart and the events after
     /// its position (none when the cache is current).
     pub async fn active(&self, user_id: &str) -> Result<Cart, ApiError> {
-        let (mut cart, mut changed) = match self.store.current(user_id).await? {
+        let (newest, changed) = self.newest(user_id).await?;
+        self.active_from(newest, changed).await
+    }
+
+    /// The user's newest cart from the store, folded up to its last event, maybe closed (opened
+    /// when the user has none); true when it is ahead of the store's cache.
+    async fn newest(&self, user_id: &str) -> Result<(Cart, bool), ApiError> {
+        match self.store.current(user_id).await? {
             Some(mut cart) => {
                 let caught_up = self.catch_up(&mut cart).await?;
-                (cart, caught_up)
+                Ok((cart, caught_up))
             }
             None => {
                 let number = self.store.newest_number(user_id).await?.unwrap_or(0);
-                (self.open(user_id, number).await?, true)
+                Ok((self.open(user_id, number).await?, true))
             }
-        };
+        }
+    }
+
+    /// The user's active cart, given the user's `newest` cart (`changed`: ahead of the store's
+    /// cache): that one while it is open, else the cart opened after it.
+    async fn active_from(&self, newest: Cart, mut changed: bool) -> Result<Cart, ApiError> {
+        let mut cart = newest;
         // Only the newest cart can be active: cart n + 1 is opened once cart n is closed.
         while !cart.enabled {
-            cart = self.open(user_id, cart.number + 1).await?;
+            cart = self.open(&cart.user_id, cart.number + 1).await?;
             changed = true;
         }
         if changed {
@@ -446,18 +459,23 @@ impl Carts {
     /// in time do the lines' stored answers decide.
     ///
     /// The first close is tried on this instance's copy of the cart, as `change` does; a copy
-    /// that was behind (a lost race) or found invalid lines gives way to the store's active cart.
+    /// that was behind (a lost race) gives way to the store's cart.
     ///
     /// The close is a `CheckedOut` event at the position after the cart that was asked about,
     /// so a line added meanwhile (here or on another instance) either took that position first,
     /// and the checkout starts over with it, or comes after the close and goes to the user's
-    /// next cart. Of checkouts racing for one cart one event wins; the others answer with the
-    /// cart it closed, and only the winner sends the `place_order`.
+    /// next cart. Of checkouts racing for one cart one event wins and sends the `place_order`;
+    /// the others answer with the cart it closed: a checkout that finds a cart closed since it
+    /// started (by the `CheckedOut` event's time) lost the race to that close and answers with
+    /// that cart, and only a cart closed before it started leads it on to the user's next cart.
+    /// Those times come from the clocks of the instances: with clocks that disagree by d, a
+    /// checkout that starts within d of another's close may answer either way.
     pub async fn checkout(
         &self,
         user_id: &str,
         correlation_id: &str,
     ) -> Result<Cart, CheckoutError> {
+        let started = DateTime::now();
         // Held from the first read to the close: catalog's answer to the last add, recorded
         // meanwhile by this instance, would otherwise take the position the close wants.
         let _turn = self.turn_to_write(user_id).await;
@@ -466,13 +484,18 @@ impl Carts {
             .as_ref()
             .is_some_and(|cart| cart.enabled && !cart.articles.is_empty());
         let mut cart = match guess {
-            Some(cart) if guessed => cart,
-            _ => self.active(user_id).await?,
+            Some(cart) if guessed || cart.closed_since(started) => cart,
+            _ => self.checkout_target(user_id, started).await?,
         };
         let mut answers = Answers::default();
         for _ in 0..MAX_ATTEMPTS {
             if !cart.enabled {
-                return Ok(cart);
+                if cart.closed_since(started) {
+                    return Ok(cart);
+                }
+                guessed = false;
+                cart = self.checkout_target(user_id, started).await?;
+                continue;
             }
             if cart.articles.is_empty() {
                 return Err(CheckoutError::Empty);
@@ -487,24 +510,42 @@ impl Carts {
                     self.send_place_order(&closed).await;
                     return Ok(closed);
                 }
-                // This instance's copy was behind, or its lines differ from the store's: start
-                // over as if there were no copy, from the user's active cart.
-                Ok(None) | Err(CheckoutError::Invalid(_)) if guessed => {
+                // This instance's copy showed an invalid line: the store's lines decide.
+                Err(CheckoutError::Invalid(_)) if guessed => {
                     guessed = false;
-                    cart = self.active(user_id).await?;
+                    cart = self.load_to_check_out(&cart.id).await?;
                 }
+                // Another writer took the position: the cart as it is now, maybe closed by a
+                // racing checkout (then the answer), maybe with other lines.
                 Ok(None) => {
-                    tokio::time::sleep(jitter()).await;
-                    cart = self
-                        .load(&cart.id)
-                        .await
-                        .map_err(ApiError::from)?
-                        .ok_or_else(|| ApiError::internal("a cart being checked out vanished"))?;
+                    if !guessed {
+                        tokio::time::sleep(jitter()).await;
+                    }
+                    guessed = false;
+                    cart = self.load_to_check_out(&cart.id).await?;
                 }
                 Err(error) => return Err(error),
             }
         }
         Err(too_busy(user_id).into())
+    }
+
+    /// Where a checkout that started at `started` goes on from the store: the user's newest
+    /// cart when a checkout closed it since (the cart to answer with), else the active cart.
+    async fn checkout_target(&self, user_id: &str, started: DateTime) -> Result<Cart, ApiError> {
+        let (newest, changed) = self.newest(user_id).await?;
+        if newest.closed_since(started) {
+            self.recent.keep(&newest).await;
+            return Ok(newest);
+        }
+        self.active_from(newest, changed).await
+    }
+
+    /// Cart `cart_id`, which a checkout was closing, as it is now.
+    async fn load_to_check_out(&self, cart_id: &str) -> Result<Cart, ApiError> {
+        self.load(cart_id)
+            .await?
+            .ok_or_else(|| ApiError::internal("a cart being checked out vanished"))
     }
 
     /// Catalog's answers for a checkout, or none when RabbitMQ or catalog cannot give them in
