@@ -27,6 +27,9 @@ pub struct Config {
     /// How long an order may wait in PLACED without news before the `placed` batch re-publishes
     /// its `order_placed` (`ORDERS_STUCK_PLACED_SECS`).
     pub stuck_placed_after: Duration,
+    /// The longest wait between two re-drives of one order (`ORDERS_REDRIVE_MAX_SECS`): the
+    /// waits double from `stuck_placed_after` up to this (see `redrive.rs`).
+    pub redrive_max: Duration,
 }
 
 impl Config {
@@ -44,6 +47,7 @@ impl Config {
             validated_batch_interval: seconds("ORDERS_BATCH_VALIDATED_SECS", 300)?,
             payment_defined_batch_interval: seconds("ORDERS_BATCH_PAYMENT_DEFINED_SECS", 300)?,
             stuck_placed_after: seconds("ORDERS_STUCK_PLACED_SECS", 120)?,
+            redrive_max: seconds("ORDERS_REDRIVE_MAX_SECS", 600)?,
         })
     }
 }
@@ -57,6 +61,7 @@ mod tests {
     fn defaults_apply_and_a_bad_batch_interval_names_its_variable() {
         let config = Config::from_env().expect("the defaults are valid");
         assert_eq!(config.stuck_placed_after, Duration::from_secs(120));
+        assert_eq!(config.redrive_max, Duration::from_secs(600));
         assert_eq!(config.projection_ttl, Duration::from_secs(60));
 
         unsafe { std::env::set_var("ORDERS_BATCH_PLACED_SECS", "often") };

@@ -10,6 +10,7 @@ mod http;
 mod messaging;
 mod order;
 mod read_models;
+mod redrive;
 mod service;
 mod store;
 mod view;
@@ -53,7 +54,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
         store::Store::new(db),
         ReadModels::new(projections),
         rabbit.clone(),
-        config.stuck_placed_after,
+        redrive::Schedule::new(config.stuck_placed_after, config.redrive_max),
         config.payment_defined_batch_interval,
     ));
     let guard = TokenGuard::new(&config.auth_service_url, config.token_cache_ttl);

@@ -5,9 +5,11 @@
 //!
 //! Correct with any number of instances: what must happen once is an insert that a unique index
 //! decides (an event at position n+1, an event `_id` per fact, one announcement and one
-//! Order_Status record per status, one batch turn per interval). The per-order lock only spares
-//! this process's writers lost races; it is never why a result is right.
+//! Order_Status record per status, one batch turn per interval, one claim per re-drive attempt).
+//! The per-order lock only spares this process's writers lost races; it is never why a result is
+//! right.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -26,6 +28,7 @@ use crate::order::{
     merge_lines,
 };
 use crate::read_models::{ReadModels, Source};
+use crate::redrive::{Redrive, Schedule};
 use crate::store::{Appended, Candidate, Store};
 use common::locks::KeyedLocks;
 use common::periodic::{Turns, every_turn};
@@ -104,7 +107,8 @@ pub struct Orders {
     /// write of the Order projection ([`Orders::project`]).
     read_models: ReadModels,
     rabbit: Rabbit,
-    stuck_placed_after: Duration,
+    /// When the `placed` batch re-drives an order stuck in PLACED (`redrive.rs`).
+    redrives: Schedule,
     /// How far back the `payment_defined` batch looks for payments whose projection was never
     /// written (two of its intervals: a run missed by a crash is still covered).
     payment_lookback: Duration,
@@ -129,14 +133,14 @@ impl Orders {
         store: Store,
         read_models: ReadModels,
         rabbit: Rabbit,
-        stuck_placed_after: Duration,
+        redrives: Schedule,
         payment_defined_interval: Duration,
     ) -> Self {
         Self {
             store,
             read_models,
             rabbit,
-            stuck_placed_after,
+            redrives,
             payment_lookback: payment_defined_interval * 2,
             ready: AtomicBool::new(false),
             writers: KeyedLocks::default(),
@@ -337,8 +341,15 @@ impl Orders {
                 }
             }
         }
+        let redriven = if status == Status::Placed {
+            let ids: Vec<&str> = candidates.iter().map(|c| c.order_id.as_str()).collect();
+            self.store.latest_redrives(&ids).await?
+        } else {
+            HashMap::new()
+        };
         for candidate in &candidates {
-            match self.check(candidate).await {
+            let latest_redrive = redriven.get(&candidate.order_id);
+            match self.check(candidate, latest_redrive).await {
                 Ok(()) => {}
                 // Every other order would fail the same way: the batch stops, 503.
                 Err(error @ OrdersError::Unavailable(_)) => return Err(error),
@@ -353,8 +364,12 @@ impl Orders {
         Ok(candidates.len())
     }
 
-    /// One order's turn in a batch.
-    async fn check(&self, candidate: &Candidate) -> Result<(), OrdersError> {
+    /// One order's turn in a batch; `latest_redrive` is a PLACED order's latest re-drive.
+    async fn check(
+        &self,
+        candidate: &Candidate,
+        latest_redrive: Option<&Redrive>,
+    ) -> Result<(), OrdersError> {
         let order_id = candidate.order_id.as_str();
         let Some(order) = self.current(order_id).await? else {
             warn!(
@@ -387,12 +402,9 @@ impl Orders {
         }
         let correlation_id = format!("batch-{}", Uuid::new_v4());
         if order.status == Status::Placed {
-            if self.is_stuck(&order) {
-                warn!(order_id, since = %order.updated,
-                      "inconsistency: stuck in PLACED; re-publishing order_placed");
-                publish_placed(&self.rabbit, &order, &correlation_id).await?;
-            }
-            return Ok(());
+            return self
+                .redrive_if_due(&order, latest_redrive, &correlation_id)
+                .await;
         }
         if !self.store.announced(order_id, order.status).await? {
             warn!(
@@ -423,9 +435,38 @@ impl Orders {
                 .is_ok_and(|newest| newest.as_ref() == Some(order))
     }
 
-    fn is_stuck(&self, order: &Order) -> bool {
-        let waited = DateTime::now().timestamp_millis() - order.updated.timestamp_millis();
-        waited >= self.stuck_placed_after.as_millis() as i64
+    /// Publishes the `order_placed` of an order stuck in PLACED again, which makes catalog answer
+    /// again, when its schedule says a re-drive is due (`redrive.rs`) and this run claims that
+    /// attempt in the store: each attempt is published by its one claimer, whichever instances
+    /// and runs race for it. A publish that fails gives its claim back, for the next run.
+    async fn redrive_if_due(
+        &self,
+        order: &Order,
+        latest: Option<&Redrive>,
+        correlation_id: &str,
+    ) -> Result<(), OrdersError> {
+        let now = DateTime::now();
+        let Some(attempt) = self.redrives.due(order.updated, latest, now) else {
+            return Ok(());
+        };
+        let next_due = self.redrives.next_due(attempt, now, draw());
+        if !self
+            .store
+            .claim_redrive(&order.id, attempt, now, next_due)
+            .await?
+        {
+            return Ok(());
+        }
+        warn!(order_id = order.id, since = %order.updated, attempt, %next_due,
+              "inconsistency: stuck in PLACED; re-publishing order_placed");
+        if let Err(error) = publish_placed(&self.rabbit, order, correlation_id).await {
+            if let Err(release) = self.store.release_redrive(&order.id, attempt).await {
+                warn!(order_id = order.id, attempt, error = %release,
+                      "cannot give back a re-drive that was not published; it waits its delay");
+            }
+            return Err(error.into());
+        }
+        Ok(())
     }
 
     /// The order folded from its events; `None` when it has none.
@@ -566,6 +607,11 @@ fn checked_by(batch: Status) -> &'static [Status] {
         Status::Invalid => &[Status::Invalid],
         Status::PaymentDefined => &[Status::PaymentDefined],
     }
+}
+
+/// A number in [0, 1), where between its bounds a re-drive's wait falls.
+fn draw() -> f64 {
+    (Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0
 }
 
 /// A few random milliseconds, so writers that lost a race do not collide again in step.

@@ -1,10 +1,11 @@
 //! MongoDB access: the append-only `events` collection (the truth), the `orders` projection that
-//! serves the REST reads, the `order_status` projection kept by the batches, and the
-//! `announcements` that remember which status messages the broker confirmed.
+//! serves the REST reads, the `order_status` projection kept by the batches, the
+//! `announcements` that remember which status messages the broker confirmed, and the `redrives`
+//! that remember when each stuck order was re-driven.
 //!
 //! Nothing here relies on a read-modify-write of one document being atomic: FerretDB 1.x applies
 //! an update as a read followed by a write of the whole document, so two concurrent updates of
-//! one document can lose one. Events, Order_Status records and announcements are only inserted
+//! one document can lose one. Events, Order_Status records, announcements and re-drives are only inserted
 //! (a unique index decides which insert wins). The Order projection is a snapshot per position:
 //! every write of one snapshot carries the same content (the fold of the same events), so a lost
 //! write loses nothing. The one update is a snapshot's `settled` flag, a cache for the batches:
@@ -19,6 +20,7 @@ use mongodb::{Collection, Database, IndexModel};
 use serde::{Deserialize, Serialize};
 
 use crate::order::{Event, Order, Recorded, Status};
+use crate::redrive::Redrive;
 
 /// One stored event: `{_id, orderId, position, type, data, created}`. The `_id` is deterministic
 /// (see [`Event::id`]), so a repeated message finds its event already there.
@@ -74,6 +76,7 @@ pub struct Store {
     raw_orders: Collection<Document>,
     order_status: Collection<Document>,
     announcements: Collection<Document>,
+    redrives: Collection<Document>,
 }
 
 impl Store {
@@ -84,6 +87,7 @@ impl Store {
             raw_orders: db.collection("orders"),
             order_status: db.collection("order_status"),
             announcements: db.collection("announcements"),
+            redrives: db.collection("redrives"),
             db,
         }
     }
@@ -125,6 +129,9 @@ impl Store {
             )
             .await?;
         self.order_status
+            .create_index(IndexModel::builder().keys(doc! {"orderId": 1}).build())
+            .await?;
+        self.redrives
             .create_index(IndexModel::builder().keys(doc! {"orderId": 1}).build())
             .await?;
         Ok(())
@@ -405,6 +412,81 @@ impl Store {
                 doc! {"_id": snapshot_key(order)},
                 doc! {"$set": {"settled": true}},
             )
+            .await?;
+        Ok(())
+    }
+
+    /// The latest re-drive of each of these orders that has one, in one query.
+    pub async fn latest_redrives(
+        &self,
+        order_ids: &[&str],
+    ) -> mongodb::error::Result<HashMap<String, Redrive>> {
+        let mut latest: HashMap<String, Redrive> = HashMap::new();
+        if order_ids.is_empty() {
+            return Ok(latest);
+        }
+        let mut records = self
+            .redrives
+            .find(doc! {"orderId": {"$in": order_ids}})
+            .await?;
+        while let Some(record) = records.try_next().await? {
+            let (Ok(order_id), Ok(attempt), Ok(next_due)) = (
+                record.get_str("orderId"),
+                record.get_i64("attempt"),
+                record.get_datetime("nextDue"),
+            ) else {
+                continue;
+            };
+            let redrive = Redrive {
+                attempt,
+                next_due: *next_due,
+            };
+            latest
+                .entry(order_id.to_owned())
+                .and_modify(|known| {
+                    if known.attempt < attempt {
+                        *known = redrive.clone();
+                    }
+                })
+                .or_insert(redrive);
+        }
+        Ok(latest)
+    }
+
+    /// Claims re-drive `attempt` of the order, made `at`, the next one due at `next_due`: true
+    /// when this call inserted `{_id: "<orderId>:<attempt>", orderId, attempt, at, nextDue}`,
+    /// false when another run (of any instance) claimed that attempt first. Only the claimer
+    /// publishes, so each attempt is published once however many instances race for it.
+    pub async fn claim_redrive(
+        &self,
+        order_id: &str,
+        attempt: i64,
+        at: DateTime,
+        next_due: DateTime,
+    ) -> mongodb::error::Result<bool> {
+        let record = doc! {
+            "_id": format!("{order_id}:{attempt}"),
+            "orderId": order_id,
+            "attempt": attempt,
+            "at": at,
+            "nextDue": next_due,
+        };
+        match self.redrives.insert_one(record).await {
+            Ok(_) => Ok(true),
+            Err(error) if common::mongo::is_duplicate_key(&error) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Gives back a claimed re-drive whose publish failed, so that the next run makes it rather
+    /// than the order waiting out a delay for a message that never went out.
+    pub async fn release_redrive(
+        &self,
+        order_id: &str,
+        attempt: i64,
+    ) -> mongodb::error::Result<()> {
+        self.redrives
+            .delete_one(doc! {"_id": format!("{order_id}:{attempt}")})
             .await?;
         Ok(())
     }

@@ -7,14 +7,14 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
 use futures_util::future::join_all;
 use mongodb::bson::{Document, doc};
 use rabbit::contract::kind;
 use serde_json::{Value, json};
-use support::{TestOrders, line, spawn_orders, spawn_ready_orders_with};
+use support::{TestOrders, line, most_re_drives_within, spawn_orders, spawn_ready_orders_with};
 
 /// The event types of an order's stream, checked to sit at positions 0, 1, 2, ...
 async fn event_types(app: &TestOrders, order_id: &str) -> Vec<String> {
@@ -309,6 +309,43 @@ async fn the_timed_placed_batch_runs_once_per_interval_across_both_instances() {
         re_driven <= claimed,
         "{re_driven} re-drives in {claimed} turns"
     );
+}
+
+#[tokio::test]
+async fn two_instances_re_drive_a_stuck_order_once_per_attempt_on_one_schedule() {
+    let (first, max) = (Duration::from_secs(1), Duration::from_secs(3));
+    let app = spawn_ready_orders_with(|config| {
+        config.stuck_placed_after = first;
+        config.redrive_max = max;
+        config.placed_batch_interval = Duration::from_millis(100);
+    })
+    .await;
+    let other = app.second_instance().await;
+    let admin = app.auth.admin("admin01").await;
+    let (_, user_id) = app.user("buyer01").await;
+    let watching = Instant::now();
+    let order_id = app.placed_order(&user_id, vec![line("a", 1)]).await;
+
+    // Besides both timers, an admin runs the batch on both instances at once, again and again.
+    while watching.elapsed() < Duration::from_secs(10) {
+        let runs =
+            [&app.url, &other].map(|base| app.get_at(base, "/orders_batch/placed", Some(&admin)));
+        for run in join_all(runs).await {
+            assert_eq!(run.status, 200, "{run}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let re_driven = app.re_drives_so_far(&order_id).await;
+    let allowed = most_re_drives_within(watching.elapsed(), first, max);
+    assert!(
+        (2..=allowed).contains(&re_driven),
+        "{re_driven} re-drives in {:?}; the schedule allows 2 to {allowed}",
+        watching.elapsed()
+    );
+    let attempts = app.re_drive_attempts(&order_id).await;
+    assert!(re_driven <= attempts.len(), "{re_driven} for {attempts:?}");
+    assert_eq!(attempts, (1..=attempts.len() as i64).collect::<Vec<_>>());
 }
 
 #[tokio::test]

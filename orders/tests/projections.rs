@@ -4,13 +4,13 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{DateTime, Document, doc};
 use rabbit::contract::kind;
 use serde_json::json;
-use support::{line, spawn_orders, spawn_orders_with};
+use support::{line, most_re_drives_within, spawn_orders, spawn_orders_with};
 
 #[tokio::test]
 async fn a_rebuilt_projection_equals_the_live_one() {
@@ -123,6 +123,37 @@ async fn the_placed_batch_runs_by_itself_at_its_interval() {
 
     let again = app.next_published(kind::ORDER_PLACED).await;
     assert_eq!(again.message["orderId"], json!(order_id));
+}
+
+#[tokio::test]
+async fn a_stuck_order_is_re_driven_on_a_doubling_schedule_not_on_every_run() {
+    let (first, max) = (Duration::from_secs(1), Duration::from_secs(3));
+    let app = spawn_orders_with(|config| {
+        config.stuck_placed_after = first;
+        config.redrive_max = max;
+        config.placed_batch_interval = Duration::from_millis(100);
+    })
+    .await;
+    let (_, user_id) = app.user("buyer01").await;
+    let watching = Instant::now();
+    // No catalog answers: the order stays PLACED.
+    let order_id = app.placed_order(&user_id, vec![line("a", 1)]).await;
+
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    let re_driven = app.re_drives_so_far(&order_id).await;
+    let allowed = most_re_drives_within(watching.elapsed(), first, max);
+    assert!(
+        (2..=allowed).contains(&re_driven),
+        "{re_driven} re-drives in {:?}; the schedule allows 2 to {allowed}",
+        watching.elapsed()
+    );
+    // Each published re-drive is an attempt of its own, recorded before it was published.
+    let attempts = app.re_drive_attempts(&order_id).await;
+    assert!(re_driven <= attempts.len(), "{re_driven} for {attempts:?}");
+    let allowed = most_re_drives_within(watching.elapsed(), first, max);
+    assert!(attempts.len() <= allowed, "{attempts:?}, {allowed} allowed");
+    assert_eq!(attempts, (1..=attempts.len() as i64).collect::<Vec<_>>());
 }
 
 #[tokio::test]

@@ -71,6 +71,7 @@ pub fn test_config(vhost: &Vhost, auth: &TestAuth) -> orders::Config {
         validated_batch_interval: hour,
         payment_defined_batch_interval: hour,
         stuck_placed_after: hour,
+        redrive_max: hour,
     }
 }
 
@@ -152,6 +153,19 @@ fn collect(rabbit: &Rabbit, queue: &str) -> mpsc::UnboundedReceiver<Envelope<Val
 /// Every message dead-lettered from `queue`, in order of arrival.
 pub fn dead_letters(rabbit: &Rabbit, queue: &str) -> mpsc::UnboundedReceiver<Envelope<Value>> {
     collect(rabbit, &format!("{queue}.dlq"))
+}
+
+/// The most re-drives of one order the `placed` batch's schedule allows within `window` of its
+/// placing (README "Re-drives"): the first once it has waited `first`, each next one at least
+/// 3/4 of twice the previous delay later, the delay capped at `max`.
+pub fn most_re_drives_within(window: Duration, first: Duration, max: Duration) -> usize {
+    let (mut at, mut delay, mut count) = (first, first, 0);
+    while at <= window {
+        count += 1;
+        delay = (delay * 2).min(max);
+        at += delay.mul_f64(0.75);
+    }
+    count
 }
 
 pub fn line(article_id: &str, quantity: i64) -> OrderLine {
@@ -406,6 +420,18 @@ impl TestOrders {
     /// Deletes the record of the order's `status` announcement once it exists, as if the broker
     /// had never confirmed it (the record is written just after the confirm, so wait for it).
     pub async fn forget_announcement(&self, order_id: &str, status: &str) {
+        self.wait_for_announcement(order_id, status).await;
+        let key = format!("{order_id}:{status}");
+        self.db
+            .collection::<Document>("announcements")
+            .delete_one(doc! {"_id": &key})
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the announcement of the order's `status` is recorded (the broker confirmed
+    /// its message).
+    pub async fn wait_for_announcement(&self, order_id: &str, status: &str) {
         let announcements = self.db.collection::<Document>("announcements");
         let key = format!("{order_id}:{status}");
         let recorded = testkit::eventually(PATIENCE, || async {
@@ -414,7 +440,79 @@ impl TestOrders {
         })
         .await;
         assert!(recorded, "no announcement recorded as {key}");
-        announcements.delete_one(doc! {"_id": &key}).await.unwrap();
+    }
+
+    /// Marks every stored snapshot of the order's projection with a field orders never writes:
+    /// [`Self::projection_untouched`] then tells whether orders wrote the projection since.
+    pub async fn mark_projection(&self, order_id: &str) {
+        self.db
+            .collection::<Document>("orders")
+            .update_many(doc! {"orderId": order_id}, doc! {"$set": {"probe": true}})
+            .await
+            .unwrap();
+    }
+
+    /// Whether the order's projection is still the one [`Self::mark_projection`] marked: every
+    /// snapshot marked (a write of the projection replaces its snapshot, mark and all, or adds
+    /// one).
+    pub async fn projection_untouched(&self, order_id: &str) -> bool {
+        use futures_util::TryStreamExt;
+        let snapshots: Vec<Document> = self
+            .db
+            .collection::<Document>("orders")
+            .find(doc! {"orderId": order_id})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        !snapshots.is_empty()
+            && snapshots
+                .iter()
+                .all(|snapshot| snapshot.get_bool("probe") == Ok(true))
+    }
+
+    /// Waits until every message published to `queue` so far was handled (acked, or
+    /// dead-lettered): the broker's statistics, refreshed every 500 ms, show the queue empty
+    /// once they are newer than the last publish.
+    pub async fn wait_until_handled(&self, queue: &str) {
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let drained =
+            testkit::eventually(PATIENCE, || async { self.vhost.queued(queue).await == 0 }).await;
+        assert!(drained, "{queue} still holds messages");
+    }
+
+    /// How many `order_placed` of `order_id` the `placed` batch published (batch messages carry
+    /// a `batch-` correlation id) that have arrived by now, among every `order_placed` not read
+    /// before.
+    pub async fn re_drives_so_far(&self, order_id: &str) -> usize {
+        self.published_so_far(kind::ORDER_PLACED)
+            .await
+            .iter()
+            .filter(|placed| {
+                placed.message["orderId"] == json!(order_id)
+                    && placed.correlation_id.starts_with("batch-")
+            })
+            .count()
+    }
+
+    /// The attempt numbers of the order's re-drives, as stored, in order.
+    pub async fn re_drive_attempts(&self, order_id: &str) -> Vec<i64> {
+        use futures_util::TryStreamExt;
+        let records: Vec<Document> = self
+            .db
+            .collection::<Document>("redrives")
+            .find(doc! {"orderId": order_id})
+            .sort(doc! {"attempt": 1})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        records
+            .iter()
+            .map(|record| record.get_i64("attempt").unwrap())
+            .collect()
     }
 
     /// Asserts the order's events sit at positions 0, 1, 2, ... with none shared or skipped.
