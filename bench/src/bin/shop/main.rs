@@ -9,8 +9,17 @@
 //! its orders until the new one is `VALIDATED`, for `<seconds>`; prints one table row: orders per
 //! minute and p50/p99 of the time from checkout to `VALIDATED`.
 //!
+//! `shop faults <shoppers> <seconds>`: for `bench/faults.sh`, every shopper loops add-to-cart and
+//! checkout for `<seconds>` while the script injects faults, taking every error as a reason to
+//! pause and go on, and remembers each cart a checkout answered closed. Then it waits (up to ten
+//! minutes) until the system has settled: every such cart has exactly one order, no order is
+//! still `PLACED`, and the article's stock is its start less what the `VALIDATED` orders hold.
+//! Prints `key=value` lines: the counts, and `SETTLED_AT` (Unix seconds, 0 if it never settled).
+//!
 //! Service URLs come from `AUTH`, `CATALOG`, `CART` and `ORDERS`, MongoDB from `MONGO_URL` and
 //! auth's database from `AUTH_DB`.
+
+mod faults;
 
 use std::time::{Duration, Instant};
 
@@ -19,13 +28,13 @@ use mongodb::bson::doc;
 use reqwest::Client;
 use serde_json::{Value, json};
 
-const PASSWORD: &str = "benchmark password";
+pub(crate) const PASSWORD: &str = "benchmark password";
 /// Lines in the cart of `setup`'s shopper.
 const CART_LINES: usize = 10;
 /// Orders of `setup`'s reader.
 const READER_ORDERS: usize = 3;
 
-struct Urls {
+pub(crate) struct Urls {
     auth: String,
     catalog: String,
     cart: String,
@@ -61,8 +70,15 @@ async fn main() {
             let run_for = Duration::from_secs(seconds.parse().expect("seconds"));
             checkouts(&http, &urls, shoppers, run_for).await
         }
+        ["faults", shoppers, seconds] => {
+            let shoppers = shoppers.parse().expect("a count");
+            let run_for = Duration::from_secs(seconds.parse().expect("seconds"));
+            faults::run(&http, &urls, shoppers, run_for).await
+        }
         _ => {
-            eprintln!("usage: shop setup <articles> | shop checkouts <shoppers> <seconds>");
+            eprintln!(
+                "usage: shop setup <articles> | shop checkouts <shoppers> <seconds> | shop faults <shoppers> <seconds>"
+            );
             std::process::exit(2)
         }
     }

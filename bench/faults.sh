@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Recovery under faults: SHOPPERS (default 16) shoppers check out for DURATION seconds (default
+# 300) while a fault hits every EVERY seconds (default 8), in turn: kill -9 of cart, orders,
+# catalog or auth (restarted a second later), a broker restart (rabbitmqctl stop_app/start_app)
+# and a store restart (FerretDB killed and started again). Then it waits for the system to settle
+# (bench's `shop faults`: every checked-out cart has one order, none is PLACED, the stock is its
+# start less what VALIDATED orders hold) and prints how long that took after the last fault, what
+# was lost or duplicated, and how many messages were re-sent per order (from the services' logs).
+# Release builds, fresh databases on the servers `scripts/deps.sh` starts, one instance of each
+# service on 13000-13004; everything it started stops at the end (the broker and the store are
+# left running). ARTICLES (default 1000) articles are seeded.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+SHOPPERS=${SHOPPERS:-16}
+DURATION=${DURATION:-300}
+EVERY=${EVERY:-8}
+ARTICLES=${ARTICLES:-1000}
+export AUTH=http://127.0.0.1:13000 CATALOG=http://127.0.0.1:13002
+export CART=http://127.0.0.1:13003 ORDERS=http://127.0.0.1:13004
+
+bash scripts/deps.sh
+cargo build --release -q -p auth -p image-service -p catalog -p cart -p orders -p bench
+
+work=$(mktemp -d)
+declare -A pids ports=([auth]=13000 [image]=13001 [catalog]=13002 [cart]=13003 [orders]=13004)
+trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; echo "logs kept in $work"' EXIT
+run_id="faults_$(date +%s)"
+# info: the re-send and duplicate lines counted below are logged at info.
+export JWT_SECRET=benchmark-secret-of-at-least-32-bytes RUST_LOG=info AUTH_SERVICE_URL=$AUTH
+export AUTH_DB="${run_id}_auth"
+
+start() { # service
+  MONGO_DB="${run_id}_$1" PORT=${ports[$1]} "target/release/$1" >>"$work/$1.log" 2>&1 &
+  pids[$1]=$!
+}
+healthy() { # url
+  for _ in $(seq 150); do curl -sf "$1/health" >/dev/null && return 0; sleep 0.2; done
+  echo "$1 never became healthy"; tail "$work"/*.log; exit 1
+}
+for service in auth image catalog cart orders; do start "$service"; done
+for service in auth image catalog cart orders; do healthy "http://127.0.0.1:${ports[$service]}"; done
+
+echo "seeding $ARTICLES articles..."
+eval "$(target/release/shop setup "$ARTICLES")"
+export ARTICLE_ID
+
+kill_service() { # service
+  kill -9 "${pids[$1]}" 2>/dev/null || true
+  wait "${pids[$1]}" 2>/dev/null || true
+  sleep 1
+  start "$1"
+}
+restart_broker() {
+  rabbitmqctl stop_app >/dev/null && rabbitmqctl start_app >/dev/null
+}
+restart_store() {
+  pkill -9 -f "$PWD/.deps/bin/ferretdb" || true
+  sleep 1
+  bash scripts/deps.sh >/dev/null 2>&1
+}
+
+echo "checking out with $SHOPPERS shoppers for ${DURATION}s, a fault every ${EVERY}s..."
+target/release/shop faults "$SHOPPERS" "$DURATION" >"$work/result" &
+shop=$!
+faults=(cart orders broker catalog store auth)
+deadline=$((SECONDS + DURATION))
+count=0
+while [ $((SECONDS + EVERY)) -le "$deadline" ]; do
+  sleep "$EVERY"
+  fault=${faults[$((count % ${#faults[@]}))]}
+  case $fault in
+    broker) restart_broker ;;
+    store) restart_store ;;
+    *) kill_service "$fault" ;;
+  esac
+  last_fault=$(date +%s)
+  count=$((count + 1))
+  echo "  fault $count: $fault" >&2
+done
+wait "$shop"
+cat "$work/result"
+eval "$(cat "$work/result")"
+
+# Re-sends: cart's place_order outbox, orders' re-drive of stuck orders and re-announcements.
+resent_place_order=$(grep -c "place_order re-sent" "$work/cart.log" || true)
+redriven=$(grep -c "re-publishing order_placed" "$work/orders.log" || true)
+reannounced=$(grep -c "status never announced" "$work/orders.log" || true)
+resent=$((resent_place_order + redriven + reannounced))
+echo
+echo "faults: $count (one every ${EVERY}s for ${DURATION}s: ${faults[*]})"
+echo "checkouts answered closed: $CHECKOUTS, failed requests (retried): $FAILED_REQUESTS"
+echo "orders: $ORDERS ($VALIDATED validated, $INVALID invalid, $PLACED placed); lost: $LOST, duplicated: $DUPLICATED"
+echo "stock: started $START_STOCK, now $STOCK, validated units $VALIDATED_UNITS"
+if [ "$SETTLED_AT" -gt 0 ]; then
+  echo "settled $((SETTLED_AT - last_fault)) s after the last fault"
+else
+  echo "did not settle within 600 s of the end of the load"
+fi
+echo "re-sent: $resent_place_order place_order, $redriven order_placed, $reannounced status announcements;" \
+  "$(python3 -c "print(f'{$resent / max($ORDERS, 1):.2f}')") per order"
