@@ -458,8 +458,9 @@ impl Carts {
     /// lines first (again after a lost race only if a line changed); only when it cannot answer
     /// in time do the lines' stored answers decide.
     ///
-    /// The first close is tried on this instance's copy of the cart, as `change` does; a copy
-    /// that was behind (a lost race) gives way to the store's cart.
+    /// The first guess is this instance's copy of the cart, as for `change`: the events after it
+    /// are read while catalog is asked, so a copy that is behind is caught up before the close
+    /// is tried (and catalog asked again only if a line changed).
     ///
     /// The close is a `CheckedOut` event at the position after the cart that was asked about,
     /// so a line added meanwhile (here or on another instance) either took that position first,
@@ -480,11 +481,12 @@ impl Carts {
         // meanwhile by this instance, would otherwise take the position the close wants.
         let _turn = self.turn_to_write(user_id).await;
         let guess = self.recent.of_user(user_id).await;
-        let mut guessed = guess
+        // Whether `cart` is this instance's copy, not yet caught up with the store.
+        let mut copy = guess
             .as_ref()
             .is_some_and(|cart| cart.enabled && !cart.articles.is_empty());
         let mut cart = match guess {
-            Some(cart) if guessed || cart.closed_since(started) => cart,
+            Some(cart) if copy || cart.closed_since(started) => cart,
             _ => self.checkout_target(user_id, started).await?,
         };
         let mut answers = Answers::default();
@@ -493,7 +495,6 @@ impl Carts {
                 if cart.closed_since(started) {
                     return Ok(cart);
                 }
-                guessed = false;
                 cart = self.checkout_target(user_id, started).await?;
                 continue;
             }
@@ -501,8 +502,25 @@ impl Carts {
                 return Err(CheckoutError::Empty);
             }
             if !cart.answered_by(&answers) {
-                let replies = self.checkout_answers(&cart, correlation_id).await;
+                // A copy is caught up with the store while catalog is asked: one behind (another
+                // instance's line, or its close) is found before the slow steps of the close,
+                // and catalog is asked again only when a line changed.
+                let catching_up = async {
+                    if copy {
+                        self.store.events_after(&cart.id, cart.position).await
+                    } else {
+                        Ok(Vec::new())
+                    }
+                };
+                let (replies, newer) =
+                    tokio::join!(self.checkout_answers(&cart, correlation_id), catching_up);
                 answers = answers_of(&cart, replies.as_deref().unwrap_or_default());
+                let newer = newer.map_err(ApiError::from)?;
+                copy = false;
+                if !newer.is_empty() {
+                    cart.catch_up(&newer);
+                    continue;
+                }
             }
             match self.close(&cart, answers.clone(), correlation_id).await {
                 Ok(Some(closed)) => {
@@ -510,18 +528,10 @@ impl Carts {
                     self.send_place_order(&closed).await;
                     return Ok(closed);
                 }
-                // This instance's copy showed an invalid line: the store's lines decide.
-                Err(CheckoutError::Invalid(_)) if guessed => {
-                    guessed = false;
-                    cart = self.load_to_check_out(&cart.id).await?;
-                }
                 // Another writer took the position: the cart as it is now, maybe closed by a
                 // racing checkout (then the answer), maybe with other lines.
                 Ok(None) => {
-                    if !guessed {
-                        tokio::time::sleep(jitter()).await;
-                    }
-                    guessed = false;
+                    tokio::time::sleep(jitter()).await;
                     cart = self.load_to_check_out(&cart.id).await?;
                 }
                 Err(error) => return Err(error),

@@ -248,6 +248,59 @@ async fn an_instance_whose_copy_of_the_cart_fell_behind_changes_and_checks_out_t
     );
 }
 
+/// B's copy of the cart falls behind A's changes: first a line, then a whole checkout and the
+/// next cart. B's checkouts close the active cart with its stored lines, and B learns that its
+/// copy was behind from the store, while catalog is asked, before any step of a close: the note
+/// A made for the cart it closed is left as it was. (Neither catalog's `article-valid` answers
+/// nor `order_placed` come, so no consumer brings B's copy up to date meanwhile.)
+#[tokio::test]
+async fn a_checkout_on_a_copy_that_fell_behind_closes_the_active_cart_with_its_lines() {
+    let app = spawn_cart().await;
+    let catalog = app.catalog_answering_data_only();
+    let orders = app.orders();
+    orders.answer(false);
+    let [a, b] = two_instances(&app).await;
+    for article in ["a", "b", "c", "d"] {
+        catalog.set(article, true, 100);
+    }
+    let token = app.user().await;
+
+    // A line behind.
+    let first = id_of(&app.add_at(&b, &token, "a", 1).await);
+    app.add_at(&a, &token, "b", 2).await;
+    let checkout = app.post_at(&b, Some(&token), "/cart/checkout", None).await;
+    assert_eq!(checkout.status, 200, "{checkout}");
+    assert_eq!(id_of(&checkout.json()), first);
+    let both = [("a".to_owned(), 1), ("b".to_owned(), 2)];
+    assert_eq!(ordered_lines(&checkout.json()), both);
+    assert!(testkit::eventually(PATIENCE, || async { orders.received_for(&first) == 1 }).await);
+    assert_eq!(orders_for(&orders, &first), both);
+
+    // A checkout and the next cart behind: B's copy holds the second cart, open.
+    let second = id_of(&app.add_at(&b, &token, "c", 3).await);
+    assert_ne!(second, first);
+    let checkout = app.post_at(&a, Some(&token), "/cart/checkout", None).await;
+    assert_eq!(id_of(&checkout.json()), second, "{checkout}");
+    let noted = waiting_note(&app, &second).await;
+    assert!(noted.is_some());
+    let third = id_of(&app.add_at(&a, &token, "d", 4).await);
+    let checkout = app.post_at(&b, Some(&token), "/cart/checkout", None).await;
+    assert_eq!(checkout.status, 200, "{checkout}");
+    assert_eq!(id_of(&checkout.json()), third);
+    assert_eq!(ordered_lines(&checkout.json()), [("d".to_owned(), 4)]);
+    assert!(testkit::eventually(PATIENCE, || async { orders.received_for(&third) == 1 }).await);
+    assert_eq!(orders_for(&orders, &third), [("d".to_owned(), 4)]);
+    assert_eq!(orders.received_for(&second), 1);
+    assert_eq!(waiting_note(&app, &second).await, noted);
+}
+
+/// Cart `cart_id`'s note in `waiting_orders`, if any.
+async fn waiting_note(app: &TestCart, cart_id: &str) -> Option<Document> {
+    let waiting = app.db.collection::<Document>("waiting_orders");
+    let note = waiting.find_one(doc! {"_id": cart_id}).await;
+    note.expect("MongoDB answers")
+}
+
 /// A checkout keeps catalog's answers between its attempts only for the cart they were asked
 /// about. Here B's copy is the user's first cart, which A closed; the next cart holds the same
 /// article at the same line version, and B's checkout asks about it again before closing it.
