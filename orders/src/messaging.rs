@@ -26,7 +26,6 @@ pub fn consume(rabbit: &Rabbit, orders: Arc<Orders>) {
                 orders
                     .place(request.message.clone(), &request.correlation_id)
                     .await
-                    .map(drop)
                     .map_err(handler_error)
             }
         },

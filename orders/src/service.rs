@@ -186,12 +186,14 @@ impl Orders {
     }
 
     /// Turns a closed cart into its order, once per cart, and publishes `order_placed`. A repeated
-    /// `place_order` for the cart re-publishes the existing order's `order_placed`.
+    /// `place_order` for the cart (cart re-sending it, a redelivery, a copy on another instance)
+    /// is answered from the store with two lookups and nothing written: the order's
+    /// `order_placed` is published again only when it was never confirmed.
     pub async fn place(
         &self,
         request: PlaceOrder,
         correlation_id: &str,
-    ) -> Result<Order, OrdersError> {
+    ) -> Result<(), OrdersError> {
         self.ensure_ready()?;
         let order_id = Uuid::new_v4().to_string();
         let event = Event::Placed {
@@ -200,30 +202,46 @@ impl Orders {
             user_id: request.user_id,
         };
         let event_id = event.id(&order_id);
-        let order = match self
+        // Position 0 of a new random id is free: a duplicate key means the cart's placed event.
+        if let Some(placed) = self
             .store
-            .append(&order_id, 0, event_id.clone(), event)
+            .insert_event(&order_id, 0, &event_id, event)
             .await?
         {
             // The order is the one event just stored: no need to read it back.
-            Appended::Stored(placed) => {
-                let events = vec![placed];
-                let order = fold(&order_id, &events);
-                self.known_events.insert(order_id, events).await;
-                order
-            }
-            Appended::AlreadyThere | Appended::PositionTaken => {
-                let existing = self.store.order_of_event(&event_id).await?;
-                let existing = existing
-                    .ok_or_else(|| OrdersError::Internal(format!("event {event_id} vanished")))?;
-                info!(order_id = %existing, "order already placed for this cart; re-publishing");
-                self.current(&existing).await?
-            }
-        };
-        let order = order.ok_or(OrdersError::NotFound)?;
+            let events = vec![placed];
+            let order = fold(&order_id, &events).ok_or(OrdersError::NotFound)?;
+            self.known_events.insert(order_id, events).await;
+            self.project(&order).await?;
+            return self.announce_placed(&order, correlation_id).await;
+        }
+        let existing = self.store.order_of_event(&event_id).await?;
+        let existing =
+            existing.ok_or_else(|| OrdersError::Internal(format!("event {event_id} vanished")))?;
+        if self.store.announced(&existing, Status::Placed).await? {
+            info!(order_id = %existing, "order already placed and announced for this cart");
+            return Ok(());
+        }
+        // The first handling stopped, or is still running, between its append and the confirm
+        // of its order_placed: what it left undone is done here (a racing copy may publish too).
+        info!(order_id = %existing, "order already placed for this cart, not yet announced; announcing it");
+        let order = self
+            .current(&existing)
+            .await?
+            .ok_or(OrdersError::NotFound)?;
         self.project(&order).await?;
-        publish_placed(&self.rabbit, &order, correlation_id).await?;
-        Ok(order)
+        self.announce_placed(&order, correlation_id).await
+    }
+
+    /// Publishes the order's `order_placed`, then records that the broker confirmed it.
+    async fn announce_placed(
+        &self,
+        order: &Order,
+        correlation_id: &str,
+    ) -> Result<(), OrdersError> {
+        publish_placed(&self.rabbit, order, correlation_id).await?;
+        self.store.mark_announced(&order.id, Status::Placed).await?;
+        Ok(())
     }
 
     /// Records catalog's `article-data` reply for one line of an order, once, and announces the
@@ -240,9 +258,36 @@ impl Orders {
             stock: reply.stock,
         };
         let executed = self.execute(&reply.reference_id, None, command).await?;
-        self.project(&executed.order).await?;
-        self.announce(&executed, correlation_id).await?;
-        Ok(())
+        if executed.appended {
+            self.project(&executed.order).await?;
+            return self
+                .announce(&executed.order, executed.entered_status, correlation_id)
+                .await;
+        }
+        // A reply recorded before: catalog answering a re-drive, or a redelivery. Once the order
+        // is decided and announced, its projection was written too (before the announcement):
+        // nothing to do, for the one lookup of the announcement.
+        let decided = executed.order.status != Status::Placed;
+        if decided
+            && self
+                .store
+                .announced(&executed.order.id, executed.order.status)
+                .await?
+        {
+            return Ok(());
+        }
+        // A writer may have stopped between its append and its projection or announcement: what
+        // it left undone is done again, on the stored events (a decided order may have come from
+        // this process's copy, which may be behind them).
+        let order = if decided {
+            self.current(&reply.reference_id)
+                .await?
+                .ok_or(OrdersError::NotFound)?
+        } else {
+            executed.order
+        };
+        self.project(&order).await?;
+        self.announce(&order, false, correlation_id).await
     }
 
     /// Adds the owner's payment to a VALIDATED order and answers the order as it stood right
@@ -268,7 +313,10 @@ impl Orders {
         };
         let executed = self.execute(order_id, Some(owner), command).await?;
         self.project(&executed.order).await?;
-        if let Err(error) = self.announce(&executed, correlation_id).await {
+        if let Err(error) = self
+            .announce(&executed.order, executed.entered_status, correlation_id)
+            .await
+        {
             warn!(%error, order_id, "payment stored but not announced; the batch will");
         }
         fold_through_payment(order_id, &executed.events, &payment_id)
@@ -466,6 +514,7 @@ impl Orders {
             }
             return Err(error.into());
         }
+        self.store.mark_announced(&order.id, Status::Placed).await?;
         Ok(())
     }
 
@@ -512,12 +561,27 @@ impl Orders {
             };
             let event = match decide(&order, &command) {
                 Ok(Some(event)) => event,
+                // A reply for an order whose every line is answered in the copy: they are in the
+                // stream too (the copy is a prefix of it), so the reply is a duplicate for good
+                // and no store read can change that.
+                Ok(None)
+                    if order.status != Status::Placed
+                        && matches!(command, Command::ValidateArticle { .. }) =>
+                {
+                    return Ok(Executed {
+                        order,
+                        events,
+                        appended: false,
+                        entered_status: false,
+                    });
+                }
                 // Answered only from a fresh read: the copy may be behind another instance.
                 _ if !fresh => continue,
                 Ok(None) => {
                     return Ok(Executed {
                         order,
                         events,
+                        appended: false,
                         entered_status: false,
                     });
                 }
@@ -560,6 +624,7 @@ impl Orders {
                     entered_status: after.status != order.status,
                     order: after,
                     events,
+                    appended: true,
                 });
             }
         }
@@ -573,12 +638,16 @@ impl Orders {
     /// message here); both carry the same content, the fold of the same events. The store is
     /// not asked when this command's own event entered the status: an announcement needs a
     /// fold that has the event, so one made before this is at best a racing instance's.
-    async fn announce(&self, executed: &Executed, correlation_id: &str) -> Result<(), OrdersError> {
-        let order = &executed.order;
+    async fn announce(
+        &self,
+        order: &Order,
+        entered_status: bool,
+        correlation_id: &str,
+    ) -> Result<(), OrdersError> {
         if order.status == Status::Placed {
             return Ok(());
         }
-        if !executed.entered_status && self.store.announced(&order.id, order.status).await? {
+        if !entered_status && self.store.announced(&order.id, order.status).await? {
             return Ok(());
         }
         publish_status(&self.rabbit, order, correlation_id).await?;
@@ -593,6 +662,8 @@ struct Executed {
     order: Order,
     /// The events it folds.
     events: Vec<Recorded>,
+    /// Whether the command stored an event (else it was done before, or the copy says so).
+    appended: bool,
     /// Whether the command's event moved the order into its status.
     entered_status: bool,
 }

@@ -290,7 +290,8 @@ impl Store {
         newest_per_order(cursor).await
     }
 
-    /// Whether the broker confirmed the message of the order's `status`.
+    /// Whether the broker confirmed the message of the order's `status` (PLACED: its
+    /// `order_placed`).
     pub async fn announced(&self, order_id: &str, status: Status) -> mongodb::error::Result<bool> {
         let key = status_key(order_id, status);
         Ok(self

@@ -109,6 +109,36 @@ async fn a_second_answer_for_a_line_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_reply_for_an_order_already_decided_stores_and_publishes_nothing() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app
+        .validated_order(&token, &user_id, &[("a", 1, 2.0), ("b", 1, 3.0)])
+        .await;
+    app.next_published(kind::ORDER_VALIDATED).await;
+    app.wait_until_handled(queue::ORDERS_ARTICLE_DATA).await;
+    app.mark_projection(&order_id).await;
+
+    // Catalog answering a re-drive of the order: the same answers, and a changed one.
+    app.reply_article(&order_id, "a", true, 2.0).await;
+    app.reply_article(&order_id, "b", false, 0.0).await;
+    app.reply_article(&order_id, "a", true, 9.0).await;
+    app.wait_until_handled(queue::ORDERS_ARTICLE_DATA).await;
+
+    assert_eq!(app.events(&order_id).await.len(), 3);
+    assert!(
+        app.projection_untouched(&order_id).await,
+        "the projection was written again"
+    );
+    let validated = app.published_so_far(kind::ORDER_VALIDATED).await;
+    assert!(validated.is_empty(), "announced again: {validated:?}");
+    let invalid = app.published_so_far(kind::ORDER_INVALID).await;
+    assert!(invalid.is_empty(), "announced: {invalid:?}");
+    let order = app.get(&format!("/orders/{order_id}"), Some(&token)).await;
+    assert_eq!(order.json()["totalPrice"], json!(5.0), "{order}");
+}
+
+#[tokio::test]
 async fn concurrent_replies_for_every_line_take_distinct_positions() {
     let app = spawn_orders().await;
     let (token, user_id) = app.user("buyer01").await;
