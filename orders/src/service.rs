@@ -669,8 +669,8 @@ struct Executed {
 }
 
 /// The statuses a batch looks at. The validated batch also takes the INVALID orders, whose
-/// `order_invalid` is what makes catalog give their stock back: one whose publish was finally
-/// dead-lettered, or never confirmed, is published again.
+/// `order_invalid` is what makes catalog give their stock back: one the broker never confirmed is
+/// published again. (One that catalog's consumer dead-lettered was confirmed, and stays so.)
 fn checked_by(batch: Status) -> &'static [Status] {
     match batch {
         Status::Placed => &[Status::Placed],
