@@ -32,7 +32,8 @@ use crate::view::{self, CartViews};
 /// An operation that keeps losing the race for its cart's next position gives up (503).
 const MAX_ATTEMPTS: usize = 50;
 /// The longest a request waits for its turn on its user's lock before it goes on without it.
-/// A holder can wait out MongoDB's 3 s server selection while it is down, and requests queued
+/// A turn spans store reads and writes only (a checkout takes it once catalog has answered), but
+/// a holder can wait out MongoDB's 3 s server selection while it is down, and requests queued
 /// behind each other would wait that long each; and a burst of one user's changes on a slow
 /// store need not queue forever, since their appends decide anyway.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
@@ -477,9 +478,6 @@ impl Carts {
         correlation_id: &str,
     ) -> Result<Cart, CheckoutError> {
         let started = DateTime::now();
-        // Held from the first read to the close: catalog's answer to the last add, recorded
-        // meanwhile by this instance, would otherwise take the position the close wants.
-        let _turn = self.turn_to_write(user_id).await;
         let guess = self.recent.of_user(user_id).await;
         // Whether `cart` is this instance's copy, not yet caught up with the store.
         let mut copy = guess
@@ -522,7 +520,24 @@ impl Carts {
                     continue;
                 }
             }
-            match self.close(&cart, answers.clone(), correlation_id).await {
+            // The user's turn is taken only for the close, not across the catalog round trip
+            // (other writes of the user on this instance go on meanwhile). What this instance
+            // recorded on the cart meanwhile is in its copy: catalog's answer to the last add,
+            // typically, which would otherwise take the position the close wants, or a racing
+            // checkout's close. Decide again on it; the close's insert decides in any case.
+            let turn = self.turn_to_write(user_id).await;
+            if let Some(newer) = self
+                .recent
+                .get(&cart.id)
+                .await
+                .filter(|copy| copy.position > cart.position)
+            {
+                cart = newer;
+                continue;
+            }
+            let closed = self.close(&cart, answers.clone(), correlation_id).await;
+            drop(turn);
+            match closed {
                 Ok(Some(closed)) => {
                     info!(cart_id = closed.id, "cart checked out");
                     self.send_place_order(&closed).await;

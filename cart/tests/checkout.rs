@@ -185,6 +185,46 @@ async fn a_checkout_after_a_completed_one_finds_the_next_empty_cart() {
         .assert_is(400, json!({"error": "Cart is empty"}));
 }
 
+/// The checkout holds none of the user's other writes on this instance while it waits for
+/// catalog: an add made meanwhile lands in the cart being checked out (catalog holds its replies
+/// until the add has answered), and the checkout, finding it in its copy, closes the cart with
+/// it after asking catalog about the changed lines.
+#[tokio::test]
+async fn an_add_during_the_checkouts_catalog_question_is_not_held_and_is_closed_with_the_cart() {
+    let app = spawn_cart().await;
+    let catalog = app.catalog_answering_data_only();
+    let orders = app.orders();
+    catalog.set("a", true, 5);
+    catalog.set("late", true, 5);
+    let token = app.user().await;
+    let cart_id = id_of(&app.add(&token, "a", 1).await);
+    catalog.answer_data(false);
+    let late_add = async {
+        let asked = testkit::eventually(PATIENCE, || async {
+            catalog.data_requests_for(&cart_id) == 1
+        })
+        .await;
+        assert!(asked, "the checkout asks catalog");
+        let added = app.add(&token, "late", 2).await;
+        catalog.answer_data(true);
+        added
+    };
+    let (checkout, added) = tokio::join!(app.post(Some(&token), "/cart/checkout", None), late_add);
+    assert_eq!(id_of(&added), cart_id, "{added}");
+    assert_eq!(checkout.status, 200, "{checkout}");
+    let closed = checkout.json();
+    assert_eq!(id_of(&closed), cart_id);
+    let lines: Vec<_> = closed["articles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| (line["articleId"].clone(), line["quantity"].clone()))
+        .collect();
+    assert_eq!(lines, [(json!("a"), json!(1)), (json!("late"), json!(2))]);
+    assert!(testkit::eventually(PATIENCE, || async { orders.received_for(&cart_id) == 1 }).await);
+    assert_eq!(orders.received.lock().unwrap()[0].1.articles.len(), 2);
+}
+
 #[tokio::test]
 async fn a_lost_order_placed_leads_to_a_resend_and_the_cart_ends_with_its_order() {
     let app = spawn_cart_with(|config| {

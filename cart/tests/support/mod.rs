@@ -337,6 +337,8 @@ pub struct Catalog {
     pub articles: Arc<Mutex<HashMap<String, Article>>>,
     pub valid_requests: Arc<Mutex<Vec<ArticleValidRequest>>>,
     pub data_requests: Arc<Mutex<Vec<ArticleDataRequest>>>,
+    /// Whether `article-data` is answered now; while false, the replies wait for it.
+    answering_data: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Catalog {
@@ -375,6 +377,7 @@ impl Catalog {
             articles: Arc::default(),
             valid_requests: Arc::default(),
             data_requests: Arc::default(),
+            answering_data: Arc::new(tokio::sync::watch::Sender::new(true)),
         };
         let (me, replier) = (catalog.clone(), rabbit.clone());
         rabbit.consume(
@@ -396,6 +399,9 @@ impl Catalog {
                         quantity: request.quantity,
                     };
                     relabel(&mut reply);
+                    let mut answering = catalog.answering_data.subscribe();
+                    // Only fails once the catalog is gone, and then nobody waits for the reply.
+                    let _ = answering.wait_for(|answering| *answering).await;
                     rabbit
                         .reply(&message, reply)
                         .await
@@ -415,6 +421,11 @@ impl Catalog {
 
     fn article(&self, article_id: &str) -> Option<Article> {
         self.articles.lock().unwrap().get(article_id).copied()
+    }
+
+    /// Holds the `article-data` replies (`false`) until told to answer them (`true`).
+    pub fn answer_data(&self, answering: bool) {
+        self.answering_data.send_replace(answering);
     }
 
     /// The `article-data` questions about the lines of cart `cart_id` (its `referenceId`).
