@@ -1,19 +1,19 @@
-//! RabbitMQ side of orders: the `place_order` and `article-data` consumers, and the messages
-//! orders publishes on `sell_flow`. Every publish waits for the broker's confirm, and a consumer
+//! RabbitMQ side of orders: the `place_order`, `article-data` and `order_released` consumers,
+//! and the messages orders publishes on `sell_flow`. Every publish waits for the broker's confirm, and a consumer
 //! acks only once its events are stored and its follow-up messages confirmed.
 
 use std::sync::Arc;
 
 use rabbit::contract::{
-    ArticleDataReply, OrderInvalid, OrderPlaced, OrderStatusChanged, PlaceOrder, exchange, kind,
-    queue,
+    ArticleDataReply, OrderInvalid, OrderPlaced, OrderReleased, OrderStatusChanged, PlaceOrder,
+    exchange, kind, queue,
 };
 use rabbit::{Consumer, Envelope, HandlerError, Message, Rabbit, RabbitError, ReplyTo};
 
 use crate::order::{Order, Status};
 use crate::service::{Orders, OrdersError};
 
-/// Starts both consumers; they run until shutdown, across reconnects.
+/// Starts the consumers; they run until shutdown, across reconnects.
 pub fn consume(rabbit: &Rabbit, orders: Arc<Orders>) {
     let placing = orders.clone();
     rabbit.consume(
@@ -27,6 +27,22 @@ pub fn consume(rabbit: &Rabbit, orders: Arc<Orders>) {
                     .place(request.message.clone(), &request.correlation_id)
                     .await
                     .map_err(handler_error)
+            }
+        },
+    );
+    let releasing = orders.clone();
+    rabbit.consume(
+        Consumer::queue(queue::ORDERS_ORDER_RELEASED),
+        move |message: Arc<Message<OrderReleased>>| {
+            let orders = releasing.clone();
+            async move {
+                let order_id = &message.envelope.message.order_id;
+                if order_id.trim().is_empty() {
+                    return Err(HandlerError::Invalid(
+                        "order_released without an orderId".into(),
+                    ));
+                }
+                orders.record_release(order_id).await.map_err(handler_error)
             }
         },
     );

@@ -290,6 +290,34 @@ impl Orders {
         self.announce(&order, false, correlation_id).await
     }
 
+    /// Records catalog's `order_released`: the stock the order's `order_invalid` asked back is
+    /// back, so that message is done and the `validated` batch sends it no more. Recorded once
+    /// per order, by the insert of its `<orderId>:RELEASED` record; a repeat, or a release of an
+    /// order that is not INVALID (an unknown one), changes nothing.
+    pub async fn record_release(&self, order_id: &str) -> Result<(), OrdersError> {
+        self.ensure_ready()?;
+        // INVALID is final: this process's copy, a prefix of the stream, says so for good when
+        // it says INVALID; anything else is asked of the store.
+        let known = self.known_events.get(order_id).await;
+        let invalid = match known.and_then(|events| fold(order_id, &events)) {
+            Some(order) if order.status == Status::Invalid => true,
+            _ => self
+                .current(order_id)
+                .await?
+                .is_some_and(|order| order.status == Status::Invalid),
+        };
+        if !invalid {
+            warn!(order_id, "order_released for no INVALID order; ignored");
+            return Ok(());
+        }
+        if self.store.mark_released(order_id).await? {
+            info!(order_id, "catalog released the stock of the INVALID order");
+        } else {
+            info!(order_id, "order_released again; already recorded");
+        }
+        Ok(())
+    }
+
     /// Adds the owner's payment to a VALIDATED order and answers the order as it stood right
     /// after that payment. With an idempotency key the payment is paid once, whichever instance
     /// each retry reaches: its id, and so its event's `_id`, is derived from the owner and the

@@ -1,7 +1,8 @@
 //! MongoDB access: the append-only `events` collection (the truth), the `orders` projection that
 //! serves the REST reads, the `order_status` projection kept by the batches, the
-//! `announcements` that remember which status messages the broker confirmed, and the `redrives`
-//! that remember when each stuck order was re-driven.
+//! `announcements` that remember which status messages the broker confirmed (and which
+//! `order_invalid`s catalog answered with `order_released`), and the `redrives` that remember
+//! when each stuck order was re-driven.
 //!
 //! Nothing here relies on a read-modify-write of one document being atomic: FerretDB 1.x applies
 //! an update as a read followed by a write of the whole document, so two concurrent updates of
@@ -322,6 +323,24 @@ impl Store {
         }
     }
 
+    /// Records that catalog gave back the stock of the order's `order_invalid` (its
+    /// `order_released`): true when this call recorded it, false when it was recorded before.
+    /// Insert-only, beside the order's announcements: `{_id: "<orderId>:RELEASED", orderId,
+    /// status: "RELEASED", released}`.
+    pub async fn mark_released(&self, order_id: &str) -> mongodb::error::Result<bool> {
+        let record = doc! {
+            "_id": released_key(order_id),
+            "orderId": order_id,
+            "status": RELEASED,
+            "released": DateTime::now(),
+        };
+        match self.announcements.insert_one(record).await {
+            Ok(_) => Ok(true),
+            Err(error) if common::mongo::is_duplicate_key(&error) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     /// The orders whose projection is in one of `statuses` and not settled: the ones a batch
     /// still has to examine. Settled snapshots (terminal or waiting orders already recorded and
     /// announced) are filtered out by the server, so a run never reads the history.
@@ -523,6 +542,14 @@ fn snapshot_key(order: &Order) -> String {
 /// order reached.
 fn status_key(order_id: &str, status: Status) -> String {
     format!("{order_id}:{}", status.as_str())
+}
+
+/// The status of the record that says catalog released an INVALID order's stock.
+const RELEASED: &str = "RELEASED";
+
+/// `<orderId>:RELEASED`: the one record of an order's `order_released`.
+fn released_key(order_id: &str) -> String {
+    format!("{order_id}:{RELEASED}")
 }
 
 /// The newest snapshot of each order of a cursor sorted by order, then by position descending.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mongodb::bson::{Document, doc};
-use rabbit::contract::{ArticleDataReply, OrderLine, PlaceOrder, exchange, kind};
+use rabbit::contract::{ArticleDataReply, OrderLine, PlaceOrder, exchange, kind, queue};
 use rabbit::{Consumer, Envelope, Message, Rabbit};
 use reqwest::RequestBuilder;
 use serde_json::{Value, json};
@@ -31,6 +31,10 @@ const PUBLISHED: [&str; 4] = [
     kind::ORDER_VALIDATED,
     kind::ORDER_PAYMENT_DEFINED,
 ];
+
+/// How many consumers one orders instance runs: `place_order`, `article-data`,
+/// `order_released` and the logout broadcast.
+const ORDERS_CONSUMERS: usize = 4;
 
 /// An orders service, the auth service it asks about tokens, and the test's own RabbitMQ client.
 pub struct TestOrders {
@@ -242,9 +246,9 @@ impl TestOrders {
             .expect("a second orders starts");
         let url = format!("http://127.0.0.1:{}", running.addr.port());
         testkit::wait_healthy(&self.http, &url, "orders").await;
-        // Each instance consumes `place_order`, `article-data` and the logout broadcast, and so
-        // does auth consume its own logouts.
-        let expected = PUBLISHED.len() + 1 + 2 * 3;
+        // Each instance consumes `place_order`, `article-data`, `order_released` and the logout
+        // broadcast, and so does auth consume its own logouts.
+        let expected = PUBLISHED.len() + 1 + 2 * ORDERS_CONSUMERS;
         let consuming = testkit::eventually(PATIENCE, || async {
             self.vhost.consumer_count().await >= expected
         })
@@ -263,12 +267,12 @@ impl TestOrders {
         arrived
     }
 
-    /// Waits until orders consumes both of its queues and the logout broadcast (the test's own
+    /// Waits until orders consumes its queues and the logout broadcast (the test's own
     /// consumers and auth's logout consumer count too).
     pub async fn wait_for_consumers(&self) {
         let others = PUBLISHED.len() + 1;
         let consuming = testkit::eventually(PATIENCE, || async {
-            self.vhost.consumer_count().await >= others + 3
+            self.vhost.consumer_count().await >= others + ORDERS_CONSUMERS
         })
         .await;
         assert!(consuming, "orders never consumed its queues");
@@ -322,6 +326,86 @@ impl TestOrders {
             quantity: None,
         };
         self.publish_raw(kind::ARTICLE_DATA, json!(reply)).await
+    }
+
+    /// Publishes catalog's `order_released` for `order_id`, as catalog answers an
+    /// `order_invalid` once the stock is back.
+    pub async fn release(&self, order_id: &str) -> String {
+        self.publish_raw(kind::ORDER_RELEASED, json!({"orderId": order_id}))
+            .await
+    }
+
+    /// Plays catalog's `order_invalid` consumer: every `order_invalid` arriving on
+    /// `catalog.order_invalid`, in order of arrival; each answered at once with `order_released`
+    /// when `answering`, left unanswered else.
+    pub fn catalog_order_invalid(
+        &self,
+        answering: bool,
+    ) -> mpsc::UnboundedReceiver<Envelope<Value>> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let rabbit = self.rabbit.clone();
+        self.rabbit.consume(
+            Consumer::queue(queue::CATALOG_ORDER_INVALID),
+            move |message: Arc<Message<Value>>| {
+                let (sender, rabbit) = (sender.clone(), rabbit.clone());
+                async move {
+                    let invalid = message.envelope.clone();
+                    if answering {
+                        let released = json!({"orderId": invalid.message["orderId"]});
+                        let envelope =
+                            Envelope::new(kind::ORDER_RELEASED, &invalid.correlation_id, released);
+                        rabbit
+                            .publish(exchange::ORDERS, kind::ORDER_RELEASED, &envelope)
+                            .await
+                            .expect("the broker takes the message");
+                    }
+                    let _ = sender.send(invalid);
+                    Ok(())
+                }
+            },
+        );
+        receiver
+    }
+
+    /// The release records of `order_id` (`<orderId>:RELEASED`, beside its announcements).
+    pub async fn release_records(&self, order_id: &str) -> Vec<Document> {
+        use futures_util::TryStreamExt;
+        self.db
+            .collection::<Document>("announcements")
+            .find(doc! {"orderId": order_id, "status": "RELEASED"})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the release of `order_id` is recorded; returns its record.
+    pub async fn wait_for_release(&self, order_id: &str) -> Document {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(record) = self.release_records(order_id).await.pop() {
+                return record;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the release of {order_id} was never recorded"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// An INVALID order (line `a` refused, line `b` reserved) whose `order_invalid` orders
+    /// published; returns its id.
+    pub async fn invalid_order(&self, token: &str, user_id: &str) -> String {
+        let order_id = self
+            .placed_order(user_id, vec![line("a", 1), line("b", 2)])
+            .await;
+        self.reply_article(&order_id, "a", false, 0.0).await;
+        self.reply_article(&order_id, "b", true, 1.0).await;
+        self.wait_for_status(&order_id, token, "INVALID").await;
+        self.wait_for_announcement(&order_id, "INVALID").await;
+        order_id
     }
 
     /// The next message of type `kind` orders published; panics when none comes.
