@@ -87,13 +87,21 @@ pub fn mongo_url() -> Result<String, ConfigError> {
     )
 }
 
-/// `RABBIT_URL`, the broker every service connects to.
+/// `RABBIT_URL`, the broker every service connects to. Also checks `RABBIT_QUEUE_TYPE`, which
+/// `rabbit::Rabbit::start` reads, so that every service refuses an invalid one at start.
 pub fn rabbit_url() -> Result<String, ConfigError> {
+    rabbit_queue_type()?;
     url(
         "RABBIT_URL",
         "amqp://guest:guest@localhost:5672/%2f",
         &["amqp", "amqps"],
     )
+}
+
+/// `RABBIT_QUEUE_TYPE`: `quorum` (the default) or `classic`, the type of the queues services
+/// declare.
+pub fn rabbit_queue_type() -> Result<rabbit::QueueType, ConfigError> {
+    var(rabbit::QueueType::VARIABLE, rabbit::QueueType::default())
 }
 
 /// `REDIS_URL`: image's store, and where cart and orders keep their read models.
@@ -160,6 +168,17 @@ mod tests {
             url("COMMON_TEST_URL2", "", &["http", "https"]).unwrap(),
             "http://auth:3000"
         );
+    }
+
+    #[test]
+    fn queue_type_is_quorum_or_classic() {
+        assert_eq!(
+            var("COMMON_TEST_QUEUE_TYPE_UNSET", rabbit::QueueType::default()),
+            Ok(rabbit::QueueType::Quorum)
+        );
+        unsafe { std::env::set_var("COMMON_TEST_QUEUE_TYPE", "mirrored") };
+        let error = var("COMMON_TEST_QUEUE_TYPE", rabbit::QueueType::Quorum).unwrap_err();
+        assert_eq!(error.reason, "expected quorum or classic");
     }
 
     #[test]

@@ -6,10 +6,10 @@ use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection, ConnectionProperties, Event};
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::Topology;
 use crate::request::RequestChannels;
+use crate::{QueueType, Topology};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -78,7 +78,16 @@ pub struct Rabbit {
 
 impl Rabbit {
     /// Starts the supervisor and returns at once: the service starts even while the broker is down.
-    pub fn start(url: &str, topology: Topology, shutdown: CancellationToken) -> Self {
+    /// The topology's queues are of the type it names, or else of the type `RABBIT_QUEUE_TYPE`
+    /// says (quorum when unset or invalid: services refuse an invalid one at start).
+    pub fn start(url: &str, mut topology: Topology, shutdown: CancellationToken) -> Self {
+        if topology.queue_type.is_none() {
+            let configured = QueueType::configured().unwrap_or_else(|reason| {
+                error!(%reason, "invalid {}; declaring quorum queues", QueueType::VARIABLE);
+                QueueType::Quorum
+            });
+            topology.queue_type = Some(configured);
+        }
         let (sender, link) = watch::channel(None);
         tokio::spawn(supervise(
             url.to_owned(),
@@ -161,9 +170,7 @@ async fn supervise(
 
 async fn open(url: &str, topology: &Topology) -> lapin::Result<Link> {
     let connection = Connection::connect(url, ConnectionProperties::default()).await?;
-    let declaring = connection.create_channel().await?;
-    topology.declare(&declaring).await?;
-    let _ = declaring.close(200, "topology declared".into()).await;
+    topology.declare(&connection).await?;
     let publisher = confirmed_channel(&connection).await?;
     Ok(Link {
         connection: Arc::new(connection),

@@ -1,8 +1,8 @@
 //! Everything the services share about RabbitMQ: the JSON envelope every message travels in, the
-//! durable topology with its dead-letter queues, and a supervised connection that recovers by
-//! itself (backoff, topology redeclared, consumers resumed). On top of it: a publisher that waits
-//! for broker confirms, a consumer loop that acks only after its handler succeeded, and RabbitMQ
-//! direct reply-to requests.
+//! durable topology (quorum queues unless `RABBIT_QUEUE_TYPE=classic`) with its dead-letter
+//! queues, and a supervised connection that recovers by itself (backoff, topology redeclared,
+//! consumers resumed). On top of it: a publisher that waits for broker confirms, a consumer loop
+//! that acks only after its handler succeeded, and RabbitMQ direct reply-to requests.
 
 mod connection;
 mod consumer;
@@ -17,7 +17,7 @@ pub use consumer::{Consumer, HandlerError, Message, Source};
 pub use envelope::{Envelope, ReplyTo};
 pub use lapin::ExchangeKind;
 pub use publisher::IN_REPLY_TO;
-pub use topology::{DEAD_LETTER_EXCHANGE, Exchange, Queue, Topology};
+pub use topology::{DEAD_LETTER_EXCHANGE, Exchange, Queue, QueueType, Topology};
 
 /// The fanout exchange auth broadcasts revoked tokens on (CONTRACT section 9).
 pub const AUTH_EXCHANGE: &str = contract::exchange::AUTH;

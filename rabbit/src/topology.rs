@@ -1,6 +1,9 @@
+use std::str::FromStr;
+
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
+use tracing::warn;
 
 /// Messages that cannot be parsed or keep failing go here, routed by their queue's name to
 /// `<queue>.dlq`.
@@ -23,10 +26,59 @@ pub struct Queue {
 
 /// What one service declares. Declaring is idempotent, so every service declares all it touches
 /// and the order in which services start does not matter. Redeclared after every reconnect.
+///
+/// Every queue, dead-letter queues included, is of one [`QueueType`]: quorum queues unless the
+/// topology or `RABBIT_QUEUE_TYPE` says otherwise. A queue that already exists with other
+/// arguments (a classic queue an earlier version declared, say) is used as it is, with a warning:
+/// RabbitMQ cannot change a queue's type, and deleting it would lose its messages.
 #[derive(Debug, Clone, Default)]
 pub struct Topology {
     pub exchanges: Vec<Exchange>,
     pub queues: Vec<Queue>,
+    /// `None`: as `RABBIT_QUEUE_TYPE` says ([`QueueType::configured`]) when [`Rabbit::start`]
+    /// starts the connection.
+    ///
+    /// [`Rabbit::start`]: crate::Rabbit::start
+    pub queue_type: Option<QueueType>,
+}
+
+/// The type of every queue of a topology (`x-queue-type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    /// Replicated (Raft) over up to three nodes of a cluster: a message the broker confirmed
+    /// survives the loss of any one of three. Always durable, never exclusive or auto-delete;
+    /// per-message TTL and dead-lettering work as on classic queues. On a single node it holds its
+    /// messages alone, as a classic queue would, but takes longer to declare and to delete.
+    #[default]
+    Quorum,
+    /// Kept by one node (declared without `x-queue-type`, as before quorum queues): lost with it.
+    Classic,
+}
+
+impl QueueType {
+    /// The variable that chooses the queue type of a service's topology.
+    pub const VARIABLE: &str = "RABBIT_QUEUE_TYPE";
+
+    /// `RABBIT_QUEUE_TYPE` (`quorum` or `classic`), quorum when it is unset.
+    pub fn configured() -> Result<Self, String> {
+        match std::env::var(Self::VARIABLE) {
+            Ok(value) => value.parse(),
+            Err(std::env::VarError::NotPresent) => Ok(Self::default()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+}
+
+impl FromStr for QueueType {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.trim() {
+            "quorum" => Ok(Self::Quorum),
+            "classic" => Ok(Self::Classic),
+            _ => Err("expected quorum or classic".into()),
+        }
+    }
 }
 
 impl Topology {
@@ -35,6 +87,12 @@ impl Topology {
             name: name.into(),
             kind,
         });
+        self
+    }
+
+    /// Declares every queue as `queue_type`, whatever `RABBIT_QUEUE_TYPE` says.
+    pub fn queue_type(mut self, queue_type: QueueType) -> Self {
+        self.queue_type = Some(queue_type);
         self
     }
 
@@ -47,17 +105,43 @@ impl Topology {
         self
     }
 
-    pub(crate) async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
-        declare_exchange(channel, DEAD_LETTER_EXCHANGE, ExchangeKind::Direct).await?;
-        for exchange in &self.exchanges {
-            declare_exchange(channel, &exchange.name, exchange.kind.clone()).await?;
-        }
-        for queue in &self.queues {
-            let dlq = format!("{}.dlq", queue.name);
-            declare_queue(channel, &dlq, FieldTable::default()).await?;
-            bind(channel, &dlq, DEAD_LETTER_EXCHANGE, &queue.name).await?;
+    /// Declares everything on a channel of its own, which it closes. Errors other than a queue
+    /// found with other arguments fail the declaration (and the connection attempt).
+    pub(crate) async fn declare(&self, connection: &Connection) -> lapin::Result<()> {
+        let mut declaring = Declaring {
+            connection,
+            channel: connection.create_channel().await?,
+            queue_type: self.queue_type.unwrap_or_default(),
+        };
+        declaring.run(self).await?;
+        let _ = declaring
+            .channel
+            .close(200, "topology declared".into())
+            .await;
+        Ok(())
+    }
+}
 
-            let mut arguments = FieldTable::default();
+struct Declaring<'a> {
+    connection: &'a Connection,
+    /// Replaced when the broker closes it over a queue declared with other arguments.
+    channel: Channel,
+    queue_type: QueueType,
+}
+
+impl Declaring<'_> {
+    async fn run(&mut self, topology: &Topology) -> lapin::Result<()> {
+        self.exchange(DEAD_LETTER_EXCHANGE, ExchangeKind::Direct)
+            .await?;
+        for exchange in &topology.exchanges {
+            self.exchange(&exchange.name, exchange.kind.clone()).await?;
+        }
+        for queue in &topology.queues {
+            let dlq = format!("{}.dlq", queue.name);
+            self.queue(&dlq, self.arguments()).await?;
+            self.bind(&dlq, DEAD_LETTER_EXCHANGE, &queue.name).await?;
+
+            let mut arguments = self.arguments();
             arguments.insert(
                 "x-dead-letter-exchange".into(),
                 AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()),
@@ -66,34 +150,72 @@ impl Topology {
                 "x-dead-letter-routing-key".into(),
                 AMQPValue::LongString(queue.name.as_str().into()),
             );
-            declare_queue(channel, &queue.name, arguments).await?;
+            self.queue(&queue.name, arguments).await?;
             for (exchange, routing_key) in &queue.bindings {
-                bind(channel, &queue.name, exchange, routing_key).await?;
+                self.bind(&queue.name, exchange, routing_key).await?;
             }
         }
         Ok(())
     }
+
+    /// The arguments every queue starts from.
+    fn arguments(&self) -> FieldTable {
+        let mut arguments = FieldTable::default();
+        if self.queue_type == QueueType::Quorum {
+            arguments.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString("quorum".into()),
+            );
+        }
+        arguments
+    }
+
+    async fn exchange(&self, name: &str, kind: ExchangeKind) -> lapin::Result<()> {
+        let options = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        self.channel
+            .exchange_declare(name.into(), kind, options, FieldTable::default())
+            .await
+    }
+
+    async fn queue(&mut self, name: &str, arguments: FieldTable) -> lapin::Result<()> {
+        let options = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        match self
+            .channel
+            .queue_declare(name.into(), options, arguments)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if is_precondition_failed(&error) => {
+                warn!(
+                    queue = name,
+                    %error,
+                    "the queue exists with other arguments (another type, or from an earlier \
+                     version): using it as it is; see the README on quorum queues to replace it"
+                );
+                self.channel = self.connection.create_channel().await?;
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn bind(&self, queue: &str, exchange: &str, routing_key: &str) -> lapin::Result<()> {
+        bind(&self.channel, queue, exchange, routing_key).await
+    }
 }
 
-async fn declare_exchange(channel: &Channel, name: &str, kind: ExchangeKind) -> lapin::Result<()> {
-    let options = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .exchange_declare(name.into(), kind, options, FieldTable::default())
-        .await
-}
-
-async fn declare_queue(channel: &Channel, name: &str, arguments: FieldTable) -> lapin::Result<()> {
-    let options = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    channel
-        .queue_declare(name.into(), options, arguments)
-        .await
-        .map(drop)
+/// The broker refused a declaration that contradicts what exists (406 PRECONDITION_FAILED); it
+/// closes the channel.
+fn is_precondition_failed(error: &lapin::Error) -> bool {
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(error)
+        if error.kind() == &lapin::protocol::AMQPErrorKind::Soft(
+            lapin::protocol::AMQPSoftError::PRECONDITIONFAILED))
 }
 
 pub(crate) async fn bind(
@@ -111,4 +233,17 @@ pub(crate) async fn bind(
             FieldTable::default(),
         )
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_type_is_quorum_or_classic() {
+        assert_eq!("quorum".parse(), Ok(QueueType::Quorum));
+        assert_eq!(" classic\n".parse(), Ok(QueueType::Classic));
+        assert!("stream".parse::<QueueType>().is_err());
+        assert_eq!(QueueType::default(), QueueType::Quorum);
+    }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use rabbit::{
-    Consumer, Envelope, ExchangeKind, HandlerError, Message, Rabbit, RabbitError, Topology,
+    Consumer, Envelope, ExchangeKind, HandlerError, Message, QueueType, Rabbit, RabbitError,
+    Topology,
 };
 use serde::{Deserialize, Serialize};
 use testkit::{Vhost, eventually};
@@ -20,10 +21,12 @@ struct Job {
     n: u32,
 }
 
+/// Of quorum queues, whatever `RABBIT_QUEUE_TYPE` says (`scripts/test.sh` sets it to classic).
 fn topology() -> Topology {
     Topology::default()
         .exchange("work", ExchangeKind::Direct)
         .queue("work.jobs", "work", "job")
+        .queue_type(QueueType::Quorum)
 }
 
 /// A connected `Rabbit` on the test's vhost, stopped when the test ends.

@@ -11,7 +11,8 @@ use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
 use lapin::{Connection, ConnectionProperties};
 use rabbit::{
-    Consumer, Envelope, ExchangeKind, HandlerError, Message, Rabbit, RabbitError, Topology,
+    Consumer, Envelope, ExchangeKind, HandlerError, Message, QueueType, Rabbit, RabbitError,
+    Topology,
 };
 use serde::{Deserialize, Serialize};
 use testkit::{Vhost, eventually};
@@ -67,7 +68,8 @@ async fn broker_replying(replier_kind: Replier) -> Broker {
     let shutdown = CancellationToken::new();
     let topology = Topology::default()
         .exchange("math", ExchangeKind::Direct)
-        .queue("math.double", "math", "double");
+        .queue("math.double", "math", "double")
+        .queue_type(QueueType::Quorum);
     let requester = Rabbit::start(&vhost.amqp_url(), topology.clone(), shutdown.clone());
     let responder = Rabbit::start(&vhost.amqp_url(), topology, shutdown.clone());
     let late_replies = Arc::new(Mutex::new(Vec::new()));
@@ -259,7 +261,8 @@ async fn nobody_answering() -> (Rabbit, Vhost, DropGuard) {
     let shutdown = CancellationToken::new();
     let topology = Topology::default()
         .exchange("math", ExchangeKind::Direct)
-        .queue("math.double", "math", "double");
+        .queue("math.double", "math", "double")
+        .queue_type(QueueType::Quorum);
     let rabbit = Rabbit::start(&vhost.amqp_url(), topology, shutdown.clone());
     assert!(rabbit.wait_connected(WAIT).await, "connects to RabbitMQ");
     (rabbit, vhost, shutdown.drop_guard())

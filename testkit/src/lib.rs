@@ -104,6 +104,12 @@ impl Vhost {
         queue["messages"].as_u64().unwrap_or(0)
     }
 
+    /// What the management API says about `queue`: its `type` (`classic`, `quorum`), its
+    /// `arguments`, ...; an object with an `error` when there is no such queue.
+    pub async fn queue(&self, queue: &str) -> Value {
+        management_get(&format!("queues/{}/{}", self.name, encode(queue))).await
+    }
+
     /// Publishes `body` (a JSON envelope) persistent on `exchange` with `routing_key`, as an
     /// operator would from the management UI; panics unless the broker routed it to a queue.
     pub async fn publish(&self, exchange: &str, routing_key: &str, body: &Value) {
