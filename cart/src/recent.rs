@@ -9,10 +9,12 @@ use std::time::Duration;
 use moka::future::Cache;
 use moka::ops::compute::Op;
 
-use crate::cart::{self, Cart};
+use crate::cart::{self, Cart, Line};
 
-/// Carts kept; the least recently used go first.
-const CAPACITY: u64 = 100_000;
+/// What the kept carts may weigh together, in approximate bytes (see `weight`); the least
+/// recently used go first. 64 MiB: some 100,000 carts of a few lines, or about 4,000 of the
+/// largest (`cart::MAX_LINES` lines with the longest article ids).
+const CAPACITY: u64 = 64 * 1024 * 1024;
 /// A user idle this long is forgotten: the guess would be stale more often than not.
 const IDLE: Duration = Duration::from_secs(600);
 
@@ -21,16 +23,38 @@ pub struct RecentCarts(Cache<String, Cart>);
 
 impl Default for RecentCarts {
     fn default() -> Self {
+        Self::with_capacity(CAPACITY)
+    }
+}
+
+/// A user's cart's weight in approximate bytes: the cart, its key and its strings, and each line
+/// with its article id. A cart of many lines counts for what it holds, not as one entry.
+fn weight(user_id: &String, cart: &Cart) -> u32 {
+    let strings = [user_id, &cart.id, &cart.user_id, &cart.order_id]
+        .iter()
+        .map(|text| text.len())
+        .sum::<usize>()
+        + cart.correlation_id.as_ref().map_or(0, String::len);
+    let lines = cart
+        .articles
+        .iter()
+        .map(|line| size_of::<Line>() + line.article_id.len())
+        .sum::<usize>();
+    u32::try_from(size_of::<Cart>() + strings + lines).unwrap_or(u32::MAX)
+}
+
+impl RecentCarts {
+    /// Keeps carts weighing at most `capacity` bytes together (see `weight`).
+    fn with_capacity(capacity: u64) -> Self {
         Self(
             Cache::builder()
-                .max_capacity(CAPACITY)
+                .max_capacity(capacity)
+                .weigher(weight)
                 .time_to_idle(IDLE)
                 .build(),
         )
     }
-}
 
-impl RecentCarts {
     /// The user's newest cart as last seen here; maybe behind the store.
     pub async fn of_user(&self, user_id: &str) -> Option<Cart> {
         self.0.get(user_id).await
@@ -67,6 +91,43 @@ fn is_newer(kept: &Cart, cart: &Cart) -> bool {
 mod tests {
     use super::*;
     use crate::cart::test_cart as cart;
+
+    /// User `user`'s first cart with `lines` lines.
+    fn cart_with_lines(user: usize, lines: usize) -> Cart {
+        let mut cart = cart(0, lines as i64);
+        cart.user_id = format!("user-{user}");
+        cart.id = cart::cart_id(&cart.user_id, 0);
+        cart.articles = (0..lines)
+            .map(|n| Line {
+                article_id: format!("article-{n}"),
+                quantity: 1,
+                valid: true,
+                validated: true,
+                version: n as i64 + 1,
+            })
+            .collect();
+        cart
+    }
+
+    #[tokio::test]
+    async fn carts_are_bounded_by_what_they_weigh_not_by_their_count() {
+        let full = cart_with_lines(0, 100);
+        let capacity = 3 * u64::from(weight(&full.user_id, &full));
+        let recent = RecentCarts::with_capacity(capacity);
+        for user in 0..10 {
+            recent.keep(&cart_with_lines(user, 100)).await;
+        }
+        recent.0.run_pending_tasks().await;
+        assert!(recent.0.weighted_size() <= capacity);
+        assert!(recent.0.entry_count() <= 3, "{}", recent.0.entry_count());
+
+        let recent = RecentCarts::with_capacity(capacity);
+        for user in 0..50 {
+            recent.keep(&cart_with_lines(user, 1)).await;
+        }
+        recent.0.run_pending_tasks().await;
+        assert_eq!(recent.0.entry_count(), 50, "small carts take little room");
+    }
 
     #[tokio::test]
     async fn keeps_the_newest_cart_of_a_user() {

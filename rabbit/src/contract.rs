@@ -58,6 +58,9 @@ pub mod queue {
 }
 
 /// Every exchange and durable queue of the system, with their bindings and dead-letter queues.
+/// Catalog's two queues of questions are request queues: a question may expire once its asker
+/// stopped waiting (direct reply-to) or will ask again, and its expired copies must not pile up in
+/// the dead-letter queue ([`Topology::request_queue`]).
 pub fn topology() -> Topology {
     use exchange::*;
     use kind::*;
@@ -69,8 +72,8 @@ pub fn topology() -> Topology {
         .exchange(ORDERS, ExchangeKind::Direct)
         .exchange(SELL_FLOW, ExchangeKind::Topic)
         .exchange(CATALOG_CHANGES, ExchangeKind::Fanout)
-        .queue(CATALOG_ARTICLE_VALID, CATALOG, ARTICLE_VALID)
-        .queue(CATALOG_ARTICLE_DATA, CATALOG, ARTICLE_DATA)
+        .request_queue(CATALOG_ARTICLE_VALID, CATALOG, ARTICLE_VALID)
+        .request_queue(CATALOG_ARTICLE_DATA, CATALOG, ARTICLE_DATA)
         .queue(CATALOG_ORDER_PLACED, SELL_FLOW, ORDER_PLACED)
         .queue(CATALOG_ORDER_INVALID, SELL_FLOW, ORDER_INVALID)
         .queue(CART_ARTICLE_VALID, CART, ARTICLE_VALID)
@@ -225,6 +228,20 @@ mod tests {
                 .iter()
                 .all(|(e, _)| e != exchange::CATALOG_CHANGES)),
             "each instance binds its own exclusive queue"
+        );
+    }
+
+    #[test]
+    fn only_the_dead_letters_of_catalogs_questions_expire() {
+        let expiring: Vec<_> = topology()
+            .queues
+            .into_iter()
+            .filter(|queue| queue.dead_letters_kept.is_some())
+            .map(|queue| queue.name)
+            .collect();
+        assert_eq!(
+            expiring,
+            [queue::CATALOG_ARTICLE_VALID, queue::CATALOG_ARTICLE_DATA]
         );
     }
 

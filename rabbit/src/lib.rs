@@ -17,7 +17,10 @@ pub use consumer::{Consumer, HandlerError, Message, Source};
 pub use envelope::{Envelope, ReplyTo};
 pub use lapin::ExchangeKind;
 pub use publisher::IN_REPLY_TO;
-pub use topology::{DEAD_LETTER_EXCHANGE, Exchange, Queue, QueueType, Topology};
+pub use topology::{
+    DEAD_LETTER_EXCHANGE, Exchange, Queue, QueueType, REQUEST_DEAD_LETTERS_KEPT,
+    REQUEST_DEAD_LETTERS_MAX, Topology,
+};
 
 /// The fanout exchange auth broadcasts revoked tokens on (CONTRACT section 9).
 pub const AUTH_EXCHANGE: &str = contract::exchange::AUTH;

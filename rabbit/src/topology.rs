@@ -1,4 +1,5 @@
 use std::str::FromStr;
+use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
@@ -8,6 +9,11 @@ use tracing::warn;
 /// Messages that cannot be parsed or keep failing go here, routed by their queue's name to
 /// `<queue>.dlq`.
 pub const DEAD_LETTER_EXCHANGE: &str = "dead_letter";
+
+/// How long the dead-letter queue of a request queue keeps a message.
+pub const REQUEST_DEAD_LETTERS_KEPT: Duration = Duration::from_secs(3600);
+/// How many messages the dead-letter queue of a request queue keeps at most (the oldest go first).
+pub const REQUEST_DEAD_LETTERS_MAX: u32 = 10_000;
 
 /// A durable exchange.
 #[derive(Debug, Clone)]
@@ -22,6 +28,8 @@ pub struct Queue {
     pub name: String,
     /// `(exchange, routing key)` pairs.
     pub bindings: Vec<(String, String)>,
+    /// How long `<queue>.dlq` keeps a message; `None`: until someone takes it.
+    pub dead_letters_kept: Option<Duration>,
 }
 
 /// What one service declares. Declaring is idempotent, so every service declares all it touches
@@ -101,8 +109,23 @@ impl Topology {
         self.queues.push(Queue {
             name: name.into(),
             bindings: vec![(exchange.into(), routing_key.into())],
+            dead_letters_kept: None,
         });
         self
+    }
+
+    /// A durable queue of requests that are worth answering only for a while, and carry an AMQP
+    /// `expiration` to say so (a direct reply-to request its timeout; a question asked again
+    /// periodically, its period). One that expires unanswered is dead-lettered like any other
+    /// message, but nobody waits for it any more: so `<queue>.dlq` keeps messages only
+    /// [`REQUEST_DEAD_LETTERS_KEPT`], and [`REQUEST_DEAD_LETTERS_MAX`] at most, long enough to
+    /// see why requests fail, never piling up.
+    pub fn request_queue(self, name: &str, exchange: &str, routing_key: &str) -> Self {
+        let mut topology = self.queue(name, exchange, routing_key);
+        if let Some(queue) = topology.queues.last_mut() {
+            queue.dead_letters_kept = Some(REQUEST_DEAD_LETTERS_KEPT);
+        }
+        topology
     }
 
     /// Declares everything on a channel of its own, which it closes. Errors other than a queue
@@ -138,7 +161,16 @@ impl Declaring<'_> {
         }
         for queue in &topology.queues {
             let dlq = format!("{}.dlq", queue.name);
-            self.queue(&dlq, self.arguments()).await?;
+            let mut arguments = self.arguments();
+            if let Some(kept) = queue.dead_letters_kept {
+                let millis = u32::try_from(kept.as_millis()).unwrap_or(u32::MAX);
+                arguments.insert("x-message-ttl".into(), AMQPValue::LongUInt(millis));
+                arguments.insert(
+                    "x-max-length".into(),
+                    AMQPValue::LongUInt(REQUEST_DEAD_LETTERS_MAX),
+                );
+            }
+            self.queue(&dlq, arguments).await?;
             self.bind(&dlq, DEAD_LETTER_EXCHANGE, &queue.name).await?;
 
             let mut arguments = self.arguments();

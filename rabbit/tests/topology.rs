@@ -6,7 +6,10 @@ use std::time::Duration;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
-use rabbit::{Consumer, Envelope, ExchangeKind, Message, QueueType, Rabbit, Topology};
+use rabbit::{
+    Consumer, Envelope, ExchangeKind, Message, QueueType, REQUEST_DEAD_LETTERS_MAX, Rabbit,
+    RabbitError, Topology,
+};
 use serde::{Deserialize, Serialize};
 use testkit::{Vhost, eventually};
 use tokio::sync::mpsc;
@@ -132,4 +135,64 @@ async fn a_topology_of_classic_queues_declares_them_without_a_queue_type() {
         assert_eq!(arguments.get("x-queue-type"), None, "{queue}: {arguments}");
     }
     round_trip(&rabbit).await;
+}
+
+/// How many messages `queue` holds now (a passive declare: exact, unlike the management API's
+/// statistics).
+async fn message_count(vhost: &Vhost, queue: &str) -> u32 {
+    let connection = Connection::connect(&vhost.amqp_url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let queue = channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+        .unwrap();
+    let _ = connection.close(200, "counted".into()).await;
+    queue.message_count()
+}
+
+#[tokio::test]
+async fn the_dead_letters_of_a_request_queue_expire_instead_of_piling_up() {
+    let vhost = Vhost::create().await;
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let mut topology = Topology::default()
+        .exchange("work", ExchangeKind::Direct)
+        .request_queue("work.questions", "work", "question")
+        .queue_type(QueueType::Quorum);
+    // An hour in production; short enough here to watch.
+    topology.queues[0].dead_letters_kept = Some(Duration::from_millis(1500));
+    let rabbit = Rabbit::start(&vhost.amqp_url(), topology, shutdown);
+    assert!(rabbit.wait_connected(WAIT).await, "connects to RabbitMQ");
+
+    // Nobody answers: the request expires after its timeout and is dead-lettered.
+    let envelope = Envelope::new("question", "c-1", Job { n: 1 });
+    let timeout = Duration::from_millis(200);
+    let answer = rabbit
+        .request::<_, Job>("work", "question", envelope, timeout)
+        .await;
+    assert!(matches!(answer, Err(RabbitError::Timeout)), "{answer:?}");
+    let dead_lettered = eventually(WAIT, || async {
+        message_count(&vhost, "work.questions.dlq").await == 1
+    })
+    .await;
+    assert!(
+        dead_lettered,
+        "the expired request reached the dead-letter queue"
+    );
+    let expired = eventually(WAIT, || async {
+        message_count(&vhost, "work.questions.dlq").await == 0
+    })
+    .await;
+    assert!(expired, "and left it after the time it is kept");
+
+    let arguments = &vhost.queue("work.questions.dlq").await["arguments"];
+    assert_eq!(arguments["x-message-ttl"], 1500);
+    assert_eq!(arguments["x-max-length"], REQUEST_DEAD_LETTERS_MAX);
+    assert_eq!(arguments["x-queue-type"], "quorum");
 }
