@@ -31,6 +31,21 @@ impl Rabbit {
         .await
     }
 
+    /// [`Rabbit::publish`] for a message only useful for `ttl`: it carries that AMQP
+    /// `expiration`, so a message no consumer took in time leaves its queue instead of piling up
+    /// behind a stopped consumer (e.g. periodic questions that the next round asks again).
+    pub async fn publish_expiring<T: Serialize>(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        envelope: &Envelope<T>,
+        ttl: Duration,
+    ) -> Result<(), RabbitError> {
+        let properties = properties(&envelope.correlation_id).with_expiration(expiration(ttl));
+        self.publish_with(exchange, routing_key, envelope, properties)
+            .await
+    }
+
     async fn publish_with<T: Serialize>(
         &self,
         exchange: &str,
@@ -122,6 +137,12 @@ pub(crate) fn properties(correlation_id: &str) -> BasicProperties {
         .with_delivery_mode(2)
         .with_message_id(uuid::Uuid::new_v4().to_string().into())
         .with_correlation_id(correlation_id.into())
+}
+
+/// An AMQP `expiration`: whole milliseconds as a string, at least 1 (0 would mean "deliver now or
+/// drop").
+pub(crate) fn expiration(ttl: Duration) -> lapin::types::ShortString {
+    ttl.as_millis().max(1).to_string().into()
 }
 
 /// Publishes on a confirmed channel of its own, closed afterwards.

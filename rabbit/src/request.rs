@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use tracing::debug;
 
 use crate::envelope::DIRECT_REPLY_TO;
-use crate::publisher::{IN_REPLY_TO, confirmed_publish, properties};
+use crate::publisher::{IN_REPLY_TO, confirmed_publish, expiration, properties};
 use crate::{Envelope, Rabbit, RabbitError};
 
 /// How many idle request channels a connection keeps; a channel given back beyond this is closed.
@@ -60,7 +60,7 @@ impl Rabbit {
         let body = serde_json::to_vec(&envelope)?;
         let properties = properties(&envelope.correlation_id)
             .with_reply_to(DIRECT_REPLY_TO.into())
-            .with_expiration(timeout.as_millis().to_string().into());
+            .with_expiration(expiration(timeout));
         let message_id = properties.message_id().clone();
         tokio::time::timeout(timeout, async {
             let link = self.current_link(timeout).await?;

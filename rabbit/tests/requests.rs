@@ -330,3 +330,28 @@ async fn a_request_nobody_took_within_its_timeout_expires_from_its_queue() {
         "a consumer starting now gets no stale request"
     );
 }
+
+#[tokio::test]
+async fn a_message_published_to_expire_leaves_its_queue_unconsumed_after_its_ttl() {
+    let (rabbit, vhost, _stop) = nobody_answering().await;
+    let question = |n: u32| Envelope::new("double", format!("question-{n}"), Question { n });
+    rabbit
+        .publish_expiring("math", "double", &question(1), Duration::from_millis(200))
+        .await
+        .expect("confirmed");
+    rabbit
+        .publish("math", "double", &question(2))
+        .await
+        .expect("confirmed");
+
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let left = get(&vhost, "math.double").await.expect("the lasting one");
+    assert_eq!(
+        left.properties.correlation_id().as_ref().unwrap().as_str(),
+        "question-2"
+    );
+    assert!(
+        get(&vhost, "math.double").await.is_none(),
+        "the expiring one is gone"
+    );
+}
