@@ -2,14 +2,17 @@
 //! the next event with the pure rules of `cart.rs`, and insert it at the next position. When
 //! another writer (this instance or another one) took that position first, the insert is refused
 //! by the unique `_id` and the operation decides again on a fresh read. That insert is the only
-//! thing correctness rests on; the per-user lock below only spares writers of one instance the
-//! retries, and the caches only spare reads: a change first decides on this instance's copy of
-//! the cart (`recent.rs`), and reads the store only when that copy is missing or proves behind.
-//! The background jobs are in `jobs.rs`.
+//! thing correctness rests on. The per-user lock below only spares writers of one instance lost
+//! races and retries (a checkout takes it for its close, not while it asks catalog), and the
+//! caches only spare reads: a change first decides on this instance's copy of the cart
+//! (`recent.rs`), and reads the store only when that copy is missing or proves behind; a
+//! checkout reads the events after the copy while it asks catalog, so a copy that is behind
+//! costs it no lost append. The background jobs are in `jobs.rs`.
 //!
 //! Every append is followed by `remember` (for catalog's answers, `remember_answers`; for a
-//! closed cart's order, the read model and the copy alone): GET /cart is served from the read model in Redis (`view.rs`), so a change any writer
-//! has stored shows in it once that writer is done.
+//! closed cart's order, the read model and the copy alone): GET /cart is served from the read
+//! model in Redis (`view.rs`), so a change any writer has stored shows in it once that writer is
+//! done.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -253,10 +256,10 @@ impl Carts {
 
     /// Caches the cart as its user's newest: in this instance's memory (where its next change
     /// starts), in the store's `current_carts` (where reads of the store start, on every
-    /// instance) and in GET /cart's read model. Called after
-    /// every append to a user's newest cart. Only aids: a failure is logged, readers of the store
-    /// catch up from the events anyway, and a lost read model write leaves GET /cart behind for
-    /// at most the read model's time to live.
+    /// instance) and in GET /cart's read model. Called after every append to a user's newest
+    /// cart but an answer's (`remember_answers`). Only aids: a failure is logged, readers of the
+    /// store catch up from the events anyway, and a lost read model write leaves GET /cart behind
+    /// for at most the read model's time to live.
     async fn remember(&self, cart: &Cart) {
         self.recent.keep(cart).await;
         let cached = async {
@@ -282,8 +285,9 @@ impl Carts {
     ///
     /// The first decision is made on the cached cart alone (this instance's copy, else the store's
     /// cache): if events came after it, the append at the position after it is refused and the
-    /// change is decided again on the caught-up cart. A decision to record nothing (or a refusal) proves nothing about a cached
-    /// cart, so it is taken again on the caught-up cart before it is answered.
+    /// change is decided again on the caught-up cart. A decision to record nothing (or a
+    /// refusal) proves nothing about a cached cart, so it is taken again on the caught-up cart
+    /// before it is answered.
     async fn change<F>(&self, user_id: &str, decide: F) -> Result<Cart, ApiError>
     where
         F: Fn(&Cart) -> Result<Option<Event>, CartError>,
@@ -461,7 +465,8 @@ impl Carts {
     ///
     /// The first guess is this instance's copy of the cart, as for `change`: the events after it
     /// are read while catalog is asked, so a copy that is behind is caught up before the close
-    /// is tried (and catalog asked again only if a line changed).
+    /// is tried (and catalog asked again only if a line changed). The user's turn to write is
+    /// taken only for the close, after catalog answered (see the loop).
     ///
     /// The close is a `CheckedOut` event at the position after the cart that was asked about,
     /// so a line added meanwhile (here or on another instance) either took that position first,
@@ -591,9 +596,10 @@ impl Carts {
             .ok()
     }
 
-    /// Closes `asked` with catalog's `answers` recorded on it, unless they show an invalid line
-    /// (then the answers are recorded on the active cart, for the cart screen). `None` when
-    /// another writer took one of the positions: the checkout starts over on a fresh read.
+    /// Closes `asked` with catalog's `answers` (about `asked`) recorded on it, unless they show
+    /// an invalid line (then the answers are recorded on `asked`, for the cart screen). `None`
+    /// when another writer took one of the positions: the checkout starts over on a fresh read.
+    /// Called in the user's turn to write.
     ///
     /// The waiting order is noted before the close, so that a crash right after the close
     /// still gets the `place_order` sent by the re-sender.
