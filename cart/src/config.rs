@@ -26,8 +26,10 @@ pub struct Config {
     pub revalidate_max_age: Duration,
     /// How long `/cart/validate` waits for catalog's answers (`CART_VALIDATE_TIMEOUT_SECS`).
     pub validate_timeout: Duration,
-    /// How long after a `place_order` is sent it is sent again while no `order_placed` came back
-    /// (`CART_ORDER_RESEND_SECS`); doubled after each re-send.
+    /// How long after the broker confirmed a `place_order` it is sent again while no
+    /// `order_placed` came back (`CART_ORDER_RESEND_SECS`); doubled after each re-send, jittered.
+    /// Only a safety net: a confirmed message is in a durable queue, and orders answers it however
+    /// long its backlog. One the broker did not confirm is sent as soon as it is back.
     pub order_resend_first: Duration,
     /// The longest wait between two re-sends of one `place_order` (`CART_ORDER_RESEND_MAX_SECS`).
     pub order_resend_max: Duration,
@@ -47,7 +49,7 @@ impl Config {
             revalidate_every: seconds("CART_REVALIDATE_SECS", 60)?,
             revalidate_max_age: days("CART_REVALIDATE_MAX_AGE_DAYS", 7)?,
             validate_timeout: seconds("CART_VALIDATE_TIMEOUT_SECS", 3)?,
-            order_resend_first: seconds("CART_ORDER_RESEND_SECS", 10)?,
+            order_resend_first: seconds("CART_ORDER_RESEND_SECS", 60)?,
             order_resend_max: seconds("CART_ORDER_RESEND_MAX_SECS", 600)?,
         })
     }
@@ -82,7 +84,7 @@ mod tests {
         assert_eq!(zero.name, "CART_ORDER_RESEND_SECS");
         assert_eq!(
             Config::from_env().unwrap().order_resend_first,
-            Duration::from_secs(10)
+            Duration::from_secs(60)
         );
         unsafe { std::env::set_var("CART_REVALIDATE_MAX_AGE_DAYS", "0") };
         let no_age = Config::from_env().unwrap_err();

@@ -96,6 +96,7 @@ impl Carts {
                             &line.article_id,
                             line.version,
                             &correlation_id,
+                            self.timings.revalidate_every,
                         )
                         .await?;
                     }
@@ -139,9 +140,16 @@ impl Carts {
             ..
         } = self.timings;
         let attempts = waiting.attempts.saturating_add(1);
-        let next = cart::later(DateTime::now(), cart::resend_delay(first, max, attempts));
+        // Jittered (3/4 to all of the delay), so re-sends due together do not stay together.
+        let delay = cart::resend_delay(first, max, attempts).mul_f64(0.75 + fraction() / 4.0);
+        let next = cart::later(DateTime::now(), delay);
         Ok(self.store.next_attempt(cart_id, attempts, next).await?)
     }
+}
+
+/// A number in [0, 1), random enough to spread re-sends.
+fn fraction() -> f64 {
+    (uuid::Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0
 }
 
 fn log_failure(result: Result<(), JobError>) {

@@ -16,13 +16,16 @@ use crate::service::Carts;
 
 /// Asks catalog whether the article exists and is enabled; the answer comes back on
 /// `cart.article-valid` with the cart id as `referenceId`, and with the line's `version` on the
-/// correlation id (see `stamped`).
+/// correlation id (see `stamped`). The question expires after `ttl` (the revalidation interval):
+/// one catalog did not take by then is asked again by the next round, so while catalog is slow
+/// or down the questions never pile up in its queue, however many rounds pass.
 pub async fn request_validation(
     rabbit: &Rabbit,
     cart_id: &str,
     article_id: &str,
     version: i64,
     correlation_id: &str,
+    ttl: Duration,
 ) -> Result<(), RabbitError> {
     let request = ArticleValidRequest {
         reference_id: cart_id.into(),
@@ -35,7 +38,7 @@ pub async fn request_validation(
             routing_key: kind::ARTICLE_VALID.into(),
         });
     rabbit
-        .publish(exchange::CATALOG, kind::ARTICLE_VALID, &envelope)
+        .publish_expiring(exchange::CATALOG, kind::ARTICLE_VALID, &envelope, ttl)
         .await
 }
 

@@ -395,6 +395,7 @@ impl Carts {
             return;
         }
         let rabbit = self.rabbit.clone();
+        let revalidate_every = self.timings.revalidate_every;
         let (cart_id, article_id, correlation_id) = (
             cart.id.clone(),
             article_id.to_owned(),
@@ -407,6 +408,7 @@ impl Carts {
                 &article_id,
                 version,
                 &correlation_id,
+                revalidate_every,
             );
             if let Err(error) = asked.await {
                 warn!(%error, cart_id, article_id, "cannot ask catalog about a line");
@@ -657,13 +659,25 @@ impl Carts {
         Ok(closed.map_err(ApiError::from)?)
     }
 
-    /// Sends a just closed cart's `place_order`, not waiting for a broker that is down: the
-    /// re-sender delivers it once it is back.
+    /// Sends a just closed cart's `place_order`, not waiting for a broker that is down. Once
+    /// the broker confirmed it, it sits in a durable queue and the re-sender only looks again
+    /// late (a safety net); one that was not sent is due at once, and the re-sender delivers it
+    /// as soon as the broker is back.
     async fn send_place_order(&self, closed: &Cart) {
-        if self.rabbit.is_connected()
-            && let Err(error) = messaging::send_place_order(&self.rabbit, closed).await
-        {
+        let sent = if self.rabbit.is_connected() {
+            messaging::send_place_order(&self.rabbit, closed).await
+        } else {
+            Err(RabbitError::Unavailable)
+        };
+        if let Err(error) = sent {
             warn!(%error, cart_id = closed.id, "place_order not sent; the re-sender will");
+            if let Err(error) = self
+                .store
+                .next_attempt(&closed.id, 0, DateTime::now())
+                .await
+            {
+                warn!(%error, cart_id = closed.id, "place_order left to its first re-send");
+            }
         }
     }
 
