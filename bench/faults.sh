@@ -54,7 +54,7 @@ restart_broker() {
   rabbitmqctl stop_app >/dev/null && rabbitmqctl start_app >/dev/null
 }
 restart_store() {
-  pkill -9 -f "$PWD/.deps/bin/ferretdb" || true
+  pkill -9 -f "${DEPS_DIR:-$PWD/.deps}/bin/ferretdb" || true
   sleep 1
   bash scripts/deps.sh >/dev/null 2>&1
 }
