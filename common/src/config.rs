@@ -55,18 +55,40 @@ pub fn text(name: &str, default: &str) -> Result<String, ConfigError> {
 /// A URL variable whose scheme must be one of `schemes`.
 pub fn url(name: &str, default: &str, schemes: &[&str]) -> Result<String, ConfigError> {
     let value = text(name, default)?;
-    let scheme_ok = value
+    checked_url(name, &value, &value, schemes)
+}
+
+/// A variable holding one URL or a comma-separated list of them (the nodes of a cluster), each
+/// with one of `schemes`; returned as the same list without blanks around its URLs.
+pub fn url_list(name: &str, default: &str, schemes: &[&str]) -> Result<String, ConfigError> {
+    let value = text(name, default)?;
+    let urls = value
+        .split(',')
+        .map(|url| checked_url(name, &value, url.trim(), schemes))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(urls.join(","))
+}
+
+/// `url` (part of the variable's `value`) without a trailing `/`, if its scheme is one of
+/// `schemes`.
+fn checked_url(
+    name: &str,
+    value: &str,
+    url: &str,
+    schemes: &[&str],
+) -> Result<String, ConfigError> {
+    let scheme_ok = url
         .split_once("://")
         .is_some_and(|(scheme, rest)| schemes.contains(&scheme) && !rest.is_empty());
     if !scheme_ok {
         let expected = schemes.join(", ");
         return Err(ConfigError::new(
             name,
-            &value,
+            value,
             format!("expected a URL with scheme {expected}"),
         ));
     }
-    Ok(value.trim_end_matches('/').to_owned())
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// A duration in whole seconds, at least one.
@@ -87,11 +109,13 @@ pub fn mongo_url() -> Result<String, ConfigError> {
     )
 }
 
-/// `RABBIT_URL`, the broker every service connects to. Also checks `RABBIT_QUEUE_TYPE`, which
-/// `rabbit::Rabbit::start` reads, so that every service refuses an invalid one at start.
+/// `RABBIT_URL`, the broker every service connects to: one AMQP URL, or the nodes of a cluster as
+/// a comma-separated list of them (`rabbit::Rabbit::start` connects to the first live one). Also
+/// checks `RABBIT_QUEUE_TYPE`, which `Rabbit::start` reads, so that every service refuses an
+/// invalid one at start.
 pub fn rabbit_url() -> Result<String, ConfigError> {
     rabbit_queue_type()?;
-    url(
+    url_list(
         "RABBIT_URL",
         "amqp://guest:guest@localhost:5672/%2f",
         &["amqp", "amqps"],
@@ -168,6 +192,19 @@ mod tests {
             url("COMMON_TEST_URL2", "", &["http", "https"]).unwrap(),
             "http://auth:3000"
         );
+    }
+
+    #[test]
+    fn a_url_list_checks_every_url() {
+        unsafe { std::env::set_var("COMMON_TEST_URLS", " amqp://a:5672/, amqp://b:5672/%2f ") };
+        assert_eq!(
+            url_list("COMMON_TEST_URLS", "", &["amqp"]).unwrap(),
+            "amqp://a:5672,amqp://b:5672/%2f"
+        );
+        unsafe { std::env::set_var("COMMON_TEST_URLS2", "amqp://a:5672,b:5672") };
+        assert!(url_list("COMMON_TEST_URLS2", "", &["amqp"]).is_err());
+        unsafe { std::env::set_var("COMMON_TEST_URLS3", "amqp://a:5672,") };
+        assert!(url_list("COMMON_TEST_URLS3", "", &["amqp"]).is_err());
     }
 
     #[test]

@@ -8,11 +8,15 @@ use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::brokers::{Brokers, node};
 use crate::request::RequestChannels;
 use crate::{QueueType, Topology};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long connecting to one node and declaring the topology there may take before the next node
+/// is tried: an address that drops packets would otherwise hold a reconnect for minutes.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RabbitError {
@@ -66,10 +70,11 @@ pub(crate) async fn confirmed_channel(connection: &Connection) -> lapin::Result<
 
 /// A handle on the supervised RabbitMQ connection; cheap to clone.
 ///
-/// A background task keeps one connection open: it reconnects with exponential backoff, redeclares
-/// the topology on every new connection and publishes the new [`Link`] on a watch channel, from
-/// which consumers restart and publishers pick it up. The service never has to restart because the
-/// broker did.
+/// A background task keeps one connection open, to one broker or to a live node of a cluster: it
+/// reconnects (trying every node in turn) with exponential backoff, redeclares the topology on
+/// every new connection and publishes the new [`Link`] on a watch channel, from which consumers
+/// restart and publishers pick it up. The service never has to restart because the broker (or a
+/// node) did.
 #[derive(Clone)]
 pub struct Rabbit {
     link: watch::Receiver<Option<Link>>,
@@ -78,7 +83,9 @@ pub struct Rabbit {
 
 impl Rabbit {
     /// Starts the supervisor and returns at once: the service starts even while the broker is down.
-    /// The topology's queues are of the type it names, or else of the type `RABBIT_QUEUE_TYPE`
+    /// `url` is one AMQP URL or a comma-separated list of the nodes of a cluster: the supervisor
+    /// connects to the first that answers, and after a lost connection to the next one that does,
+    /// starting after the node it lost. The topology's queues are of the type it names, or else of the type `RABBIT_QUEUE_TYPE`
     /// says (quorum when unset or invalid: services refuse an invalid one at start).
     pub fn start(url: &str, mut topology: Topology, shutdown: CancellationToken) -> Self {
         if topology.queue_type.is_none() {
@@ -90,7 +97,7 @@ impl Rabbit {
         }
         let (sender, link) = watch::channel(None);
         tokio::spawn(supervise(
-            url.to_owned(),
+            Brokers::parse(url),
             topology,
             sender,
             shutdown.clone(),
@@ -133,16 +140,16 @@ impl Rabbit {
 }
 
 async fn supervise(
-    url: String,
+    brokers: Brokers,
     topology: Topology,
     sender: watch::Sender<Option<Link>>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = FIRST_BACKOFF;
+    let mut first = 0;
     while !shutdown.is_cancelled() {
-        match open(&url, &topology).await {
-            Ok(link) => {
-                info!("connected to RabbitMQ");
+        match open_any(&brokers, first, &topology).await {
+            Some((index, link)) => {
                 backoff = FIRST_BACKOFF;
                 sender.send_replace(Some(link.clone()));
                 tokio::select! {
@@ -157,8 +164,12 @@ async fn supervise(
                     }
                 }
                 sender.send_replace(None);
+                first = brokers.after(index);
             }
-            Err(error) => warn!(%error, retry_in = ?backoff, "cannot connect to RabbitMQ"),
+            None if brokers.len() > 1 => {
+                warn!(retry_in = ?backoff, "no RabbitMQ node reachable");
+            }
+            None => {}
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
@@ -166,6 +177,22 @@ async fn supervise(
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// Connects to the first node that answers, trying each once from the one at `first`.
+async fn open_any(brokers: &Brokers, first: usize, topology: &Topology) -> Option<(usize, Link)> {
+    for (index, url) in brokers.from(first) {
+        let node = node(url);
+        match tokio::time::timeout(OPEN_TIMEOUT, open(url, topology)).await {
+            Ok(Ok(link)) => {
+                info!(node, "connected to RabbitMQ");
+                return Some((index, link));
+            }
+            Ok(Err(error)) => warn!(node, %error, "cannot connect to RabbitMQ"),
+            Err(_) => warn!(node, timeout = ?OPEN_TIMEOUT, "cannot connect to RabbitMQ in time"),
+        }
+    }
+    None
 }
 
 async fn open(url: &str, topology: &Topology) -> lapin::Result<Link> {

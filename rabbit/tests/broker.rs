@@ -396,3 +396,56 @@ async fn publishes_alongside_a_refused_one_still_succeed() {
     }
     assert!(eventually(WAIT, || async { seen.snapshot().len() == 20 }).await);
 }
+
+/// An AMQP URL where nothing listens: a port the system gave out and took back.
+fn dead_address(vhost: &Vhost) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("amqp://guest:guest@127.0.0.1:{port}/{}", vhost.name)
+}
+
+/// A `Rabbit` given a list of two nodes whose first is dead.
+async fn broker_behind_a_dead_node() -> Broker {
+    let vhost = Vhost::create().await;
+    let shutdown = CancellationToken::new();
+    let nodes = format!("{},{}", dead_address(&vhost), vhost.amqp_url());
+    let rabbit = Rabbit::start(&nodes, topology(), shutdown.clone());
+    assert!(
+        rabbit.wait_connected(WAIT).await,
+        "connects to the second node"
+    );
+    Broker {
+        rabbit,
+        vhost,
+        _shutdown: shutdown.drop_guard(),
+    }
+}
+
+#[tokio::test]
+async fn a_list_of_nodes_whose_first_is_dead_connects_to_a_live_one() {
+    let broker = broker_behind_a_dead_node().await;
+    let seen = Seen::default();
+    counting_consumer(&broker.rabbit, &seen);
+    for n in 0..5 {
+        publish_job(&broker.rabbit, n).await;
+    }
+    assert!(eventually(WAIT, || async { seen.total() == 5 }).await);
+}
+
+#[tokio::test]
+async fn a_lost_connection_is_replaced_through_the_list_of_nodes() {
+    let broker = broker_behind_a_dead_node().await;
+    let seen = Seen::default();
+    counting_consumer(&broker.rabbit, &seen);
+    publish_job(&broker.rabbit, 1).await;
+    assert!(eventually(WAIT, || async { seen.total() == 1 }).await);
+
+    // The next round starts after the lost node: at the dead one, then the live one again.
+    let closed = broker.vhost.close_connections().await;
+    assert!(broker.vhost.wait_for_new_connection(&closed).await);
+    publish_job(&broker.rabbit, 2).await;
+    assert!(eventually(WAIT, || async { seen.total() == 2 }).await);
+}
