@@ -25,7 +25,8 @@ pub struct Config {
     /// How often the `payment_defined` batch runs (`ORDERS_BATCH_PAYMENT_DEFINED_SECS`).
     pub payment_defined_batch_interval: Duration,
     /// How long an order may wait in PLACED without news before the `placed` batch re-publishes
-    /// its `order_placed` (`ORDERS_STUCK_PLACED_SECS`).
+    /// its `order_placed`, and in INVALID without catalog's `order_released` before the
+    /// `validated` batch re-publishes its `order_invalid` (`ORDERS_STUCK_PLACED_SECS`).
     pub stuck_placed_after: Duration,
     /// The longest wait between two re-drives of one order (`ORDERS_REDRIVE_MAX_SECS`): the
     /// waits double from `stuck_placed_after` up to this (see `redrive.rs`).

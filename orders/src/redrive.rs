@@ -1,9 +1,14 @@
-//! When the `placed` batch publishes an order's `order_placed` again (a re-drive): a schedule per
-//! order that backs off. Each re-drive costs catalog what the order's first `order_placed` did
-//! (every line looked up, reserved or refused, answered), so re-driving every stuck order on every
-//! run buries a slow or stopped catalog under work it cannot finish, and it never catches up.
+//! When a batch publishes again the message an order waits on catalog's answer to (a re-drive):
+//! the `placed` batch an order's `order_placed` while it is PLACED, the `validated` batch an
+//! INVALID order's `order_invalid` until catalog's `order_released` is recorded. A schedule per
+//! order that backs off. Each re-drive costs catalog what the order's first message did (every
+//! line looked up, reserved or refused, answered; or given back), so re-driving every waiting
+//! order on every run buries a slow or stopped catalog under work it cannot finish, and it never
+//! catches up.
 //!
-//! Attempt 1 comes once the order has had no new event for `first` (`ORDERS_STUCK_PLACED_SECS`).
+//! Attempt 1 comes once the order has had no new event for `first` (`ORDERS_STUCK_PLACED_SECS`;
+//! for an INVALID order that is the event that made it INVALID, right before its first
+//! `order_invalid`).
 //! After attempt n the next one waits `first × 2^n`, capped at `max` (`ORDERS_REDRIVE_MAX_SECS`),
 //! drawn between 3/4 of that and all of it, so that orders stuck at the same moment (a catalog
 //! outage) spread over the following runs instead of coming back together. A new event of the
@@ -16,7 +21,7 @@ use std::time::Duration;
 
 use mongodb::bson::DateTime;
 
-/// An order's latest re-drive, as stored.
+/// An order's latest re-drive in one status, as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Redrive {
     /// 1 for the first re-drive of the order, then 2, 3, ...
@@ -37,8 +42,9 @@ impl Schedule {
         Self { first, max }
     }
 
-    /// The number of the attempt due at `now` for a PLACED order whose last event was stored at
-    /// `last_event` and whose latest re-drive is `latest`; `None` while none is due.
+    /// The number of the attempt due at `now` for an order waiting in PLACED or INVALID whose
+    /// last event was stored at `last_event` and whose latest re-drive in that status is
+    /// `latest`; `None` while none is due.
     pub fn due(
         &self,
         last_event: DateTime,

@@ -5,11 +5,12 @@
 //!
 //! Correct with any number of instances: what must happen once is an insert that a unique index
 //! decides (an event at position n+1, an event `_id` per fact, one announcement and one
-//! Order_Status record per status, one batch turn per interval, one claim per re-drive attempt).
+//! Order_Status record per status, one release record per order, one batch turn per interval,
+//! one claim per re-drive attempt).
 //! The per-order lock only spares this process's writers lost races; it is never why a result is
 //! right.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -393,14 +394,17 @@ impl Orders {
 
     /// One run of the batch for `status`, over the orders that can still change: those whose
     /// projection is in a status [`checked_by`] the batch and not yet settled (every PLACED
-    /// order; a later status until its Order_Status record and announcement are both stored).
-    /// Each is re-folded from its events; the projection is repaired and Order_Status recorded,
-    /// what is wrong is logged, an order stuck in PLACED gets its `order_placed` again and a
-    /// status never announced is announced; then the order is settled and later runs skip it.
-    /// The `payment_defined` batch also takes the orders paid lately whose projection is behind
-    /// their events: a payment whose instance stopped between its append and its projection,
-    /// which no retry repaired. An order that cannot be checked is logged and skipped. Returns
-    /// how many orders it examined.
+    /// order; an INVALID one until catalog released its stock; a later status until its
+    /// Order_Status record and announcement are both stored). An INVALID order whose
+    /// `order_invalid` is not due again is left alone ([`Orders::awaits_release`]). Each other
+    /// one is re-folded from its events; the projection is repaired and Order_Status recorded,
+    /// what is wrong is logged, an order stuck in PLACED gets its `order_placed` again, an
+    /// INVALID one not released its `order_invalid`, and a status never announced is
+    /// announced; then the order is settled (PLACED never, INVALID once released) and later
+    /// runs skip it. The `payment_defined` batch also takes the orders paid lately whose
+    /// projection is behind their events: a payment whose instance stopped between its append
+    /// and its projection, which no retry repaired. An order that cannot be checked is logged
+    /// and skipped. Returns how many orders it examined.
     pub async fn run_batch(&self, status: Status) -> Result<usize, OrdersError> {
         self.ensure_ready()?;
         let mut candidates = self.store.unsettled(checked_by(status)).await?;
@@ -417,15 +421,30 @@ impl Orders {
                 }
             }
         }
-        let redriven = if status == Status::Placed {
-            let ids: Vec<&str> = candidates.iter().map(|c| c.order_id.as_str()).collect();
-            self.store.latest_redrives(&ids).await?
-        } else {
-            HashMap::new()
+        // Where the re-drives of the orders waiting for catalog stand, in one query each.
+        let ids: Vec<&str> = candidates.iter().map(|c| c.order_id.as_str()).collect();
+        let redriven = match redriven_by(status) {
+            Some(waiting) => self.store.latest_redrives(&ids, waiting).await?,
+            None => HashMap::new(),
         };
+        let released = if redriven_by(status) == Some(Status::Invalid) {
+            self.store.released_among(&ids).await?
+        } else {
+            HashSet::new()
+        };
+        let now = DateTime::now();
+        let mut examined = 0;
         for candidate in &candidates {
             let latest_redrive = redriven.get(&candidate.order_id);
-            match self.check(candidate, latest_redrive).await {
+            let released = released.contains(&candidate.order_id);
+            if self.awaits_release(candidate, latest_redrive, released, now) {
+                continue;
+            }
+            examined += 1;
+            match self
+                .check(status, candidate, latest_redrive, released)
+                .await
+            {
                 Ok(()) => {}
                 // Every other order would fail the same way: the batch stops, 503.
                 Err(error @ OrdersError::Unavailable(_)) => return Err(error),
@@ -437,14 +456,40 @@ impl Orders {
                 ),
             }
         }
-        Ok(candidates.len())
+        Ok(examined)
     }
 
-    /// One order's turn in a batch; `latest_redrive` is a PLACED order's latest re-drive.
-    async fn check(
+    /// Whether the candidate is an INVALID order waiting for catalog's `order_released` whose
+    /// `order_invalid` is not due again yet: the batch leaves it alone, without reading
+    /// anything. Its projection says when it became INVALID (no event follows INVALID); one
+    /// that cannot be read is examined.
+    fn awaits_release(
         &self,
         candidate: &Candidate,
         latest_redrive: Option<&Redrive>,
+        released: bool,
+        now: DateTime,
+    ) -> bool {
+        candidate.projection.as_ref().is_some_and(|projection| {
+            projection.status == Status::Invalid
+                && !released
+                && self
+                    .redrives
+                    .due(projection.updated, latest_redrive, now)
+                    .is_none()
+        })
+    }
+
+    /// One order's turn in the `batch` for its status; `latest_redrive` is the order's latest
+    /// re-drive in the status the batch re-drives ([`redriven_by`]), and `released` whether
+    /// catalog released the stock of an INVALID order (always false outside the `validated`
+    /// batch).
+    async fn check(
+        &self,
+        batch: Status,
+        candidate: &Candidate,
+        latest_redrive: Option<&Redrive>,
+        released: bool,
     ) -> Result<(), OrdersError> {
         let order_id = candidate.order_id.as_str();
         let Some(order) = self.current(order_id).await? else {
@@ -477,7 +522,20 @@ impl Orders {
             info!(order_id, status, "status recorded in Order_Status");
         }
         let correlation_id = format!("batch-{}", Uuid::new_v4());
-        if order.status == Status::Placed {
+        if matches!(order.status, Status::Placed | Status::Invalid) {
+            // Waiting for catalog's answer. Found by another batch (through a projection behind
+            // its events, repaired above), it is left to the batch that re-drives it.
+            if redriven_by(batch) != Some(order.status) {
+                return Ok(());
+            }
+            // An order_invalid is done once catalog released the stock, not once the broker
+            // confirmed it (catalog's consumer may have dead-lettered it): until then it is sent
+            // again on the re-drive schedule, and the order is not settled.
+            if released {
+                info!(order_id, "stock released; the INVALID order is done");
+                self.store.settle(&order).await?;
+                return Ok(());
+            }
             return self
                 .redrive_if_due(&order, latest_redrive, &correlation_id)
                 .await;
@@ -511,10 +569,13 @@ impl Orders {
                 .is_ok_and(|newest| newest.as_ref() == Some(order))
     }
 
-    /// Publishes the `order_placed` of an order stuck in PLACED again, which makes catalog answer
-    /// again, when its schedule says a re-drive is due (`redrive.rs`) and this run claims that
-    /// attempt in the store: each attempt is published by its one claimer, whichever instances
-    /// and runs race for it. A publish that fails gives its claim back, for the next run.
+    /// Publishes the message an order waits on an answer to again (PLACED: its `order_placed`,
+    /// which makes catalog answer every line; INVALID: its `order_invalid`, which makes catalog
+    /// give the stock back and answer `order_released`), when its schedule says a re-drive is
+    /// due (`redrive.rs`) and this run claims that attempt in the store: each attempt is
+    /// published by its one claimer, whichever instances and runs race for it. A publish that
+    /// fails gives its claim back, for the next run. The broker's confirm is then recorded as
+    /// the status's announcement, should the first one have gone unrecorded.
     async fn redrive_if_due(
         &self,
         order: &Order,
@@ -528,21 +589,32 @@ impl Orders {
         let next_due = self.redrives.next_due(attempt, now, draw());
         if !self
             .store
-            .claim_redrive(&order.id, attempt, now, next_due)
+            .claim_redrive(&order.id, order.status, attempt, now, next_due)
             .await?
         {
             return Ok(());
         }
-        warn!(order_id = order.id, since = %order.updated, attempt, %next_due,
-              "inconsistency: stuck in PLACED; re-publishing order_placed");
-        if let Err(error) = publish_placed(&self.rabbit, order, correlation_id).await {
-            if let Err(release) = self.store.release_redrive(&order.id, attempt).await {
+        let published = if order.status == Status::Placed {
+            warn!(order_id = order.id, since = %order.updated, attempt, %next_due,
+                  "inconsistency: stuck in PLACED; re-publishing order_placed");
+            publish_placed(&self.rabbit, order, correlation_id).await
+        } else {
+            warn!(order_id = order.id, since = %order.updated, attempt, %next_due,
+                  "INVALID and its stock not released; re-publishing order_invalid");
+            publish_status(&self.rabbit, order, correlation_id).await
+        };
+        if let Err(error) = published {
+            if let Err(release) = self
+                .store
+                .release_redrive(&order.id, order.status, attempt)
+                .await
+            {
                 warn!(order_id = order.id, attempt, error = %release,
                       "cannot give back a re-drive that was not published; it waits its delay");
             }
             return Err(error.into());
         }
-        self.store.mark_announced(&order.id, Status::Placed).await?;
+        self.store.mark_announced(&order.id, order.status).await?;
         Ok(())
     }
 
@@ -697,14 +769,25 @@ struct Executed {
 }
 
 /// The statuses a batch looks at. The validated batch also takes the INVALID orders, whose
-/// `order_invalid` is what makes catalog give their stock back: one the broker never confirmed is
-/// published again. (One that catalog's consumer dead-lettered was confirmed, and stays so.)
+/// `order_invalid` is what makes catalog give their stock back: until catalog's `order_released`
+/// is recorded it is published again on the re-drive schedule, whether the broker confirmed it
+/// or not (catalog's consumer may have dead-lettered a confirmed one).
 fn checked_by(batch: Status) -> &'static [Status] {
     match batch {
         Status::Placed => &[Status::Placed],
         Status::Validated => &[Status::Validated, Status::Invalid],
         Status::Invalid => &[Status::Invalid],
         Status::PaymentDefined => &[Status::PaymentDefined],
+    }
+}
+
+/// The status whose orders a batch re-drives (their message sent again until catalog answers):
+/// PLACED for the `placed` batch, INVALID for the `validated` one.
+fn redriven_by(batch: Status) -> Option<Status> {
+    match batch {
+        Status::Placed => Some(Status::Placed),
+        Status::Validated | Status::Invalid => Some(Status::Invalid),
+        Status::PaymentDefined => None,
     }
 }
 

@@ -2,7 +2,7 @@
 //! serves the REST reads, the `order_status` projection kept by the batches, the
 //! `announcements` that remember which status messages the broker confirmed (and which
 //! `order_invalid`s catalog answered with `order_released`), and the `redrives` that remember
-//! when each stuck order was re-driven.
+//! when each order stuck in PLACED, or INVALID without its release, was sent its message again.
 //!
 //! Nothing here relies on a read-modify-write of one document being atomic: FerretDB 1.x applies
 //! an update as a read followed by a write of the whole document, so two concurrent updates of
@@ -341,6 +341,30 @@ impl Store {
         }
     }
 
+    /// Which of these orders have their release recorded ([`Store::mark_released`]), in one
+    /// query.
+    pub async fn released_among(
+        &self,
+        order_ids: &[&str],
+    ) -> mongodb::error::Result<HashSet<String>> {
+        if order_ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let keys: Vec<String> = order_ids.iter().map(|id| released_key(id)).collect();
+        let mut records = self
+            .announcements
+            .find(doc! {"_id": {"$in": keys}})
+            .projection(doc! {"orderId": 1})
+            .await?;
+        let mut released = HashSet::new();
+        while let Some(record) = records.try_next().await? {
+            if let Ok(order_id) = record.get_str("orderId") {
+                released.insert(order_id.to_owned());
+            }
+        }
+        Ok(released)
+    }
+
     /// The orders whose projection is in one of `statuses` and not settled: the ones a batch
     /// still has to examine. Settled snapshots (terminal or waiting orders already recorded and
     /// announced) are filtered out by the server, so a run never reads the history.
@@ -436,18 +460,24 @@ impl Store {
         Ok(())
     }
 
-    /// The latest re-drive of each of these orders that has one, in one query.
+    /// The latest re-drive in `status` of each of these orders that has one, in one query.
     pub async fn latest_redrives(
         &self,
         order_ids: &[&str],
+        status: Status,
     ) -> mongodb::error::Result<HashMap<String, Redrive>> {
         let mut latest: HashMap<String, Redrive> = HashMap::new();
         if order_ids.is_empty() {
             return Ok(latest);
         }
+        // Records of PLACED re-drives written before they carried a status count as PLACED.
+        let of_status = match status {
+            Status::Placed => doc! {"$ne": Status::Invalid.as_str()},
+            other => doc! {"$eq": other.as_str()},
+        };
         let mut records = self
             .redrives
-            .find(doc! {"orderId": {"$in": order_ids}})
+            .find(doc! {"orderId": {"$in": order_ids}, "status": of_status})
             .await?;
         while let Some(record) = records.try_next().await? {
             let (Ok(order_id), Ok(attempt), Ok(next_due)) = (
@@ -473,20 +503,23 @@ impl Store {
         Ok(latest)
     }
 
-    /// Claims re-drive `attempt` of the order, made `at`, the next one due at `next_due`: true
-    /// when this call inserted `{_id: "<orderId>:<attempt>", orderId, attempt, at, nextDue}`,
+    /// Claims re-drive `attempt` of the order in `status` (PLACED: its `order_placed`, INVALID:
+    /// its `order_invalid`), made `at`, the next one due at `next_due`: true when this call
+    /// inserted `{_id, orderId, status, attempt, at, nextDue}` (`_id` as [`redrive_key`] says),
     /// false when another run (of any instance) claimed that attempt first. Only the claimer
     /// publishes, so each attempt is published once however many instances race for it.
     pub async fn claim_redrive(
         &self,
         order_id: &str,
+        status: Status,
         attempt: i64,
         at: DateTime,
         next_due: DateTime,
     ) -> mongodb::error::Result<bool> {
         let record = doc! {
-            "_id": format!("{order_id}:{attempt}"),
+            "_id": redrive_key(order_id, status, attempt),
             "orderId": order_id,
+            "status": status.as_str(),
             "attempt": attempt,
             "at": at,
             "nextDue": next_due,
@@ -503,10 +536,11 @@ impl Store {
     pub async fn release_redrive(
         &self,
         order_id: &str,
+        status: Status,
         attempt: i64,
     ) -> mongodb::error::Result<()> {
         self.redrives
-            .delete_one(doc! {"_id": format!("{order_id}:{attempt}")})
+            .delete_one(doc! {"_id": redrive_key(order_id, status, attempt)})
             .await?;
         Ok(())
     }
@@ -542,6 +576,15 @@ fn snapshot_key(order: &Order) -> String {
 /// order reached.
 fn status_key(order_id: &str, status: Status) -> String {
     format!("{order_id}:{}", status.as_str())
+}
+
+/// A re-drive claim's `_id`: `<orderId>:<attempt>` for an `order_placed` (as before re-drives
+/// of `order_invalid` existed), `<orderId>:INVALID:<attempt>` for an `order_invalid`.
+fn redrive_key(order_id: &str, status: Status, attempt: i64) -> String {
+    match status {
+        Status::Placed => format!("{order_id}:{attempt}"),
+        other => format!("{order_id}:{}:{attempt}", other.as_str()),
+    }
 }
 
 /// The status of the record that says catalog released an INVALID order's stock.

@@ -361,6 +361,52 @@ async fn two_instances_re_drive_a_stuck_order_once_per_attempt_on_one_schedule()
 }
 
 #[tokio::test]
+async fn two_instances_send_an_unreleased_order_invalid_again_once_per_attempt_on_one_schedule() {
+    let (first, max) = (Duration::from_secs(1), Duration::from_secs(3));
+    let app = spawn_ready_orders_with(|config| {
+        config.stuck_placed_after = first;
+        config.redrive_max = max;
+        config.validated_batch_interval = Duration::from_millis(100);
+    })
+    .await;
+    let other = app.second_instance().await;
+    let admin = app.auth.admin("admin01").await;
+    let (token, user_id) = app.user("buyer01").await;
+    let watching = Instant::now();
+    // Catalog never answers it with order_released.
+    let order_id = app.invalid_order(&token, &user_id).await;
+
+    // Besides both timers, an admin runs the batch on both instances at once, again and again.
+    while watching.elapsed() < Duration::from_secs(10) {
+        let runs = [&app.url, &other]
+            .map(|base| app.get_at(base, "/orders_batch/validated", Some(&admin)));
+        for run in join_all(runs).await {
+            assert_eq!(run.status, 200, "{run}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let re_sent = app
+        .published_so_far(kind::ORDER_INVALID)
+        .await
+        .iter()
+        .filter(|invalid| {
+            invalid.message["orderId"] == json!(order_id)
+                && invalid.correlation_id.starts_with("batch-")
+        })
+        .count();
+    let allowed = most_re_drives_within(watching.elapsed(), first, max);
+    assert!(
+        (2..=allowed).contains(&re_sent),
+        "{re_sent} re-sends in {:?}; the schedule allows 2 to {allowed}",
+        watching.elapsed()
+    );
+    let attempts = app.re_drive_attempts(&order_id).await;
+    assert!(re_sent <= attempts.len(), "{re_sent} for {attempts:?}");
+    assert_eq!(attempts, (1..=attempts.len() as i64).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn a_payment_through_one_instance_is_read_at_once_through_the_other() {
     let app = spawn_orders().await;
     let second = app.second_instance().await;

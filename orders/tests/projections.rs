@@ -185,18 +185,14 @@ async fn the_payment_defined_batch_announces_a_status_never_announced() {
 }
 
 #[tokio::test]
-async fn the_validated_batch_publishes_order_invalid_again_when_it_was_never_confirmed() {
-    let app = spawn_orders().await;
+async fn the_validated_batch_publishes_order_invalid_again_while_catalog_has_not_released_it() {
+    let app =
+        spawn_orders_with(|config| config.stuck_placed_after = Duration::from_millis(1)).await;
     let (token, user_id) = app.user("buyer01").await;
     let admin = app.auth.admin("admin01").await;
-    let order_id = app
-        .placed_order(&user_id, vec![line("a", 1), line("b", 2)])
-        .await;
-    app.reply_article(&order_id, "a", false, 0.0).await;
-    app.reply_article(&order_id, "b", true, 1.0).await;
-    app.wait_for_status(&order_id, &token, "INVALID").await;
+    let order_id = app.invalid_order(&token, &user_id).await;
     app.next_published(kind::ORDER_INVALID).await;
-    // As if the order_invalid publish had been dead-lettered: nothing confirmed it.
+    // Never confirmed, or confirmed: either way catalog has not answered.
     app.forget_announcement(&order_id, "INVALID").await;
 
     let run = app.get("/orders_batch/validated", Some(&admin)).await;
@@ -207,6 +203,8 @@ async fn the_validated_batch_publishes_order_invalid_again_when_it_was_never_con
         invalid.message,
         json!({"orderId": order_id, "articles": [{"articleId": "b", "quantity": 2}]})
     );
+    // The broker's confirm of the re-send is recorded as the announcement.
+    app.wait_for_announcement(&order_id, "INVALID").await;
 }
 
 #[tokio::test]
