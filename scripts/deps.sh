@@ -9,6 +9,13 @@
 # FerretDB over SQLite files in $DEPS_DIR/ferretdb/data instead. The handler is chosen when
 # FerretDB starts: a FerretDB already listening keeps its own.
 # With WITH_HAPROXY=1 it also installs HAProxy (not started: scripts/balancer.sh runs it).
+# With RABBIT_CLUSTER=1 it also starts a three-node RabbitMQ cluster beside the single node (which
+# the tests keep using): nodes deps-rabbit-1..3@<host> of Debian's rabbitmq-server, AMQP on
+# 5673-5675, management on 15673-15675, distribution on 25673-25675, data and logs in
+# $DEPS_DIR/rabbitmq-cluster/node-<i> (or ~rabbitmq/deps-cluster/node-<i> when the rabbitmq user
+# cannot reach $DEPS_DIR), joined with `rabbitmqctl join_cluster`; it prints the RABBIT_URL list
+# of the three nodes on stdout and keeps it in $DEPS_DIR/rabbitmq-cluster.url. A node that is
+# down is started again and rejoins.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -85,6 +92,81 @@ start_rabbitmq() {
   fi
   wait_for rabbitmq 127.0.0.1 5672 120
   wait_for rabbitmq-management 127.0.0.1 15672 60
+}
+
+# The rabbitmq user of Debian's package runs the cluster's nodes, like its main node, and shares
+# its Erlang cookie (~rabbitmq/.erlang.cookie) with them and with rabbitmqctl.
+RABBIT_CLUSTER_NODES=3
+as_rabbitmq=()
+[ "$(id -u)" = 0 ] && as_rabbitmq=(setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups --)
+
+cluster_node() { # index: its node name
+  echo "deps-rabbit-$1@$(hostname -s)"
+}
+
+cluster_ctl() { # index rabbitmqctl-arguments...
+  local node; node=$(cluster_node "$1"); shift
+  (cd / && "${as_rabbitmq[@]}" env HOME=/var/lib/rabbitmq /usr/lib/rabbitmq/bin/rabbitmqctl \
+    -n "$node" "$@")
+}
+
+start_rabbitmq_node() { # index data-folder
+  local i=$1 dir=$2
+  local amqp=$((5672 + i)) management=$((15672 + i)) dist=$((25672 + i))
+  mkdir -p "$dir/log"
+  [ "$(id -u)" = 0 ] && chown -R rabbitmq:rabbitmq "$dir"
+  # A configuration file of its own replaces /etc/rabbitmq/rabbitmq.conf for this node.
+  # pause_minority: a node cut off from the other two stops serving rather than diverge.
+  cat > "$dir/rabbitmq.conf" <<CONF
+listeners.tcp.default = $amqp
+management.tcp.port = $management
+collect_statistics_interval = 500
+cluster_partition_handling = pause_minority
+CONF
+  daemon "$DEPS_DIR/log/rabbitmq-cluster-$i.log" "${as_rabbitmq[@]}" env HOME=/var/lib/rabbitmq \
+    RABBITMQ_NODENAME="$(cluster_node "$i")" RABBITMQ_NODE_PORT="$amqp" \
+    RABBITMQ_DIST_PORT="$dist" RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
+    RABBITMQ_MNESIA_BASE="$dir/data" RABBITMQ_LOG_BASE="$dir/log" \
+    RABBITMQ_PID_FILE="$dir/rabbitmq.pid" /usr/lib/rabbitmq/bin/rabbitmq-server
+}
+
+start_rabbitmq_cluster() {
+  local base="$DEPS_DIR/rabbitmq-cluster" i urls=()
+  if [ "$(id -u)" = 0 ] && ! "${as_rabbitmq[@]}" test -x "$DEPS_DIR"; then
+    base=/var/lib/rabbitmq/deps-cluster
+  fi
+  # Every node first: a clustered node that restarts waits for the others before it listens.
+  for i in $(seq "$RABBIT_CLUSTER_NODES"); do
+    if listening 127.0.0.1 $((5672 + i)); then
+      log "rabbitmq cluster node $i already listening on $((5672 + i))"
+    else
+      start_rabbitmq_node "$i" "$base/node-$i"
+    fi
+  done
+  for i in $(seq "$RABBIT_CLUSTER_NODES"); do
+    wait_for "rabbitmq cluster node $i" 127.0.0.1 $((5672 + i)) 120
+  done
+  local first; first=$(cluster_node 1)
+  for i in $(seq 2 "$RABBIT_CLUSTER_NODES"); do
+    if cluster_ctl "$i" cluster_status --formatter json \
+      | python3 -c 'import json,sys; sys.exit(sys.argv[1] not in json.load(sys.stdin)["disk_nodes"])' "$first"
+    then
+      continue
+    fi
+    log "joining $(cluster_node "$i") to $first"
+    cluster_ctl "$i" stop_app >/dev/null
+    cluster_ctl "$i" join_cluster "$first" >/dev/null
+    cluster_ctl "$i" start_app >/dev/null
+  done
+  cluster_ctl 1 cluster_status --formatter json | python3 -c '
+import json, sys
+status = json.load(sys.stdin)
+print("[deps] rabbitmq cluster: running " + ", ".join(sorted(status["running_nodes"]))
+      + " of " + ", ".join(sorted(status["disk_nodes"])), file=sys.stderr)'
+  for i in $(seq "$RABBIT_CLUSTER_NODES"); do
+    urls+=("amqp://guest:guest@127.0.0.1:$((5672 + i))/%2f")
+  done
+  (IFS=,; echo "${urls[*]}") | tee "$DEPS_DIR/rabbitmq-cluster.url"
 }
 
 mongo_host_port() { # prints "host port" of MONGO_URL's first host
@@ -188,6 +270,9 @@ start_mongo() {
 
 start_redis
 start_rabbitmq
+if [ "${RABBIT_CLUSTER:-}" = 1 ]; then
+  start_rabbitmq_cluster
+fi
 start_mongo
 if [ "${WITH_HAPROXY:-}" = 1 ]; then
   apt_install haproxy

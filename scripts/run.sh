@@ -11,6 +11,9 @@
 # http://localhost:$BALANCER_STATS_PORT (default 8404) and every request it forwards is logged to
 # .deps/log/haproxy.log. Each instance is configured by its environment alone: two instances of a
 # service differ only in PORT.
+#
+# RABBIT_CLUSTER=1 connects the services to a local three-node RabbitMQ cluster instead of the
+# single node (scripts/deps.sh starts it; RABBIT_URL becomes the list of its nodes).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -27,6 +30,11 @@ if [ "$INSTANCES" -gt 1 ]; then
   WITH_HAPROXY=1 bash scripts/deps.sh
 else
   bash scripts/deps.sh
+fi
+if [ "${RABBIT_CLUSTER:-}" = 1 ]; then
+  RABBIT_URL=$(cat "${DEPS_DIR:-.deps}/rabbitmq-cluster.url")
+  export RABBIT_URL
+  echo "RabbitMQ cluster: RABBIT_URL=$RABBIT_URL"
 fi
 names=("${SERVICES[@]%%:*}")
 # The image service's package is image-service (its binary is image).
@@ -91,5 +99,9 @@ done
 if [ "$INSTANCES" -gt 1 ]; then
   echo "HAProxy statistics: http://localhost:$BALANCER_STATS_PORT (log: .deps/log/haproxy.log)"
 fi
-echo "RabbitMQ management: http://localhost:15672 (guest/guest). Press Ctrl-C to stop."
+if [ "${RABBIT_CLUSTER:-}" = 1 ]; then
+  echo "RabbitMQ management: http://localhost:15673 ... 15675 (guest/guest). Press Ctrl-C to stop."
+else
+  echo "RabbitMQ management: http://localhost:15672 (guest/guest). Press Ctrl-C to stop."
+fi
 wait -n "${pids[@]}"
