@@ -2,8 +2,9 @@
 # Checks docker-compose.yml and its docker-compose.scale.yml override without a Docker engine: the
 # Compose schema (docker-compose from Debian's package validates it offline), that the Dockerfile
 # builds every service they name, that any number of each service can run (no published port, no
-# fixed container name), and that the balancer's HAProxy configuration is valid and balances
-# every service on its PORT.
+# fixed container name), that the balancer's HAProxy configuration is valid and balances
+# every service on its PORT, and that every service's RABBIT_URL lists exactly the RabbitMQ nodes
+# (those of the cluster profile included).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -23,12 +24,18 @@ import re, sys, yaml
 services = yaml.safe_load(sys.stdin)["services"]
 balancer = open("deploy/haproxy-compose.cfg").read()
 built = {name: s for name, s in services.items() if "build" in s}
+nodes = {s.get("hostname", name) for name, s in services.items()
+         if s.get("image", "").startswith("rabbitmq:")}
 for name, s in built.items():
     for key in ("ports", "container_name"):
         if key in s:
             sys.exit(f"{name} has {key}: a second instance of it could not start")
     if s.get("deploy", {}).get("replicas", 1) < 2:
         sys.exit(f"docker-compose.scale.yml runs one {name} only")
+    listed = {url.split("@")[-1].split("/")[0].split(":")[0]
+              for url in s["environment"]["RABBIT_URL"].split(",")}
+    if listed != nodes:
+        sys.exit(f"{name}: RABBIT_URL names {sorted(listed)}, the RabbitMQ nodes are {sorted(nodes)}")
     port = s["environment"]["PORT"]
     if not re.search(rf"server-template \S+ \d+ {name}:{port}\b", balancer):
         sys.exit(f"deploy/haproxy-compose.cfg does not balance {name} on port {port}")
@@ -40,4 +47,5 @@ for service in $services; do
   fi
 done
 echo "docker-compose.yml and docker-compose.scale.yml: schema valid; the Dockerfile builds $services;"
-echo "each runs as several instances behind the balancer (deploy/haproxy-compose.cfg valid)"
+echo "each runs as several instances behind the balancer (deploy/haproxy-compose.cfg valid);"
+echo "every RABBIT_URL lists the RabbitMQ nodes, those of the cluster profile included"
