@@ -15,7 +15,7 @@ use mongodb::bson::{Document, doc};
 use rabbit::Envelope;
 use rabbit::contract::{kind, queue};
 use serde_json::{Value, json};
-use support::{TestOrders, line, most_re_drives_within, spawn_orders, spawn_ready_orders_with};
+use support::{TestOrders, line, spawn_orders, spawn_ready_orders_with};
 
 /// The event types of an order's stream, checked to sit at positions 0, 1, 2, ...
 async fn event_types(app: &TestOrders, order_id: &str) -> Vec<String> {
@@ -349,15 +349,8 @@ async fn two_instances_re_drive_a_stuck_order_once_per_attempt_on_one_schedule()
     }
 
     let re_driven = app.re_drives_so_far(&order_id).await;
-    let allowed = most_re_drives_within(watching.elapsed(), first, max);
-    assert!(
-        (2..=allowed).contains(&re_driven),
-        "{re_driven} re-drives in {:?}; the schedule allows 2 to {allowed}",
-        watching.elapsed()
-    );
-    let attempts = app.re_drive_attempts(&order_id).await;
-    assert!(re_driven <= attempts.len(), "{re_driven} for {attempts:?}");
-    assert_eq!(attempts, (1..=attempts.len() as i64).collect::<Vec<_>>());
+    app.assert_re_sent_on_schedule(&order_id, re_driven, watching, (first, max))
+        .await;
 }
 
 #[tokio::test]
@@ -395,15 +388,8 @@ async fn two_instances_send_an_unreleased_order_invalid_again_once_per_attempt_o
                 && invalid.correlation_id.starts_with("batch-")
         })
         .count();
-    let allowed = most_re_drives_within(watching.elapsed(), first, max);
-    assert!(
-        (2..=allowed).contains(&re_sent),
-        "{re_sent} re-sends in {:?}; the schedule allows 2 to {allowed}",
-        watching.elapsed()
-    );
-    let attempts = app.re_drive_attempts(&order_id).await;
-    assert!(re_sent <= attempts.len(), "{re_sent} for {attempts:?}");
-    assert_eq!(attempts, (1..=attempts.len() as i64).collect::<Vec<_>>());
+    app.assert_re_sent_on_schedule(&order_id, re_sent, watching, (first, max))
+        .await;
 }
 
 #[tokio::test]

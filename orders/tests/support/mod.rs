@@ -580,6 +580,28 @@ impl TestOrders {
             .count()
     }
 
+    /// Asserts that the order's `sent` re-sends since `since` kept to the schedule (`first`,
+    /// doubling, at most `max`): at least two, no more than it allows, each an attempt claimed
+    /// before it was published, numbered 1, 2, ... Returns the attempts.
+    pub async fn assert_re_sent_on_schedule(
+        &self,
+        order_id: &str,
+        sent: usize,
+        since: std::time::Instant,
+        (first, max): (Duration, Duration),
+    ) -> Vec<i64> {
+        let allowed = most_re_drives_within(since.elapsed(), first, max);
+        assert!(
+            (2..=allowed).contains(&sent),
+            "{sent} re-sends in {:?}; the schedule allows 2 to {allowed}",
+            since.elapsed()
+        );
+        let attempts = self.re_drive_attempts(order_id).await;
+        assert!(sent <= attempts.len(), "{sent} for {attempts:?}");
+        assert_eq!(attempts, (1..=attempts.len() as i64).collect::<Vec<_>>());
+        attempts
+    }
+
     /// The attempt numbers of the order's re-drives, as stored, in order.
     pub async fn re_drive_attempts(&self, order_id: &str) -> Vec<i64> {
         use futures_util::TryStreamExt;
