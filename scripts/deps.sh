@@ -237,6 +237,14 @@ start_postgres() {
   fi
   # FerretDB keeps each MongoDB database as a schema of this one PostgreSQL database.
   local psql=("$bin/psql" -h 127.0.0.1 -p "$POSTGRES_PORT" -U postgres -d postgres -XqtA)
+  # Listening is not answering: after an unclean stop, the cluster first replays its log
+  # ("the database system is starting up").
+  local tries=0
+  until "${psql[@]}" -c "SELECT 1" >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    [ "$tries" -le 120 ] || { log "postgresql never accepted queries; see $DEPS_DIR/log/postgres.log"; return 1; }
+    sleep 0.5
+  done
   if [ "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'ferretdb'")" != 1 ]; then
     "${psql[@]}" -c "CREATE DATABASE ferretdb"
   fi
