@@ -130,6 +130,7 @@ impl Carts {
         // only look again later.
         if cart.waits_for_order() {
             match messaging::send_place_order(&self.rabbit, &cart).await {
+                Ok(()) if waiting.unsent => info!(cart_id, "place_order sent late"),
                 Ok(()) => info!(cart_id, attempts = waiting.attempts, "place_order re-sent"),
                 Err(error) => warn!(%error, cart_id, "place_order re-send failed"),
             }

@@ -671,11 +671,7 @@ impl Carts {
         };
         if let Err(error) = sent {
             warn!(%error, cart_id = closed.id, "place_order not sent; the re-sender will");
-            if let Err(error) = self
-                .store
-                .next_attempt(&closed.id, 0, DateTime::now())
-                .await
-            {
+            if let Err(error) = self.store.send_soon(&closed.id).await {
                 warn!(%error, cart_id = closed.id, "place_order left to its first re-send");
             }
         }

@@ -52,6 +52,10 @@ pub struct WaitingOrder {
     /// Times the re-sender looked at it so far; drives the backoff.
     pub attempts: u32,
     pub next_attempt: DateTime,
+    /// The checkout could not send it (the broker was down): the re-sender's first send is
+    /// not a re-send.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsent: bool,
 }
 
 #[derive(Clone)]
@@ -214,6 +218,7 @@ impl Store {
             cart_id: cart_id.into(),
             attempts: 0,
             next_attempt,
+            unsent: false,
         };
         let result = self
             .waiting
@@ -244,7 +249,19 @@ impl Store {
         attempts: u32,
         next_attempt: DateTime,
     ) -> mongodb::error::Result<()> {
-        let update = doc! {"$set": {"attempts": attempts, "nextAttempt": next_attempt}};
+        let update = doc! {
+            "$set": {"attempts": attempts, "nextAttempt": next_attempt},
+            "$unset": {"unsent": ""},
+        };
+        self.waiting
+            .update_one(doc! {"_id": cart_id}, update)
+            .await
+            .map(drop)
+    }
+
+    /// Makes cart `cart_id`'s `place_order`, which its checkout could not send, due now.
+    pub async fn send_soon(&self, cart_id: &str) -> mongodb::error::Result<()> {
+        let update = doc! {"$set": {"nextAttempt": DateTime::now(), "unsent": true}};
         self.waiting
             .update_one(doc! {"_id": cart_id}, update)
             .await

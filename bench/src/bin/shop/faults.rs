@@ -15,16 +15,27 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(600);
 const PAUSE: Duration = Duration::from_millis(250);
 /// The article's price in `setup`: every unit of an order costs this much.
 const PRICE: f64 = 10.5;
+/// How often a shopper who watches its new order looks at it.
+const WATCH_POLL: Duration = Duration::from_millis(250);
 
 struct Shopper {
     token: String,
     /// The carts a checkout answered closed: each must end in exactly one order.
     checked_out: Vec<String>,
+    /// When each of those checkouts was answered, in Unix seconds.
+    answered_at: Vec<u64>,
     failures: usize,
 }
 
+/// Shoppers who buy one unit, then watch their order until it is decided for up to `WATCH_SECS`
+/// (default 10) before buying again, as a person looks at the order page; `WATCH_SECS=0` buys
+/// again at once, a load that outruns orders and catalog whatever the faults. When
+/// `CHECKOUT_TIMES` names a file, it gets the Unix second of every checkout answered closed.
 pub async fn run(http: &Client, urls: &Urls, shoppers: usize, run_for: Duration) {
     let article = std::env::var("ARTICLE_ID").expect("ARTICLE_ID is set");
+    let watch = Duration::from_secs(
+        std::env::var("WATCH_SECS").map_or(10, |secs| secs.parse().expect("WATCH_SECS: seconds")),
+    );
     let start_stock = stock(http, urls, &article).await;
     let deadline = Instant::now() + run_for;
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
@@ -35,11 +46,16 @@ pub async fn run(http: &Client, urls: &Urls, shoppers: usize, run_for: Duration)
             let mut shopper = Shopper {
                 token: signup(http, urls, &login).await,
                 checked_out: Vec::new(),
+                answered_at: Vec::new(),
                 failures: 0,
             };
             while Instant::now() < deadline {
                 match buy(http, urls, &shopper.token, article).await {
-                    Ok(cart_id) => shopper.checked_out.push(cart_id),
+                    Ok(cart_id) => {
+                        shopper.answered_at.push(unix_now().as_secs());
+                        watch_order(http, urls, &shopper.token, &cart_id, watch).await;
+                        shopper.checked_out.push(cart_id);
+                    }
                     Err(_) => {
                         shopper.failures += 1;
                         tokio::time::sleep(PAUSE).await;
@@ -53,6 +69,15 @@ pub async fn run(http: &Client, urls: &Urls, shoppers: usize, run_for: Duration)
     let checkouts: usize = shoppers.iter().map(|s| s.checked_out.len()).sum();
     let failures: usize = shoppers.iter().map(|s| s.failures).sum();
     println!("CHECKOUTS={checkouts}\nFAILED_REQUESTS={failures}");
+    if let Ok(path) = std::env::var("CHECKOUT_TIMES") {
+        let mut times: Vec<u64> = shoppers
+            .iter()
+            .flat_map(|s| s.answered_at.clone())
+            .collect();
+        times.sort_unstable();
+        let lines: String = times.iter().map(|t| format!("{t}\n")).collect();
+        std::fs::write(&path, lines).expect("CHECKOUT_TIMES is writable");
+    }
 
     let load_ended = Instant::now();
     loop {
@@ -65,9 +90,7 @@ pub async fn run(http: &Client, urls: &Urls, shoppers: usize, run_for: Duration)
         });
         if settled || load_ended.elapsed() > SETTLE_LIMIT {
             let survey = survey.unwrap_or_default();
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .expect("after 1970");
+            let now = unix_now();
             println!(
                 "ORDERS={}\nVALIDATED={}\nINVALID={}\nPLACED={}\nLOST={}\nDUPLICATED={}",
                 survey.orders,
@@ -131,6 +154,29 @@ async fn survey(http: &Client, urls: &Urls, shoppers: &[Shopper]) -> Option<Surv
             .count();
     }
     Some(survey)
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+}
+
+/// Looks at the order of cart `cart_id` until it is decided (not `PLACED`), for `watch` at most;
+/// errors only mean looking again.
+async fn watch_order(http: &Client, urls: &Urls, token: &str, cart_id: &str, watch: Duration) {
+    let until = Instant::now() + watch;
+    while Instant::now() < until {
+        if let Ok(orders) = get(http, &format!("{}/orders", urls.orders), token).await
+            && let Some(order) = orders
+                .as_array()
+                .and_then(|orders| orders.iter().find(|order| order["cartId"] == cart_id))
+            && order["status"] != "PLACED"
+        {
+            return;
+        }
+        tokio::time::sleep(WATCH_POLL).await;
+    }
 }
 
 /// Adds one unit and checks out; the closed cart's id.
