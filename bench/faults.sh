@@ -9,16 +9,34 @@
 # Release builds, fresh databases on the servers `scripts/deps.sh` starts, one instance of each
 # service on 13000-13004; everything it started stops at the end (the broker and the store are
 # left running). ARTICLES (default 1000) articles are seeded.
+#
+# A shopper watches its new order until it is decided, for up to WATCH_SECS (default 10), before
+# buying again, as a person looks at the order page; WATCH_SECS=0 buys again at once, a load that
+# outruns orders and catalog on this machine whatever the faults (then "settled" measures the
+# backlog the load left, not recovery).
+#
+# BROKER=cluster runs the services on the local three-node RabbitMQ cluster
+# (RABBIT_CLUSTER=1 scripts/deps.sh, quorum queues) and the only fault is a stopped node: node 1,
+# 2, 3 in turn, each stopped for EVERY seconds and then started for EVERY seconds. It prints the
+# checkouts answered while a node was down against those answered with every node up.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SHOPPERS=${SHOPPERS:-16}
 DURATION=${DURATION:-300}
 EVERY=${EVERY:-8}
 ARTICLES=${ARTICLES:-1000}
+BROKER=${BROKER:-single}
+export WATCH_SECS=${WATCH_SECS:-10}
 export AUTH=http://127.0.0.1:13000 CATALOG=http://127.0.0.1:13002
 export CART=http://127.0.0.1:13003 ORDERS=http://127.0.0.1:13004
 
-bash scripts/deps.sh
+if [ "$BROKER" = cluster ]; then
+  RABBIT_CLUSTER=1 bash scripts/deps.sh
+  RABBIT_URL=$(cat "${DEPS_DIR:-.deps}/rabbitmq-cluster.url")
+  export RABBIT_URL RABBIT_QUEUE_TYPE=quorum
+else
+  bash scripts/deps.sh
+fi
 cargo build --release -q -p auth -p image-service -p catalog -p cart -p orders -p bench
 
 work=$(mktemp -d)
@@ -53,6 +71,17 @@ kill_service() { # service
 restart_broker() {
   rabbitmqctl stop_app >/dev/null && rabbitmqctl start_app >/dev/null
 }
+cluster_node() { # index: rabbitmqctl's arguments for it
+  echo "-n deps-rabbit-$1@$(hostname -s)"
+}
+stop_node() { # index
+  # shellcheck disable=SC2046
+  rabbitmqctl $(cluster_node "$1") stop_app >/dev/null
+}
+start_node() { # index
+  # shellcheck disable=SC2046
+  rabbitmqctl $(cluster_node "$1") start_app >/dev/null
+}
 restart_store() {
   pkill -9 -f "${DEPS_DIR:-$PWD/.deps}/bin/ferretdb" || true
   sleep 1
@@ -60,15 +89,29 @@ restart_store() {
 }
 
 echo "checking out with $SHOPPERS shoppers for ${DURATION}s, a fault every ${EVERY}s..."
+export CHECKOUT_TIMES="$work/checkout-times"
 target/release/shop faults "$SHOPPERS" "$DURATION" >"$work/result" &
 shop=$!
-faults=(cart orders broker catalog store auth)
+if [ "$BROKER" = cluster ]; then
+  faults=(node-1 node-2 node-3)
+else
+  faults=(cart orders broker catalog store auth)
+fi
 deadline=$((SECONDS + DURATION))
 count=0
+: >"$work/node-down"
 while [ $((SECONDS + EVERY)) -le "$deadline" ]; do
   sleep "$EVERY"
   fault=${faults[$((count % ${#faults[@]}))]}
   case $fault in
+    node-*)
+      # Down for EVERY seconds (or until the load ends), then up for the next EVERY.
+      down_at=$(date +%s)
+      stop_node "${fault#node-}"
+      sleep "$(( EVERY < deadline - SECONDS ? EVERY : (deadline - SECONDS > 0 ? deadline - SECONDS : 0) ))"
+      start_node "${fault#node-}"
+      echo "$down_at $(date +%s)" >>"$work/node-down"
+      ;;
     broker) restart_broker ;;
     store) restart_store ;;
     *) kill_service "$fault" ;;
@@ -83,6 +126,8 @@ eval "$(cat "$work/result")"
 
 # Re-sends: cart's place_order outbox, orders' re-drive of stuck orders and re-announcements.
 resent_place_order=$(grep -c "place_order re-sent" "$work/cart.log" || true)
+# First sends the checkout could not make while the broker was down: not re-sends.
+sent_late=$(grep -c "place_order sent late" "$work/cart.log" || true)
 redriven=$(grep -c "re-publishing order_placed" "$work/orders.log" || true)
 reannounced=$(grep -c "status never announced" "$work/orders.log" || true)
 resent=$((resent_place_order + redriven + reannounced))
@@ -96,5 +141,19 @@ if [ "$SETTLED_AT" -gt 0 ]; then
 else
   echo "did not settle within 600 s of the end of the load"
 fi
+if [ "$BROKER" = cluster ]; then
+  python3 - "$work/checkout-times" "$work/node-down" <<'PY'
+import sys
+times = [int(line) for line in open(sys.argv[1])]
+windows = [tuple(map(int, line.split())) for line in open(sys.argv[2])]
+down = sum(1 for t in times if any(a <= t < b for a, b in windows))
+down_secs = sum(b - a for a, b in windows)
+up_secs = (max(times) - min(times) + 1 - down_secs) if times else 0
+print(f"checkouts while a node was down: {down} in {down_secs} s"
+      f" ({60 * down / max(down_secs, 1):.0f}/min); with every node up: {len(times) - down}"
+      f" in {up_secs} s ({60 * (len(times) - down) / max(up_secs, 1):.0f}/min)")
+PY
+fi
+echo "first sends made late (broker down at checkout): $sent_late place_order"
 echo "re-sent: $resent_place_order place_order, $redriven order_placed, $reannounced status announcements;" \
   "$(python3 -c "print(f'{$resent / max($ORDERS, 1):.2f}')") per order"
