@@ -1,5 +1,6 @@
-//! The logout broadcast: every entry of the logout outbox is published on the `auth` fanout, and
-//! deleted once the broker confirmed it. Handlers flush their user's entries before answering; a
+//! The logout broadcast: every entry of the logout outbox is published on the `auth` fanout (a
+//! revoked token as `logout`, a changed user's id as `user_changed`), and deleted once the broker
+//! confirmed it. Handlers flush their user's entries before answering; a
 //! sweeper re-sends whatever a RabbitMQ outage or a crash left behind.
 //!
 //! The sweeper runs on every instance, with no lease: two instances may both send an entry before
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::oid::ObjectId;
-use rabbit::{AUTH_EXCHANGE, Envelope, LOGOUT, Rabbit};
+use rabbit::{AUTH_EXCHANGE, Envelope, LOGOUT, Rabbit, USER_CHANGED};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -62,12 +63,18 @@ impl Broadcaster {
     }
 
     async fn send(&self, logout: &LogoutDoc, correlation_id: &str) -> Result<(), BroadcastError> {
-        let raw = self.jwt.issue(&Claims {
-            token_id: logout.token_id.to_hex(),
-            user_id: logout.user_id.to_hex(),
-            iat: logout.iat,
-        });
-        let envelope = Envelope::new(LOGOUT, correlation_id, raw);
+        let envelope = match logout.token {
+            // A revoked token is dead: its string may travel.
+            Some(token) => {
+                let raw = self.jwt.issue(&Claims {
+                    token_id: token.id.to_hex(),
+                    user_id: logout.user_id.to_hex(),
+                    iat: token.iat,
+                });
+                Envelope::new(LOGOUT, correlation_id, raw)
+            }
+            None => Envelope::new(USER_CHANGED, correlation_id, logout.user_id.to_hex()),
+        };
         self.rabbit.publish(AUTH_EXCHANGE, "", &envelope).await?;
         self.store.logout_sent(logout).await?;
         Ok(())

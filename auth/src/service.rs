@@ -292,11 +292,12 @@ impl Auth {
         Ok(revoked?)
     }
 
-    /// Queues the broadcast of `tokens`, whose user changed; see [`Auth::forget`].
-    async fn announce(&self, tokens: &[TokenDoc]) -> Result<(), ApiError> {
-        let announced = self.store.announce(tokens).await;
+    /// Queues the broadcast of a change of `user` (its id, never its live tokens), and drops
+    /// the user's tokens from this instance's cache at once, as [`Auth::forget`] does.
+    async fn announce(&self, user: ObjectId) -> Result<(), ApiError> {
+        let announced = self.store.announce(user).await;
         // Even when the broadcast could not be queued: the user's change itself is stored.
-        self.forget(tokens).await;
+        self.current_users.evict_user(&user.to_hex());
         Ok(announced?)
     }
 
@@ -376,10 +377,10 @@ impl Auth {
                 .await?;
         }
         // Enabling brings no token back; the caches re-ask about the live ones either way.
-        let tokens = self.store.user_tokens(user).await?;
         if enabled {
-            self.announce(&tokens).await?;
+            self.announce(user).await?;
         } else {
+            let tokens = self.store.user_tokens(user).await?;
             self.revoke(&tokens).await?;
         }
         self.broadcaster.flush_user(user, correlation_id).await;
@@ -405,8 +406,7 @@ impl Auth {
         if !self.store.update_user(user, update).await? {
             return Err(ApiError::NotFound);
         }
-        let tokens = self.store.user_tokens(user).await?;
-        self.announce(&tokens).await?;
+        self.announce(user).await?;
         self.broadcaster.flush_user(user, correlation_id).await;
         Ok(())
     }

@@ -8,9 +8,10 @@
 //!   A user with no entry is at position 0, enabled.
 //! - `tokens`: inserted with the access position they were issued under, deleted when revoked,
 //!   never updated. A token is valid only while its user's access log is still at that position.
-//! - `logouts`: the outbox of the logout broadcast, one entry per token that other services must
-//!   drop from their caches (revoked, or its user's permissions changed), inserted with the change
-//!   and deleted once the broker confirmed it (see `broadcast.rs`).
+//! - `logouts`: the outbox of the broadcast on the `auth` fanout, inserted with the change and
+//!   deleted once the broker confirmed it (see `broadcast.rs`): one entry per revoked token, which
+//!   other services drop from their caches, or one per changed user (permissions, enable), whose
+//!   tokens they drop: a live token never crosses the bus.
 //!
 //! The user document is still updated in place (password, permissions, and its `enabled` flag,
 //! which an operator may set with mongosh and an enable sets back to true): concurrent updates of
@@ -90,15 +91,22 @@ impl AccessDoc {
     }
 }
 
-/// A token the other services must drop from their caches.
+/// What the other services must drop from their caches: a revoked token (with its id and
+/// `iat`, from which the token string is issued again), or every token of a changed user.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogoutDoc {
     #[serde(rename = "_id")]
     pub id: ObjectId,
-    #[serde(rename = "tokenId")]
-    pub token_id: ObjectId,
     #[serde(rename = "userId")]
     pub user_id: ObjectId,
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub token: Option<RevokedToken>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct RevokedToken {
+    #[serde(rename = "tokenId")]
+    pub id: ObjectId,
     pub iat: i64,
 }
 
@@ -261,7 +269,15 @@ impl Store {
         if tokens.is_empty() {
             return Ok(());
         }
-        self.announce(tokens).await?;
+        let logouts = tokens.iter().map(|token| LogoutDoc {
+            id: ObjectId::new(),
+            user_id: token.user_id,
+            token: Some(RevokedToken {
+                id: token.id,
+                iat: token.iat,
+            }),
+        });
+        self.logouts.insert_many(logouts).await?;
         let ids: Vec<ObjectId> = tokens.iter().map(|token| token.id).collect();
         self.tokens
             .delete_many(doc! {"_id": {"$in": ids}})
@@ -269,18 +285,14 @@ impl Store {
             .map(drop)
     }
 
-    /// Queues the broadcast of `tokens`, so caches pick up a change of their user.
-    pub async fn announce(&self, tokens: &[TokenDoc]) -> mongodb::error::Result<()> {
-        if tokens.is_empty() {
-            return Ok(());
-        }
-        let logouts = tokens.iter().map(|token| LogoutDoc {
+    /// Queues the broadcast of a change of user `user_id`, so caches ask about its tokens again.
+    pub async fn announce(&self, user_id: ObjectId) -> mongodb::error::Result<()> {
+        let logout = LogoutDoc {
             id: ObjectId::new(),
-            token_id: token.id,
-            user_id: token.user_id,
-            iat: token.iat,
-        });
-        self.logouts.insert_many(logouts).await.map(drop)
+            user_id,
+            token: None,
+        };
+        self.logouts.insert_one(logout).await.map(drop)
     }
 
     /// Broadcasts still owed, of one user or of everybody.

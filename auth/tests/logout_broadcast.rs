@@ -1,5 +1,6 @@
-//! The logout broadcast on the `auth` fanout (CONTRACT section 9): other services evict exactly
-//! these token strings from their caches.
+//! The broadcast on the `auth` fanout (CONTRACT section 9): other services evict exactly these
+//! token strings from their caches (`logout`, revoked tokens only), or every token of a user
+//! (`user_changed`, whose message is the user's id: live tokens never cross the bus).
 
 mod support;
 
@@ -70,11 +71,12 @@ async fn disable_broadcasts_every_token_of_the_user() {
 }
 
 #[tokio::test]
-async fn grant_broadcasts_the_users_tokens() {
+async fn a_grant_broadcasts_the_user_and_none_of_its_live_tokens() {
     let app = spawn_auth().await;
     let admin = app.admin().await;
     let logouts = app.listen_for_logouts().await;
     let token = app.signup("alice01").await;
+    let second = app.new_token("alice01").await;
     let id = app.user_id(&token).await;
 
     let body = json!({"permissions": ["editor"]});
@@ -82,14 +84,40 @@ async fn grant_broadcasts_the_users_tokens() {
 
     reply.assert_is(200, json!({}));
     assert!(
-        logouts.eventually_contain(&[&token]).await,
+        logouts.eventually_announce(&id).await,
+        "{:?}",
+        logouts.received()
+    );
+    let received = logouts.received();
+    assert!(
+        !received.iter().any(|got| got == &token || got == &second),
+        "a live token was broadcast: {received:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_enable_broadcasts_the_user() {
+    let app = spawn_auth().await;
+    let admin = app.admin().await;
+    let token = app.signup("alice01").await;
+    let id = app.user_id(&token).await;
+    app.admin_action(&admin, &id, "disable", &json!({}))
+        .await
+        .assert_is(200, json!({}));
+    let logouts = app.listen_for_logouts().await;
+
+    let reply = app.admin_action(&admin, &id, "enable", &json!({})).await;
+
+    reply.assert_is(200, json!({}));
+    assert!(
+        logouts.eventually_announce(&id).await,
         "{:?}",
         logouts.received()
     );
 }
 
 #[tokio::test]
-async fn revoke_broadcasts_the_users_tokens() {
+async fn a_revoke_broadcasts_the_user_and_none_of_its_live_tokens() {
     let app = spawn_auth().await;
     let admin = app.admin().await;
     let token = app.signup("alice01").await;
@@ -104,9 +132,13 @@ async fn revoke_broadcasts_the_users_tokens() {
 
     reply.assert_is(200, json!({}));
     assert!(
-        logouts.eventually_contain(&[&token]).await,
+        logouts.eventually_announce(&id).await,
         "{:?}",
         logouts.received()
+    );
+    assert!(
+        !logouts.received().contains(&token),
+        "a live token was broadcast"
     );
 }
 

@@ -1,7 +1,7 @@
 //! The token guard (CONTRACT section 3): checks bearer tokens through auth's `/users/current`,
-//! caches the answer under the raw token, and forgets a token as soon as auth broadcasts its
-//! revocation. The cache and its eviction ([`TokenCache`]) also serve auth's own
-//! `/users/current`.
+//! caches the answer under a hash of the token, and forgets a token as soon as auth broadcasts
+//! its revocation, or every token of a user as soon as auth broadcasts a change of that user. The
+//! cache and its eviction ([`TokenCache`]) also serve auth's own `/users/current`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,9 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use moka::future::Cache;
-use rabbit::{AUTH_EXCHANGE, Consumer, Rabbit};
+use rabbit::{AUTH_EXCHANGE, Consumer, LOGOUT, Rabbit, USER_CHANGED};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
+use tracing::warn;
 use warp::filters::BoxedFilter;
 use warp::{Filter, Rejection};
 
@@ -20,8 +22,11 @@ use crate::http::{CORRELATION_ID, correlation_id, optional_header};
 
 /// How long a call to auth may take before the request answers 503.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Bounds the memory a flood of distinct tokens can take.
+/// Bounds the memory a flood of distinct tokens can take: each entry is a 32-byte hash and, for
+/// a valid token, a user whose fields auth bounds.
 const MAX_CACHED_TOKENS: u64 = 100_000;
+/// Longer tokens are refused unseen and never cached: auth's are about 200 bytes.
+pub const MAX_TOKEN_BYTES: usize = 2048;
 
 /// The user a valid token belongs to, as auth's `/users/current` returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,14 +51,22 @@ pub fn bearer_token(header: &str) -> Option<&str> {
     valid.then_some(token)
 }
 
-/// What is known about tokens, under the raw token: the user a token belongs to, or `None` for a
-/// refused token. Entries live until the TTL, or until the logout broadcast evicts them.
-/// Cheap to clone; all clones share one cache.
+/// The SHA-256 of a token: what the cache keeps instead of the token, so an entry has one size
+/// whatever the token, and a memory dump holds no usable credential.
+type TokenHash = [u8; 32];
+
+fn hash(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// What is known about tokens, under their hash: the user a token belongs to, or `None` for a
+/// refused token. Entries live until the TTL, or until auth's broadcast evicts them (the token's
+/// logout, or a change of its user). Cheap to clone; all clones share one cache.
 #[derive(Clone)]
 pub struct TokenCache {
     /// `None` remembers a refused token: a refused token never becomes valid again (signout,
     /// password change and disable revoke tokens for good), so forged tokens cost one lookup each.
-    answers: Cache<String, Option<Arc<User>>>,
+    answers: Cache<TokenHash, Option<Arc<User>>>,
     /// Counts evictions. An eviction cannot reach an answer still being looked up (moka inserts
     /// it after), so a lookup that saw the count move looks again instead of trusting it.
     evictions: Arc<AtomicU64>,
@@ -65,13 +78,15 @@ impl TokenCache {
             answers: Cache::builder()
                 .max_capacity(MAX_CACHED_TOKENS)
                 .time_to_live(ttl)
+                .support_invalidation_closures()
                 .build(),
             evictions: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// The answer for `token`: cached, or from `look_up`, called once for concurrent misses of
-    /// one token. Errors are passed on and never cached.
+    /// one token. Errors are passed on and never cached. A token longer than
+    /// [`MAX_TOKEN_BYTES`] is refused without a lookup and leaves nothing behind.
     pub async fn get_or_look_up<F, Fut>(
         &self,
         token: &str,
@@ -82,15 +97,19 @@ impl TokenCache {
         Fut: Future<Output = Result<Option<Arc<User>>, ApiError>>,
     {
         const ATTEMPTS: usize = 3;
+        if token.len() > MAX_TOKEN_BYTES {
+            return Ok(None);
+        }
+        let key = hash(token);
         let mut attempt = 1;
         loop {
             let evictions = self.evictions.load(Ordering::Acquire);
-            let answer = self.get_with(token, look_up()).await?;
+            let answer = self.get_with(key, look_up()).await?;
             if self.evictions.load(Ordering::Acquire) == evictions {
                 return Ok(answer);
             }
             // Maybe looked up before a revocation and cached after its eviction: never keep it.
-            self.answers.invalidate(token).await;
+            self.answers.invalidate(&key).await;
             if attempt == ATTEMPTS {
                 // Evictions keep coming: answer this request as of its lookup, cache nothing.
                 return Ok(answer);
@@ -101,11 +120,11 @@ impl TokenCache {
 
     async fn get_with(
         &self,
-        token: &str,
+        key: TokenHash,
         look_up: impl Future<Output = Result<Option<Arc<User>>, ApiError>>,
     ) -> Result<Option<Arc<User>>, ApiError> {
         self.answers
-            .try_get_with_by_ref(token, look_up)
+            .try_get_with(key, look_up)
             .await
             .map_err(|error| (*error).clone())
     }
@@ -114,7 +133,22 @@ impl TokenCache {
     pub async fn evict(&self, token: &str) {
         let token = bearer_token(token).unwrap_or(token);
         self.evictions.fetch_add(1, Ordering::AcqRel);
-        self.answers.invalidate(token).await;
+        self.answers.invalidate(&hash(token)).await;
+    }
+
+    /// Forgets every token of user `user_id`: its permissions or its access changed, and the
+    /// next request with any of them asks auth again. Refused tokens stay refused.
+    pub fn evict_user(&self, user_id: &str) {
+        self.evictions.fetch_add(1, Ordering::AcqRel);
+        let user_id = user_id.to_owned();
+        let of_user = move |_: &TokenHash, answer: &Option<Arc<User>>| {
+            answer.as_ref().is_some_and(|user| user.id == user_id)
+        };
+        // Reads never return an entry the predicate matches, from this call on.
+        if let Err(error) = self.answers.invalidate_entries_if(of_user) {
+            warn!(%error, "cannot evict one user's tokens; evicting every token");
+            self.answers.invalidate_all();
+        }
     }
 
     /// Forgets every token: logouts broadcast while this instance was not subscribed are lost.
@@ -123,8 +157,9 @@ impl TokenCache {
         self.answers.invalidate_all();
     }
 
-    /// Evicts every token auth broadcasts on the `auth` fanout, across reconnects, until shutdown,
-    /// and the whole cache each time the instance (re)subscribes.
+    /// Evicts what auth broadcasts on the `auth` fanout (a signed-out token, or every token of
+    /// a changed user), across reconnects, until shutdown, and the whole cache each time the
+    /// instance (re)subscribes.
     pub fn listen_for_logouts(&self, rabbit: &Rabbit) -> JoinHandle<()> {
         let cache = self.clone();
         let forget = self.clone();
@@ -135,7 +170,12 @@ impl TokenCache {
         rabbit.consume(consumer, move |message: Arc<rabbit::Message<String>>| {
             let cache = cache.clone();
             async move {
-                cache.evict(&message.envelope.message).await;
+                let envelope = &message.envelope;
+                match envelope.kind.as_str() {
+                    LOGOUT => cache.evict(&envelope.message).await,
+                    USER_CHANGED => cache.evict_user(&envelope.message),
+                    other => warn!(kind = other, "unknown message on the auth fanout ignored"),
+                }
                 Ok(())
             }
         })

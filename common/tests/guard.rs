@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use common::{ApiError, TokenGuard};
-use rabbit::{AUTH_EXCHANGE, Envelope, ExchangeKind, LOGOUT, Rabbit, Topology};
+use rabbit::{AUTH_EXCHANGE, Envelope, ExchangeKind, LOGOUT, Rabbit, Topology, USER_CHANGED};
 use serde_json::json;
 use testkit::{Vhost, eventually};
 use tokio_util::sync::CancellationToken;
@@ -19,13 +19,15 @@ use warp::{Filter, Reply};
 
 const TTL: Duration = Duration::from_secs(600);
 
-/// Answers `/users/current` like auth: tokens named `user-*` belong to a user, `admin-*` to an
-/// admin, revoked or other tokens get 401. Counts the calls and takes a little time, as a real
+/// Answers `/users/current` like auth: tokens named `user-<id>-*` belong to a user with that id
+/// (an admin once the id is granted), `admin-*` to an admin, revoked or other tokens get 401. Counts the calls and takes a little time, as a real
 /// lookup does, so that concurrent misses overlap.
 #[derive(Clone, Default)]
 struct StandIn {
     calls: Arc<AtomicUsize>,
     revoked: Arc<Mutex<HashSet<String>>>,
+    /// User ids made admins.
+    granted: Arc<Mutex<HashSet<String>>>,
     /// Notified when a request has been answered in principle and is on its way back.
     answering: Arc<Notify>,
     /// The `correlation_id` header of the last call.
@@ -45,8 +47,12 @@ impl StandIn {
                         state.calls.fetch_add(1, Ordering::SeqCst);
                         *state.correlation_id.lock().unwrap() = correlation_id;
                         let token = authorization.trim_start_matches("Bearer ").to_owned();
+                        let id = token.split('-').nth(1).unwrap_or("1").to_owned();
                         let permissions = match token.split('-').next() {
                             _ if state.revoked.lock().unwrap().contains(&token) => None,
+                            Some("user") if state.granted.lock().unwrap().contains(&id) => {
+                                Some(vec!["user", "admin"])
+                            }
                             Some("user") => Some(vec!["user"]),
                             Some("admin") => Some(vec!["user", "admin"]),
                             _ => None,
@@ -55,7 +61,7 @@ impl StandIn {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         match permissions {
                             Some(permissions) => warp::reply::with_status(
-                                warp::reply::json(&json!({"id": "1", "name": "n", "login": token,
+                                warp::reply::json(&json!({"id": id, "name": "n", "login": token,
                                 "permissions": permissions, "enabled": true})),
                                 StatusCode::OK,
                             ),
@@ -163,6 +169,59 @@ async fn a_logout_broadcast_evicts_the_token_without_waiting_for_the_ttl() {
     let calls = stand_in.calls();
     guard.check(Some("Bearer user-b"), None, "c").await.unwrap();
     assert_eq!(stand_in.calls(), calls, "other tokens stay cached");
+}
+
+#[tokio::test]
+async fn a_user_change_broadcast_evicts_every_token_of_that_user_and_no_other() {
+    let (guard, stand_in) = guard_with_stand_in().await;
+    let vhost = Vhost::create().await;
+    let shutdown = CancellationToken::new();
+    let _stop = shutdown.clone().drop_guard();
+    let topology = Topology::default().exchange(AUTH_EXCHANGE, ExchangeKind::Fanout);
+    let rabbit = Rabbit::start(&vhost.amqp_url(), topology, shutdown);
+    guard.listen_for_logouts(&rabbit);
+    let is_admin = |token: &'static str| {
+        let guard = guard.clone();
+        async move { guard.check(Some(token), Some("admin"), "c").await.is_ok() }
+    };
+    assert!(!is_admin("Bearer user-a-1").await);
+    assert!(!is_admin("Bearer user-a-2").await);
+    guard
+        .check(Some("Bearer user-b-1"), None, "c")
+        .await
+        .unwrap();
+
+    // Auth grants admin to user a and broadcasts the user's id, not its live tokens.
+    stand_in.granted.lock().unwrap().insert("a".into());
+    let changed = Envelope::new(USER_CHANGED, "c", "a".to_owned());
+    let evicted = eventually(Duration::from_secs(15), || async {
+        rabbit.publish(AUTH_EXCHANGE, "", &changed).await.unwrap();
+        is_admin("Bearer user-a-1").await
+    })
+    .await;
+
+    assert!(evicted, "the grant never showed");
+    assert!(is_admin("Bearer user-a-2").await, "every token of the user");
+    let calls = stand_in.calls();
+    guard
+        .check(Some("Bearer user-b-1"), None, "c")
+        .await
+        .unwrap();
+    assert_eq!(stand_in.calls(), calls, "other users' tokens stay cached");
+}
+
+#[tokio::test]
+async fn an_oversized_token_is_refused_without_asking_auth() {
+    let (guard, stand_in) = guard_with_stand_in().await;
+    let header = format!("Bearer user-{}", "a".repeat(common::guard::MAX_TOKEN_BYTES));
+
+    let checked = guard.check(Some(&header), None, "c").await;
+
+    assert!(
+        matches!(checked, Err(ApiError::Unauthorized)),
+        "{checked:?}"
+    );
+    assert_eq!(stand_in.calls(), 0);
 }
 
 #[tokio::test]

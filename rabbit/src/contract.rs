@@ -30,6 +30,9 @@ pub mod exchange {
 /// Routing keys, which are also the message types (the envelope's `type`).
 pub mod kind {
     pub const LOGOUT: &str = "logout";
+    /// On `auth`: a user's permissions or access changed; the message is the user's id
+    /// (extension: caches evict every token of that user, and no live token crosses the bus).
+    pub const USER_CHANGED: &str = "user_changed";
     pub const ARTICLE_VALID: &str = "article-valid";
     pub const ARTICLE_DATA: &str = "article-data";
     pub const PLACE_ORDER: &str = "place_order";

@@ -28,3 +28,5 @@ pub use topology::{
 pub const AUTH_EXCHANGE: &str = contract::exchange::AUTH;
 /// Message type of the logout broadcast.
 pub const LOGOUT: &str = contract::kind::LOGOUT;
+/// Message type of a user's change on the `auth` fanout: its tokens are to be asked about again.
+pub const USER_CHANGED: &str = contract::kind::USER_CHANGED;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use mongodb::bson::{Document, doc};
 use rabbit::{
     AUTH_EXCHANGE, Consumer, Envelope, ExchangeKind, HandlerError, LOGOUT, Message, Rabbit,
-    Topology,
+    Topology, USER_CHANGED,
 };
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{Value, json};
@@ -260,9 +260,9 @@ pub fn token_of(reply: &Reply) -> String {
     token.to_owned()
 }
 
-/// The tokens broadcast on the `auth` fanout since the consumer started.
+/// What was broadcast on the `auth` fanout since the consumer started: (type, message) pairs.
 pub struct Logouts {
-    received: Arc<Mutex<Vec<String>>>,
+    received: Arc<Mutex<Vec<(String, String)>>>,
     shutdown: CancellationToken,
 }
 
@@ -284,7 +284,9 @@ impl Logouts {
             move |message: Arc<Message<String>>| {
                 let sink = sink.clone();
                 async move {
-                    sink.lock().unwrap().push(message.envelope.message.clone());
+                    let envelope = &message.envelope;
+                    let pair = (envelope.kind.clone(), envelope.message.clone());
+                    sink.lock().unwrap().push(pair);
                     Ok::<_, HandlerError>(())
                 }
             },
@@ -296,24 +298,40 @@ impl Logouts {
         let ready = testkit::eventually(STARTUP, || async move {
             let envelope = Envelope::new(LOGOUT, "test-probe", probe);
             let _ = rabbit.publish(AUTH_EXCHANGE, "", &envelope).await;
-            sink.lock().unwrap().iter().any(|token| token == probe)
+            sink.lock().unwrap().iter().any(|(_, token)| token == probe)
         })
         .await;
         assert!(ready, "the test consumer never received its probe");
         Self { received, shutdown }
     }
 
+    /// Every message received, of any type.
     pub fn received(&self) -> Vec<String> {
-        self.received.lock().unwrap().clone()
+        let received = self.received.lock().unwrap();
+        received
+            .iter()
+            .map(|(_, message)| message.clone())
+            .collect()
     }
 
-    /// Waits until every one of `tokens` was broadcast; false if one never was.
+    /// Waits until every one of `tokens` was broadcast as a `logout`; false if one never was.
     pub async fn eventually_contain(&self, tokens: &[&str]) -> bool {
+        self.eventually_have(LOGOUT, tokens).await
+    }
+
+    /// Waits until a change of user `user_id` was broadcast; false if it never was.
+    pub async fn eventually_announce(&self, user_id: &str) -> bool {
+        self.eventually_have(USER_CHANGED, &[user_id]).await
+    }
+
+    async fn eventually_have(&self, kind: &str, messages: &[&str]) -> bool {
         testkit::eventually(DELIVERY, || async {
-            let received = self.received();
-            tokens
-                .iter()
-                .all(|token| received.iter().any(|got| got == token))
+            let received = self.received.lock().unwrap().clone();
+            messages.iter().all(|message| {
+                received
+                    .iter()
+                    .any(|(got_kind, got)| got_kind == kind && got == message)
+            })
         })
         .await
     }
