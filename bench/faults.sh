@@ -6,6 +6,8 @@
 # (bench's `shop faults`: every checked-out cart has one order, none is PLACED, the stock is its
 # start less what VALIDATED orders hold) and prints how long that took after the last fault, what
 # was lost or duplicated, and how many messages were re-sent per order (from the services' logs).
+# It fails (exit 1) when a checkout was lost or duplicated, a message was dead-lettered, a request
+# was answered 5xx other than 503, or the system never settled.
 # Release builds, fresh databases on the servers `scripts/deps.sh` starts, one instance of each
 # service on 13000-13004; everything it started stops at the end (the broker and the store are
 # left running). ARTICLES (default 1000) articles are seeded.
@@ -30,7 +32,9 @@ export WATCH_SECS=${WATCH_SECS:-10}
 export AUTH=http://127.0.0.1:13000 CATALOG=http://127.0.0.1:13002
 export CART=http://127.0.0.1:13003 ORDERS=http://127.0.0.1:13004
 
+management=http://127.0.0.1:15672
 if [ "$BROKER" = cluster ]; then
+  management=http://127.0.0.1:15673
   RABBIT_CLUSTER=1 bash scripts/deps.sh
   RABBIT_URL=$(cat "${DEPS_DIR:-.deps}/rabbitmq-cluster.url")
   export RABBIT_URL RABBIT_QUEUE_TYPE=quorum
@@ -87,6 +91,17 @@ restart_store() {
   sleep 1
   bash scripts/deps.sh >/dev/null 2>&1
 }
+
+# Messages in the dead-letter queues of vhost "/", per queue (the runs share it: the report is the
+# difference between the end and now).
+dead_letters() {
+  curl -sf -u guest:guest "$management/api/queues/%2F?columns=name,messages" | python3 -c '
+import json, sys
+for queue in json.load(sys.stdin):
+    if queue["name"].endswith(".dlq"):
+        print(queue["name"], queue.get("messages") or 0)'
+}
+dead_letters >"$work/dead-before"
 
 echo "checking out with $SHOPPERS shoppers for ${DURATION}s, a fault every ${EVERY}s..."
 export CHECKOUT_TIMES="$work/checkout-times"
@@ -154,6 +169,29 @@ print(f"checkouts while a node was down: {down} in {down_secs} s"
       f" in {up_secs} s ({60 * (len(times) - down) / max(up_secs, 1):.0f}/min)")
 PY
 fi
+# The management API's counts lag by a few seconds.
+sleep 6
+dead_letters >"$work/dead-after"
+python3 - "$work/dead-before" "$work/dead-after" >"$work/dead-letters" <<'PY'
+import sys
+def counts(path):
+    return {name: int(n) for name, n in (line.split() for line in open(path))}
+before, after = counts(sys.argv[1]), counts(sys.argv[2])
+# Questions whose answers were only useful for a while expire into these (by design).
+expiring = {"catalog.article-valid.dlq"}
+for name, n in sorted(after.items()):
+    new = n - before.get(name, 0)
+    if new > 0:
+        print(f"{name} {new} {'expired-question' if name in expiring else 'dead-letter'}")
+PY
+dead=$(awk '$3 == "dead-letter" {n += $2} END {print n + 0}' "$work/dead-letters")
+expired=$(awk '$3 == "expired-question" {n += $2} END {print n + 0}' "$work/dead-letters")
+echo "dead letters: $dead; expired article-valid questions: $expired; 5xx other than 503: $SERVER_ERRORS"
+[ "$dead" -eq 0 ] || cat "$work/dead-letters"
 echo "first sends made late (broker down at checkout): $sent_late place_order"
+failed=0
+[ "$LOST" -eq 0 ] && [ "$DUPLICATED" -eq 0 ] && [ "$SETTLED_AT" -gt 0 ] || failed=1
+[ "$dead" -eq 0 ] && [ "$SERVER_ERRORS" -eq 0 ] || failed=1
 echo "re-sent: $resent_place_order place_order, $redriven order_placed, $reannounced status announcements;" \
   "$(python3 -c "print(f'{$resent / max($ORDERS, 1):.2f}')") per order"
+[ "$failed" -eq 0 ] || { echo "FAILED: something was lost, duplicated, dead-lettered, answered 5xx or never settled"; exit 1; }

@@ -1,6 +1,7 @@
 //! `shop faults`: checkouts that go on through faults, then the wait for the system to settle.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
@@ -15,6 +16,9 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(600);
 const PAUSE: Duration = Duration::from_millis(250);
 /// The article's price in `setup`: every unit of an order costs this much.
 const PRICE: f64 = 10.5;
+/// Answers 5xx other than 503 (a 503 with `Retry-After` is the documented answer to a fault).
+static SERVER_ERRORS: AtomicUsize = AtomicUsize::new(0);
+
 /// How often a shopper who watches its new order looks at it.
 const WATCH_POLL: Duration = Duration::from_millis(250);
 
@@ -105,6 +109,7 @@ pub async fn run(http: &Client, urls: &Urls, shoppers: usize, run_for: Duration)
                 survey.validated_units,
                 if settled { now.as_secs() } else { 0 },
             );
+            println!("SERVER_ERRORS={}", SERVER_ERRORS.load(Ordering::Relaxed));
             return;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -234,6 +239,9 @@ async fn send(request: reqwest::RequestBuilder) -> Result<Value, String> {
         .map_err(|error| error.to_string())?;
     let status = response.status();
     let body = response.text().await.map_err(|error| error.to_string())?;
+    if status.is_server_error() && status != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+        SERVER_ERRORS.fetch_add(1, Ordering::Relaxed);
+    }
     if !status.is_success() {
         return Err(format!("{status}: {body}"));
     }
