@@ -90,6 +90,28 @@ async fn guard_with_stand_in() -> (TokenGuard, StandIn) {
     (TokenGuard::new(&format!("http://{addr}"), TTL), stand_in)
 }
 
+/// A fresh vhost with the `auth` fanout, and a guard consuming it; stops when dropped.
+struct Bus {
+    rabbit: Rabbit,
+    vhost: Vhost,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+impl Bus {
+    async fn listened_to_by(guard: &TokenGuard) -> Self {
+        let vhost = Vhost::create().await;
+        let shutdown = CancellationToken::new();
+        let topology = Topology::default().exchange(AUTH_EXCHANGE, ExchangeKind::Fanout);
+        let rabbit = Rabbit::start(&vhost.amqp_url(), topology, shutdown.clone());
+        guard.listen_for_logouts(&rabbit);
+        Self {
+            rabbit,
+            vhost,
+            _stop: shutdown.drop_guard(),
+        }
+    }
+}
+
 #[tokio::test]
 async fn concurrent_checks_of_one_token_call_auth_once() {
     let (guard, stand_in) = guard_with_stand_in().await;
@@ -144,12 +166,8 @@ async fn auth_unreachable_gives_503_never_401() {
 #[tokio::test]
 async fn a_logout_broadcast_evicts_the_token_without_waiting_for_the_ttl() {
     let (guard, stand_in) = guard_with_stand_in().await;
-    let vhost = Vhost::create().await;
-    let shutdown = CancellationToken::new();
-    let _stop = shutdown.clone().drop_guard();
-    let topology = Topology::default().exchange(AUTH_EXCHANGE, ExchangeKind::Fanout);
-    let rabbit = Rabbit::start(&vhost.amqp_url(), topology, shutdown);
-    guard.listen_for_logouts(&rabbit);
+    let bus = Bus::listened_to_by(&guard).await;
+    let rabbit = &bus.rabbit;
 
     guard.check(Some("Bearer user-a"), None, "c").await.unwrap();
     guard.check(Some("Bearer user-b"), None, "c").await.unwrap();
@@ -174,12 +192,8 @@ async fn a_logout_broadcast_evicts_the_token_without_waiting_for_the_ttl() {
 #[tokio::test]
 async fn a_user_change_broadcast_evicts_every_token_of_that_user_and_no_other() {
     let (guard, stand_in) = guard_with_stand_in().await;
-    let vhost = Vhost::create().await;
-    let shutdown = CancellationToken::new();
-    let _stop = shutdown.clone().drop_guard();
-    let topology = Topology::default().exchange(AUTH_EXCHANGE, ExchangeKind::Fanout);
-    let rabbit = Rabbit::start(&vhost.amqp_url(), topology, shutdown);
-    guard.listen_for_logouts(&rabbit);
+    let bus = Bus::listened_to_by(&guard).await;
+    let rabbit = &bus.rabbit;
     let is_admin = |token: &'static str| {
         let guard = guard.clone();
         async move { guard.check(Some(token), Some("admin"), "c").await.is_ok() }
@@ -274,12 +288,8 @@ async fn a_logout_during_a_check_is_not_undone_by_the_answer_in_flight() {
 #[tokio::test]
 async fn a_resubscription_forgets_every_cached_token() {
     let (guard, stand_in) = guard_with_stand_in().await;
-    let vhost = Vhost::create().await;
-    let shutdown = CancellationToken::new();
-    let _stop = shutdown.clone().drop_guard();
-    let topology = Topology::default().exchange(AUTH_EXCHANGE, ExchangeKind::Fanout);
-    let rabbit = Rabbit::start(&vhost.amqp_url(), topology, shutdown);
-    guard.listen_for_logouts(&rabbit);
+    let bus = Bus::listened_to_by(&guard).await;
+    let vhost = &bus.vhost;
     assert!(
         eventually(Duration::from_secs(15), || async {
             vhost.consumer_count().await == 1
