@@ -562,15 +562,36 @@ impl Carts {
         Err(too_busy(user_id).into())
     }
 
-    /// Where a checkout that started at `started` goes on from the store: the user's newest
-    /// cart when a checkout closed it since (the cart to answer with), else the active cart.
+    /// Where a checkout that started at `started` goes on from the store: the cart a racing
+    /// checkout closed since (the cart to answer with), else the active cart.
     async fn checkout_target(&self, user_id: &str, started: DateTime) -> Result<Cart, ApiError> {
         let (newest, changed) = self.newest(user_id).await?;
-        if newest.closed_since(started) {
-            self.recent.keep(&newest).await;
-            return Ok(newest);
+        if let Some(closed) = self.closed_since(&newest, started).await? {
+            self.recent.keep(&closed).await;
+            return Ok(closed);
         }
         self.active_from(newest, changed).await
+    }
+
+    /// The user's cart that a checkout closed at `started` or later, given the user's `newest`:
+    /// that one, or the one before it when a line added since the close opened `newest`.
+    async fn closed_since(
+        &self,
+        newest: &Cart,
+        started: DateTime,
+    ) -> Result<Option<Cart>, ApiError> {
+        if newest.closed_since(started) {
+            return Ok(Some(newest.clone()));
+        }
+        // A cart opened before `started` follows a close from before it too: no read needed.
+        if newest.number == 0 || newest.created < started {
+            return Ok(None);
+        }
+        let previous = cart::cart_id(&newest.user_id, newest.number - 1);
+        Ok(self
+            .replay(&previous)
+            .await?
+            .filter(|cart| cart.closed_since(started)))
     }
 
     /// Cart `cart_id`, which a checkout was closing, as it is now.
