@@ -28,12 +28,14 @@ vhost="bench_catalog_$stamp"
 curl -sf -X PUT "$MANAGEMENT/vhosts/$vhost" >/dev/null
 curl -sf -X PUT "$MANAGEMENT/permissions/$vhost/guest" \
   -d '{"configure":".*","write":".*","read":".*"}' >/dev/null
+# Each service connects as its own user (the development passwords of scripts/deps.sh).
+RABBIT_VHOST=$vhost ALLOW_DEV_SECRETS=1 bash deploy/rabbitmq-users.sh
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work";
       curl -sf -X DELETE "$MANAGEMENT/vhosts/'"$vhost"'" >/dev/null' EXIT
 export JWT_SECRET=benchmark-secret-of-at-least-32-bytes RUST_LOG=warn MONGO_URL="$MONGO"
-export RABBIT_URL="amqp://guest:guest@127.0.0.1:5672/$vhost" AUTH_SERVICE_URL=$AUTH
+export RABBIT_URL="amqp://127.0.0.1:5672/$vhost" AUTH_SERVICE_URL=$AUTH
 MONGO_DB="bench_auth_$stamp" PORT=13100 target/release/auth >"$work/auth.log" 2>&1 & pids+=($!)
 MONGO_DB="bench_catalog_$stamp" PORT=13102 target/release/catalog >"$work/catalog.log" 2>&1 & pids+=($!)
 for url in $AUTH $CATALOG; do

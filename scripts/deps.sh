@@ -87,6 +87,9 @@ start_rabbitmq() {
   # after a statistics tick (5 s by default).
   local conf=/etc/rabbitmq/rabbitmq.conf
   grep -qs '^collect_statistics_interval' "$conf" || echo 'collect_statistics_interval = 500' >> "$conf"
+  # Only this machine may reach it: its users have development passwords, guest is an admin.
+  grep -qs '^listeners.tcp.default' "$conf" || echo 'listeners.tcp.default = 127.0.0.1:5672' >> "$conf"
+  grep -qs '^management.tcp.ip' "$conf" || echo 'management.tcp.ip = 127.0.0.1' >> "$conf"
   if ! listening 127.0.0.1 5672; then
     daemon "$DEPS_DIR/log/rabbitmq.log" rabbitmq-server
   fi
@@ -147,6 +150,8 @@ start_rabbitmq_cluster() {
     wait_for "rabbitmq cluster node $i" 127.0.0.1 $((5672 + i)) 120
   done
   local first; first=$(cluster_node 1)
+  RABBITMQCTL="${as_rabbitmq[*]} env HOME=/var/lib/rabbitmq /usr/lib/rabbitmq/bin/rabbitmqctl -n $first" \
+    ALLOW_DEV_SECRETS=1 bash "$ROOT/deploy/rabbitmq-users.sh"
   for i in $(seq 2 "$RABBIT_CLUSTER_NODES"); do
     if cluster_ctl "$i" cluster_status --formatter json \
       | python3 -c 'import json,sys; sys.exit(sys.argv[1] not in json.load(sys.stdin)["disk_nodes"])' "$first"
@@ -164,7 +169,8 @@ status = json.load(sys.stdin)
 print("[deps] rabbitmq cluster: running " + ", ".join(sorted(status["running_nodes"]))
       + " of " + ", ".join(sorted(status["disk_nodes"])), file=sys.stderr)'
   for i in $(seq "$RABBIT_CLUSTER_NODES"); do
-    urls+=("amqp://guest:guest@127.0.0.1:$((5672 + i))/%2f")
+    # No credentials: each service adds its own user (RABBIT_URL in the README).
+    urls+=("amqp://127.0.0.1:$((5672 + i))/%2f")
   done
   (IFS=,; echo "${urls[*]}") | tee "$DEPS_DIR/rabbitmq-cluster.url"
 }
@@ -278,6 +284,9 @@ start_mongo() {
 
 start_redis
 start_rabbitmq
+# The user of every service, with the development passwords the services default to (this broker
+# listens on 127.0.0.1 only), and guest allowed to publish as them (the tests do).
+ALLOW_DEV_SECRETS=1 bash "$ROOT/deploy/rabbitmq-users.sh"
 if [ "${RABBIT_CLUSTER:-}" = 1 ]; then
   start_rabbitmq_cluster
 fi

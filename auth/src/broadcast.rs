@@ -75,7 +75,7 @@ impl Broadcaster {
             }
             None => Envelope::new(USER_CHANGED, correlation_id, logout.user_id.to_hex()),
         };
-        self.rabbit.publish(AUTH_EXCHANGE, "", &envelope).await?;
+        self.rabbit.broadcast(AUTH_EXCHANGE, "", &envelope).await?;
         self.store.logout_sent(logout).await?;
         Ok(())
     }

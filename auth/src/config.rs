@@ -42,7 +42,7 @@ impl Config {
             port: var("PORT", 3000)?,
             mongo_url: mongo_url()?,
             mongo_db: text("MONGO_DB", "auth")?,
-            rabbit_url: rabbit_url()?,
+            rabbit_url: rabbit_url("auth")?,
             jwt_secret,
             token_cache_ttl: token_cache_ttl()?,
         })

@@ -13,7 +13,7 @@ mod store;
 
 use std::net::SocketAddr;
 
-use rabbit::{AUTH_EXCHANGE, ExchangeKind, Rabbit, Topology};
+use rabbit::Rabbit;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +32,7 @@ pub struct Running {
 /// cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let db = common::mongo::connect(&config.mongo_url, &config.mongo_db, "auth").await?;
-    let topology = Topology::default().exchange(AUTH_EXCHANGE, ExchangeKind::Fanout);
+    let topology = rabbit::contract::topology_of(rabbit::contract::service::AUTH);
     let rabbit = Rabbit::start(&config.rabbit_url, topology, shutdown.clone());
     let auth = service::Auth::new(
         store::Store::new(db),

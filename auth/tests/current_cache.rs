@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use mongodb::bson::doc;
+use rabbit::contract::service;
 use serde_json::{Value, json};
 use support::{PASSWORD, TestAuth, spawn_auth, spawn_auth_with_ttl};
 
@@ -30,12 +31,14 @@ async fn cache_everywhere(app: &TestAuth, instances: &[&str], token: &str) {
 /// then reaches no other instance until [`release_broadcasts`], so what the instance that made
 /// it answers comes from its own eviction alone.
 async fn withhold_broadcasts(app: &TestAuth) {
-    app.vhost.set_write_permission("^amq\\.gen.*").await;
+    app.vhost
+        .set_write_permission(service::AUTH, Some("^amq\\.gen.*"))
+        .await;
 }
 
 /// Lets the sweeper (every 5 s) send what was withheld.
 async fn release_broadcasts(app: &TestAuth) {
-    app.vhost.set_write_permission(".*").await;
+    app.vhost.set_write_permission(service::AUTH, None).await;
 }
 
 /// Whether `/users/current` at `base_url` comes to answer `status` for `token` once the sweeper

@@ -5,6 +5,7 @@
 mod support;
 
 use mongodb::bson::{Document, doc};
+use rabbit::contract::service;
 use serde_json::json;
 use support::{PASSWORD, spawn_auth};
 
@@ -148,7 +149,9 @@ async fn a_signout_while_rabbitmq_refuses_the_broadcast_is_broadcast_once_it_acc
     let logouts = app.listen_for_logouts().await;
     let token = app.signup("alice01").await;
     // Only the server-named queues stay writable: publishes to the auth fanout are refused.
-    app.vhost.set_write_permission("^amq\\.gen.*").await;
+    app.vhost
+        .set_write_permission(service::AUTH, Some("^amq\\.gen.*"))
+        .await;
 
     app.get("/users/signout", Some(&token))
         .await
@@ -161,7 +164,7 @@ async fn a_signout_while_rabbitmq_refuses_the_broadcast_is_broadcast_once_it_acc
         "the broker refused it"
     );
 
-    app.vhost.set_write_permission(".*").await;
+    app.vhost.set_write_permission(service::AUTH, None).await;
     let delivered = testkit::eventually(std::time::Duration::from_secs(30), || async {
         logouts.received().contains(&token)
     })

@@ -41,7 +41,7 @@ impl Config {
             port: var("PORT", 3003)?,
             mongo_url: mongo_url()?,
             mongo_db: text("MONGO_DB", "cart")?,
-            rabbit_url: rabbit_url()?,
+            rabbit_url: rabbit_url("cart")?,
             redis_url: redis_url()?,
             projection_ttl: projection_ttl()?,
             auth_service_url: auth_service_url()?,

@@ -41,7 +41,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
     let projections = Projections::new(&config.redis_url, &config.mongo_db, config.projection_ttl)?;
     let rabbit = Rabbit::start(
         &config.rabbit_url,
-        rabbit::contract::topology(),
+        rabbit::contract::topology_of(rabbit::contract::service::CART),
         shutdown.clone(),
     );
     let guard = TokenGuard::new(&config.auth_service_url, config.token_cache_ttl);

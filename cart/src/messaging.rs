@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rabbit::contract::{
-    ArticleDataReply, ArticleDataRequest, ArticleValidReply, ArticleValidRequest, OrderPlaced,
-    exchange, kind, queue,
+    self, ArticleDataReply, ArticleDataRequest, ArticleValidReply, ArticleValidRequest,
+    OrderPlaced, exchange, kind, queue,
 };
-use rabbit::{Consumer, Envelope, HandlerError, Message, Rabbit, RabbitError, ReplyTo};
+use rabbit::{Envelope, HandlerError, Message, Rabbit, RabbitError, ReplyTo};
 use tracing::warn;
 
 use crate::cart::{Answer, Cart};
@@ -121,7 +121,7 @@ pub async fn send_place_order(rabbit: &Rabbit, cart: &Cart) -> Result<(), Rabbit
 pub fn consume(rabbit: &Rabbit, carts: Arc<Carts>) {
     let replies = carts.clone();
     rabbit.consume(
-        Consumer::queue(queue::CART_ARTICLE_VALID),
+        contract::consumer(queue::CART_ARTICLE_VALID),
         move |message: Arc<Message<ArticleValidReply>>| {
             let carts = replies.clone();
             async move {
@@ -144,7 +144,7 @@ pub fn consume(rabbit: &Rabbit, carts: Arc<Carts>) {
         },
     );
     rabbit.consume(
-        Consumer::queue(queue::CART_ORDER_PLACED),
+        contract::consumer(queue::CART_ORDER_PLACED),
         move |message: Arc<Message<OrderPlaced>>| {
             let carts = carts.clone();
             async move {

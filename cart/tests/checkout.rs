@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use mongodb::bson::{Document, doc};
-use rabbit::contract::{exchange, kind};
+use rabbit::contract::{exchange, kind, service};
 use serde_json::json;
 use support::{PATIENCE, id_of, spawn_cart, spawn_cart_with};
 use testkit::Vhost;
@@ -258,7 +258,7 @@ async fn a_lost_order_placed_leads_to_a_resend_and_the_cart_ends_with_its_order(
 async fn a_checkout_while_rabbitmq_is_unreachable_delivers_exactly_one_place_order_later() {
     let vhost = Vhost::create().await;
     let auth = TestAuth::start(&vhost).await;
-    vhost.set_write_permission("^$").await;
+    vhost.set_write_permission(service::CART, Some("^$")).await;
     let mut config = support::test_config(&vhost, &auth.url);
     config.order_resend_first = Duration::from_secs(3600);
     let app = support::start(vhost, auth, config).await;
@@ -276,7 +276,7 @@ async fn a_checkout_while_rabbitmq_is_unreachable_delivers_exactly_one_place_ord
     let health = app.get(None, "/health").await;
     assert_eq!(health.body["dependencies"]["rabbitmq"], "down", "{health}");
 
-    app.vhost.set_write_permission(".*").await;
+    app.vhost.set_write_permission(service::CART, None).await;
     let orders = support::Orders::start(&app.connect());
     let ordered = app
         .eventually_ordered(&cart_id, &format!("order-of-{cart_id}"))
@@ -344,6 +344,7 @@ async fn a_second_order_placed_for_a_cart_changes_nothing() {
     };
     let envelope = rabbit::Envelope::new(kind::ORDER_PLACED, "test", again);
     app.rabbit
+        .speaking_as(service::ORDERS)
         .publish(exchange::SELL_FLOW, kind::ORDER_PLACED, &envelope)
         .await
         .unwrap();

@@ -3,7 +3,7 @@
 
 mod support;
 
-use rabbit::contract::{exchange, kind};
+use rabbit::contract::{exchange, kind, service};
 use serde_json::json;
 use support::{PATIENCE, line, spawn_cart};
 use testkit::Vhost;
@@ -143,6 +143,7 @@ async fn an_order_placed_received_while_mongodb_is_down_is_recorded_once_it_is_b
     };
     let envelope = rabbit::Envelope::new(kind::ORDER_PLACED, "test", placed);
     app.rabbit
+        .speaking_as(service::ORDERS)
         .publish(exchange::SELL_FLOW, kind::ORDER_PLACED, &envelope)
         .await
         .unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mongodb::bson::{DateTime, Document, doc};
 use rabbit::Envelope;
-use rabbit::contract::{ArticleValidReply, exchange, kind};
+use rabbit::contract::{ArticleValidReply, exchange, kind, service};
 use serde_json::json;
 use support::{PATIENCE, TestCart, id_of, line, spawn_cart, spawn_cart_with};
 
@@ -92,6 +92,7 @@ async fn a_reply_for_an_unknown_cart_is_ignored_and_the_next_one_applies() {
         };
         let envelope = Envelope::new(kind::ARTICLE_VALID, "test", reply);
         app.rabbit
+            .speaking_as(service::CATALOG)
             .publish(exchange::CART, kind::ARTICLE_VALID, &envelope)
             .await
             .unwrap();
@@ -99,11 +100,46 @@ async fn a_reply_for_an_unknown_cart_is_ignored_and_the_next_one_applies() {
     assert!(line_becomes(&app, &token, "a", true).await);
 }
 
+/// Only catalog answers `article-valid`: the same reply from anyone else (here orders, whose
+/// user may publish to the exchange of the test's vhost through `guest`) is dead-lettered
+/// unread, and the line stays unvalidated.
+#[tokio::test]
+async fn a_reply_from_another_sender_than_catalog_is_dead_lettered() {
+    let app = spawn_cart().await;
+    let token = app.user().await;
+    let cart = app.add(&token, "a", 1).await;
+    let reply = ArticleValidReply {
+        reference_id: id_of(&cart),
+        article_id: "a".into(),
+        valid: false,
+    };
+    let envelope = Envelope::new(kind::ARTICLE_VALID, "forged", reply);
+    for sender in [service::ORDERS, "guest"] {
+        app.rabbit
+            .speaking_as(sender)
+            .publish(exchange::CART, kind::ARTICLE_VALID, &envelope)
+            .await
+            .unwrap();
+    }
+    let dead_lettered = testkit::eventually(PATIENCE, || async {
+        app.vhost.queued("cart.article-valid.dlq").await == 2
+    })
+    .await;
+    assert!(
+        dead_lettered,
+        "both forged replies reach the dead-letter queue"
+    );
+    let cart = app.cart(&token).await;
+    let line = line(&cart, "a").expect("the line");
+    assert_eq!(line["validated"], false, "{cart}");
+}
+
 #[tokio::test]
 async fn a_malformed_reply_is_dead_lettered() {
     let app = spawn_cart().await;
     let envelope = Envelope::new(kind::ARTICLE_VALID, "test", json!({"valid": "maybe"}));
     app.rabbit
+        .speaking_as(service::CATALOG)
         .publish(exchange::CART, kind::ARTICLE_VALID, &envelope)
         .await
         .unwrap();

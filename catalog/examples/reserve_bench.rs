@@ -10,7 +10,9 @@
 use std::time::{Duration, Instant};
 
 use mongodb::bson::{DateTime, Document, doc};
-use rabbit::contract::{ArticleDataReply, OrderLine, OrderPlaced, exchange, kind, topology};
+use rabbit::contract::{
+    ArticleDataReply, OrderLine, OrderPlaced, exchange, kind, service, topology,
+};
 use rabbit::{Envelope, Rabbit};
 use tokio_util::sync::CancellationToken;
 
@@ -37,7 +39,7 @@ async fn main() {
         port: 0,
         mongo_url: testkit::mongo_url(),
         mongo_db,
-        rabbit_url: vhost.amqp_url(),
+        rabbit_url: vhost.amqp_url_as(service::CATALOG),
         auth_service_url: "http://127.0.0.1:9".into(),
         token_cache_ttl: Duration::from_secs(600),
         snapshot_reload: Some(Duration::from_secs(300)),
@@ -47,7 +49,9 @@ async fn main() {
             .await
             .expect("catalog starts");
     }
-    let rabbit = Rabbit::start(&vhost.amqp_url(), topology(), shutdown.clone());
+    // Plays orders: `guest` may name it as the sender.
+    let rabbit =
+        Rabbit::start(&vhost.amqp_url(), topology(), shutdown.clone()).speaking_as(service::ORDERS);
     // Let the instances load their snapshots (about 14 s for 100,000 articles on FerretDB; a
     // probe through the API would itself load FerretDB) and subscribe.
     let loading = Duration::from_secs(3 + articles as u64 / 4_000);

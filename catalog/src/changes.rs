@@ -53,7 +53,7 @@ impl Changes {
                 change,
             );
             if let Err(error) = rabbit
-                .publish(exchange::CATALOG_CHANGES, "", &envelope)
+                .broadcast(exchange::CATALOG_CHANGES, "", &envelope)
                 .await
             {
                 warn!(%error, article_id = %id, "cannot announce the article change");

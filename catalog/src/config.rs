@@ -25,7 +25,7 @@ impl Config {
             port: var("PORT", 3002)?,
             mongo_url: mongo_url()?,
             mongo_db: text("MONGO_DB", "catalog")?,
-            rabbit_url: rabbit_url()?,
+            rabbit_url: rabbit_url("catalog")?,
             auth_service_url: auth_service_url()?,
             token_cache_ttl: token_cache_ttl()?,
             snapshot_reload: match var("CATALOG_SNAPSHOT_RELOAD_SECS", 300)? {

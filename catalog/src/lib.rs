@@ -44,7 +44,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
     let db = common::mongo::connect(&config.mongo_url, &config.mongo_db, "catalog").await?;
     let rabbit = Rabbit::start(
         &config.rabbit_url,
-        rabbit::contract::topology(),
+        rabbit::contract::topology_of(rabbit::contract::service::CATALOG),
         shutdown.clone(),
     );
     let store = store::Store::new(db, changes::Changes::new(rabbit.clone()));

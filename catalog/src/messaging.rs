@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::future::try_join_all;
 use rabbit::contract::{
-    ArticleDataReply, ArticleDataRequest, ArticleValidReply, ArticleValidRequest, OrderInvalid,
-    OrderPlaced, OrderReleased, exchange, kind, queue,
+    self, ArticleDataReply, ArticleDataRequest, ArticleValidReply, ArticleValidRequest,
+    OrderInvalid, OrderPlaced, OrderReleased, exchange, kind, queue,
 };
 use rabbit::{Consumer, Envelope, HandlerError, Message, Rabbit, RabbitError};
 use tracing::info;
@@ -36,7 +36,7 @@ pub fn listen_for_changes(
                 missed();
             }
         })),
-        ..Consumer::broadcast(exchange::CATALOG_CHANGES)
+        ..contract::listener(exchange::CATALOG_CHANGES)
     };
     rabbit.consume(consumer, move |message: Arc<Message<ArticleChanged>>| {
         store.hear(message.envelope.message.clone());
@@ -46,19 +46,19 @@ pub fn listen_for_changes(
 
 /// Starts the four consumers; they run across reconnects until shutdown.
 pub fn start(rabbit: &Rabbit, store: Store) {
-    rabbit.consume(Consumer::queue(queue::CATALOG_ARTICLE_VALID), {
+    rabbit.consume(contract::consumer(queue::CATALOG_ARTICLE_VALID), {
         let (rabbit, store) = (rabbit.clone(), store.clone());
         move |message| article_valid(rabbit.clone(), store.clone(), message)
     });
-    rabbit.consume(Consumer::queue(queue::CATALOG_ARTICLE_DATA), {
+    rabbit.consume(contract::consumer(queue::CATALOG_ARTICLE_DATA), {
         let (rabbit, store) = (rabbit.clone(), store.clone());
         move |message| article_data(rabbit.clone(), store.clone(), message)
     });
-    rabbit.consume(Consumer::queue(queue::CATALOG_ORDER_PLACED), {
+    rabbit.consume(contract::consumer(queue::CATALOG_ORDER_PLACED), {
         let (rabbit, store) = (rabbit.clone(), store.clone());
         move |message| order_placed(rabbit.clone(), store.clone(), message)
     });
-    rabbit.consume(Consumer::queue(queue::CATALOG_ORDER_INVALID), {
+    rabbit.consume(contract::consumer(queue::CATALOG_ORDER_INVALID), {
         let rabbit = rabbit.clone();
         move |message| order_invalid(rabbit.clone(), store.clone(), message)
     });
@@ -70,6 +70,7 @@ async fn article_valid(
     store: Store,
     message: Arc<Message<ArticleValidRequest>>,
 ) -> Result<(), HandlerError> {
+    answerable(&message, Some((exchange::CART, kind::ARTICLE_VALID)))?;
     let request = &message.envelope.message;
     let article = store.get(&request.article_id).await.map_err(stored)?;
     let reply = ArticleValidReply {
@@ -86,6 +87,7 @@ async fn article_data(
     store: Store,
     message: Arc<Message<ArticleDataRequest>>,
 ) -> Result<(), HandlerError> {
+    answerable(&message, None)?;
     let request = &message.envelope.message;
     let article = store.get(&request.article_id).await.map_err(stored)?;
     let answer = match article {
@@ -106,6 +108,34 @@ async fn article_data(
     };
     rabbit.reply(&message, reply).await.map_err(published)
 }
+
+/// Whether a plain question may be answered where it asks: over direct reply-to to its asker, or
+/// on `reply_queue` (exchange and routing key) when the contract has one for it. Anything else is
+/// refused, chiefly `orders`/`article-data`, where an answer would pass for the reservation
+/// answer to an `order_placed` although nothing was reserved.
+fn answerable<T>(
+    message: &Message<T>,
+    reply_queue: Option<(&str, &str)>,
+) -> Result<(), HandlerError> {
+    let Envelope {
+        exchange,
+        routing_key,
+        ..
+    } = &message.envelope;
+    let direct_reply_to = exchange.is_empty() && routing_key.starts_with(DIRECT_REPLY_TO);
+    let no_reply = exchange.is_empty() && routing_key.is_empty();
+    if direct_reply_to || no_reply || reply_queue == Some((exchange.as_str(), routing_key.as_str()))
+    {
+        return Ok(());
+    }
+    Err(HandlerError::Invalid(format!(
+        "a {} question may not be answered on {exchange:?}/{routing_key:?}",
+        message.envelope.kind
+    )))
+}
+
+/// The pseudo-queue of RabbitMQ direct reply-to (and the prefix of the names it resolves to).
+const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
 /// Decides every line in the ledger (reserved or refused, once per order and article), then
 /// answers one `article-data` per line from that decision, the order id as `referenceId`. The
@@ -211,9 +241,10 @@ fn stored(error: mongodb::error::Error) -> HandlerError {
 /// RabbitMQ down: the effect is stored, so the redelivered message only replies again.
 fn published(error: RabbitError) -> HandlerError {
     match error {
-        RabbitError::Unavailable | RabbitError::Timeout | RabbitError::Protocol(_) => {
-            HandlerError::Unavailable(format!("RabbitMQ: {error}"))
-        }
+        RabbitError::Unavailable
+        | RabbitError::Timeout
+        | RabbitError::Unroutable
+        | RabbitError::Protocol(_) => HandlerError::Unavailable(format!("RabbitMQ: {error}")),
         error => HandlerError::Failed(format!("reply refused: {error}")),
     }
 }

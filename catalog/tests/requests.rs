@@ -49,8 +49,6 @@ async fn article_data_answers_price_stock_and_whether_the_quantity_is_in_stock()
     let app = spawn_catalog().await;
     let article = app.create("Lamp", "", 19.5, 3).await;
     let id = article["_id"].as_str().unwrap();
-    let replies = app.messages(queue::ORDERS_ARTICLE_DATA);
-
     let cases = [
         (json!({"referenceId": "r", "articleId": id}), true, 19.5, 3),
         (
@@ -73,17 +71,18 @@ async fn article_data_answers_price_stock_and_whether_the_quantity_is_in_stock()
         ),
     ];
     for (request, valid, price, stock) in cases {
-        let reply_to = (exchange::ORDERS, kind::ARTICLE_DATA);
-        app.publish(
-            exchange::CATALOG,
-            kind::ARTICLE_DATA,
-            request.clone(),
-            Some(reply_to),
-        )
-        .await;
-        let reply: ArticleDataReply =
-            serde_json::from_value(replies.next().await["message"].clone())
-                .expect("an article-data reply");
+        let question = Envelope::new(kind::ARTICLE_DATA, "c", request.clone());
+        let reply: Envelope<ArticleDataReply> = app
+            .rabbit
+            .request(
+                exchange::CATALOG,
+                kind::ARTICLE_DATA,
+                question,
+                support::PATIENCE,
+            )
+            .await
+            .expect("catalog answers");
+        let reply = reply.message;
         assert_eq!(
             (reply.valid, reply.price, reply.stock, reply.quantity),
             (valid, price, stock, request["quantity"].as_i64()),
@@ -179,6 +178,46 @@ async fn a_malformed_message_is_dead_lettered_and_the_consumer_keeps_going() {
     let reply: ArticleValidReply =
         serde_json::from_value(replies.next().await["message"].clone()).unwrap();
     assert!(reply.valid);
+}
+
+/// A plain question is answered only to its asker (direct reply-to) or on cart's reply queue:
+/// asked to answer on orders' queue, where an answer would pass for a reservation, catalog
+/// dead-letters it. And it takes questions only from cart and orders, order messages only from
+/// orders.
+#[tokio::test]
+async fn catalog_answers_only_where_and_whom_the_contract_says() {
+    let app = spawn_catalog().await;
+    let id = app.article("Lamp", 4).await;
+    let data_dead = app.messages("catalog.article-data.dlq");
+    let orders_replies = app.messages(queue::ORDERS_ARTICLE_DATA);
+    let question = json!({"referenceId": "an-order", "articleId": id, "quantity": 1});
+    let orders_queue = Some((exchange::ORDERS, kind::ARTICLE_DATA));
+
+    app.publish(
+        exchange::CATALOG,
+        kind::ARTICLE_DATA,
+        question,
+        orders_queue,
+    )
+    .await;
+    assert_eq!(data_dead.next().await["message"]["referenceId"], "an-order");
+
+    let placed_dead = app.messages("catalog.order_placed.dlq");
+    let order = json!({"orderId": "from-cart", "cartId": "c", "userId": "u",
+                       "articles": [{"articleId": id, "quantity": 1}]});
+    let envelope =
+        rabbit::Envelope::new(kind::ORDER_PLACED, "forged", order).with_reply_to(rabbit::ReplyTo {
+            exchange: exchange::ORDERS.into(),
+            routing_key: kind::ARTICLE_DATA.into(),
+        });
+    app.rabbit
+        .speaking_as("cart")
+        .publish(exchange::SELL_FLOW, kind::ORDER_PLACED, &envelope)
+        .await
+        .unwrap();
+    assert_eq!(placed_dead.next().await["message"]["orderId"], "from-cart");
+    assert_eq!(app.stock(&id).await, 4, "nothing reserved");
+    assert!(orders_replies.is_empty().await, "no answer reached orders");
 }
 
 #[tokio::test]

@@ -110,16 +110,48 @@ pub fn mongo_url() -> Result<String, ConfigError> {
 }
 
 /// `RABBIT_URL`, the broker every service connects to: one AMQP URL, or the nodes of a cluster as
-/// a comma-separated list of them (`rabbit::Rabbit::start` connects to the first live one). Also
-/// checks `RABBIT_QUEUE_TYPE`, which `Rabbit::start` reads, so that every service refuses an
-/// invalid one at start.
-pub fn rabbit_url() -> Result<String, ConfigError> {
+/// a comma-separated list of them (`rabbit::Rabbit::start` connects to the first live one), as
+/// `service`'s own RabbitMQ user (CONTRACT section 9: the broker checks that every message names
+/// its publisher). A URL without credentials gets user `service` and password `RABBIT_PASSWORD`,
+/// or when that is unset the development password `<service>-dev-password` that
+/// `scripts/deps.sh` gives the local broker. Also checks `RABBIT_QUEUE_TYPE`, which
+/// `Rabbit::start` reads, so that every service refuses an invalid one at start.
+pub fn rabbit_url(service: &str) -> Result<String, ConfigError> {
     rabbit_queue_type()?;
-    url_list(
+    let urls = url_list(
         "RABBIT_URL",
-        "amqp://guest:guest@localhost:5672/%2f",
+        "amqp://localhost:5672/%2f",
         &["amqp", "amqps"],
-    )
+    )?;
+    let password = text("RABBIT_PASSWORD", &format!("{service}-dev-password"))?;
+    let urls: Vec<String> = urls
+        .split(',')
+        .map(|url| with_credentials(url, service, &password))
+        .collect();
+    Ok(urls.join(","))
+}
+
+/// `url` (a checked one, with a scheme) with `user` and `password`, unless it names a user.
+fn with_credentials(url: &str, user: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("amqp", url));
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    if authority.contains('@') {
+        return url.to_owned();
+    }
+    let (user, password) = (percent_encode(user), percent_encode(password));
+    format!("{scheme}://{user}:{password}@{rest}")
+}
+
+/// Every byte but the unreserved ones of RFC 3986 as `%XX`.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(byte).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }
 
 /// `RABBIT_QUEUE_TYPE`: `quorum` (the default) or `classic`, the type of the queues services
@@ -164,6 +196,18 @@ pub fn or_exit<T>(result: Result<T, ConfigError>) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broker_url_without_credentials_gets_the_services() {
+        assert_eq!(
+            with_credentials("amqp://rabbit:5672/%2f", "cart", "p@ss:w/rd"),
+            "amqp://cart:p%40ss%3Aw%2Frd@rabbit:5672/%2f"
+        );
+        assert_eq!(
+            with_credentials("amqps://orders:secret@rabbit/%2f", "cart", "other"),
+            "amqps://orders:secret@rabbit/%2f"
+        );
+    }
 
     // Each test uses its own variable: the environment is shared by the test threads.
     #[test]

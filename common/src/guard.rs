@@ -165,7 +165,7 @@ impl TokenCache {
         let forget = self.clone();
         let consumer = Consumer {
             on_subscribed: Some(Arc::new(move || forget.evict_all())),
-            ..Consumer::broadcast(AUTH_EXCHANGE)
+            ..rabbit::contract::listener(AUTH_EXCHANGE)
         };
         rabbit.consume(consumer, move |message: Arc<rabbit::Message<String>>| {
             let cache = cache.clone();

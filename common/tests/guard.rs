@@ -102,7 +102,9 @@ impl Bus {
         let vhost = Vhost::create().await;
         let shutdown = CancellationToken::new();
         let topology = Topology::default().exchange(AUTH_EXCHANGE, ExchangeKind::Fanout);
-        let rabbit = Rabbit::start(&vhost.amqp_url(), topology, shutdown.clone());
+        // The bus plays auth: `guest` may name it as the sender.
+        let rabbit =
+            Rabbit::start(&vhost.amqp_url(), topology, shutdown.clone()).speaking_as("auth");
         guard.listen_for_logouts(&rabbit);
         Self {
             rabbit,

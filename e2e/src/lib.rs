@@ -177,7 +177,7 @@ impl Wiring<'_> {
     async fn start_image(&self, http: &Client) -> Service {
         let mut image = config(image_service::Config::from_env());
         image.port = 0;
-        image.rabbit_url = self.vhost.amqp_url();
+        image.rabbit_url = self.vhost.amqp_url_as("image");
         image.auth_service_url = self.auth_url.into();
         start(http, "image", |stop| async {
             image_service::run(image, stop)
@@ -192,7 +192,7 @@ impl Wiring<'_> {
         catalog.port = 0;
         catalog.mongo_url = testkit::mongo_url();
         catalog.mongo_db = self.stores.catalog.clone();
-        catalog.rabbit_url = self.vhost.amqp_url();
+        catalog.rabbit_url = self.vhost.amqp_url_as("catalog");
         catalog.auth_service_url = self.auth_url.into();
         start(http, "catalog", |stop| async {
             catalog::run(catalog, stop)
@@ -207,7 +207,7 @@ impl Wiring<'_> {
         cart.port = 0;
         cart.mongo_url = testkit::mongo_url();
         cart.mongo_db = self.stores.cart.clone();
-        cart.rabbit_url = self.vhost.amqp_url();
+        cart.rabbit_url = self.vhost.amqp_url_as("cart");
         cart.auth_service_url = self.auth_url.into();
         start(http, "cart", |stop| async {
             cart::run(cart, stop).await.map(|running| running.addr)
@@ -220,7 +220,7 @@ impl Wiring<'_> {
         orders.port = 0;
         orders.mongo_url = testkit::mongo_url();
         orders.mongo_db = self.stores.orders.clone();
-        orders.rabbit_url = self.vhost.amqp_url();
+        orders.rabbit_url = self.vhost.amqp_url_as("orders");
         orders.auth_service_url = self.auth_url.into();
         orders
     }

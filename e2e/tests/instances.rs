@@ -226,11 +226,11 @@ async fn repeated_order_placed_and_place_order_on_both_instances_change_nothing(
     for _ in 0..3 * INSTANCES {
         cluster
             .vhost
-            .publish("sell_flow", "order_placed", &order_placed)
+            .publish("orders", "sell_flow", "order_placed", &order_placed)
             .await;
         cluster
             .vhost
-            .publish("orders", "place_order", &place_order)
+            .publish("cart", "orders", "place_order", &place_order)
             .await;
     }
     let drained = eventually(FLOW, || async {

@@ -1,6 +1,7 @@
 //! A checkout made while orders is down is not lost: the `place_order` waits in its durable queue
-//! (declared by every service, so it exists even if orders never ran) and the order is placed and
-//! validated once orders is back.
+//! (which orders declared when it first ran) and the order is placed and validated once orders is
+//! back. (Had orders never run, the broker would refuse the unroutable `place_order` and cart
+//! would send it again later, as after any failed publish.)
 
 use std::time::Duration;
 

@@ -30,7 +30,7 @@ impl Config {
         Ok(Self {
             port: var("PORT", 3001)?,
             redis_url: url("REDIS_URL", "redis://localhost:6379", &["redis", "rediss"])?,
-            rabbit_url: rabbit_url()?,
+            rabbit_url: rabbit_url("image")?,
             auth_service_url: auth_service_url()?,
             token_cache_ttl: token_cache_ttl()?,
             body_limit: var("IMAGE_BODY_LIMIT", 16 * 1024 * 1024)?,

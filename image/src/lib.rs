@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use common::TokenGuard;
-use rabbit::{AUTH_EXCHANGE, ExchangeKind, Rabbit, Topology};
+use rabbit::Rabbit;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +45,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
         config.max_pixels,
         config.memory_cache_mb.saturating_mul(1024 * 1024),
     ));
-    let topology = Topology::default().exchange(AUTH_EXCHANGE, ExchangeKind::Fanout);
+    let topology = rabbit::contract::topology_of(rabbit::contract::service::IMAGE);
     let rabbit = Rabbit::start(&config.rabbit_url, topology, shutdown.clone());
     let guard = TokenGuard::new(&config.auth_service_url, config.token_cache_ttl);
     guard.listen_for_logouts(&rabbit);

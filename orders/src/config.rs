@@ -39,7 +39,7 @@ impl Config {
             port: var("PORT", 3004)?,
             mongo_url: mongo_url()?,
             mongo_db: text("MONGO_DB", "orders")?,
-            rabbit_url: rabbit_url()?,
+            rabbit_url: rabbit_url("orders")?,
             redis_url: redis_url()?,
             projection_ttl: projection_ttl()?,
             auth_service_url: auth_service_url()?,

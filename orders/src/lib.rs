@@ -45,7 +45,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
     let db = common::mongo::connect(&config.mongo_url, &config.mongo_db, "orders").await?;
     let rabbit = Rabbit::start(
         &config.rabbit_url,
-        rabbit::contract::topology(),
+        rabbit::contract::topology_of(rabbit::contract::service::ORDERS),
         shutdown.clone(),
     );
     // Namespaced by the database: deployments and tests sharing one Redis stay apart.

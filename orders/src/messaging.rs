@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use rabbit::contract::{
-    ArticleDataReply, OrderInvalid, OrderPlaced, OrderReleased, OrderStatusChanged, PlaceOrder,
-    exchange, kind, queue,
+    self, ArticleDataReply, OrderInvalid, OrderPlaced, OrderReleased, OrderStatusChanged,
+    PlaceOrder, exchange, kind, queue,
 };
-use rabbit::{Consumer, Envelope, HandlerError, Message, Rabbit, RabbitError, ReplyTo};
+use rabbit::{Envelope, HandlerError, Message, Rabbit, RabbitError, ReplyTo};
 
 use crate::order::{Order, Status};
 use crate::service::{Orders, OrdersError};
@@ -17,7 +17,7 @@ use crate::service::{Orders, OrdersError};
 pub fn consume(rabbit: &Rabbit, orders: Arc<Orders>) {
     let placing = orders.clone();
     rabbit.consume(
-        Consumer::queue(queue::ORDERS_PLACE_ORDER),
+        contract::consumer(queue::ORDERS_PLACE_ORDER),
         move |message: Arc<Message<PlaceOrder>>| {
             let orders = placing.clone();
             async move {
@@ -32,7 +32,7 @@ pub fn consume(rabbit: &Rabbit, orders: Arc<Orders>) {
     );
     let releasing = orders.clone();
     rabbit.consume(
-        Consumer::queue(queue::ORDERS_ORDER_RELEASED),
+        contract::consumer(queue::ORDERS_ORDER_RELEASED),
         move |message: Arc<Message<OrderReleased>>| {
             let orders = releasing.clone();
             async move {
@@ -47,7 +47,7 @@ pub fn consume(rabbit: &Rabbit, orders: Arc<Orders>) {
         },
     );
     rabbit.consume(
-        Consumer::queue(queue::ORDERS_ARTICLE_DATA),
+        contract::consumer(queue::ORDERS_ARTICLE_DATA),
         move |message: Arc<Message<ArticleDataReply>>| {
             let orders = orders.clone();
             async move {
@@ -95,12 +95,18 @@ fn handler_error(error: OrdersError) -> HandlerError {
     }
 }
 
-/// `order_placed` on `sell_flow`, asking catalog to reply `article-data` to `orders`.
+/// `order_placed` on `sell_flow`, asking catalog to reply `article-data` to `orders`. It carries
+/// the order's own correlation id, which the replies must echo, whoever publishes it again
+/// (`correlation_id` only for an order placed before that was recorded).
 pub async fn publish_placed(
     rabbit: &Rabbit,
     order: &Order,
     correlation_id: &str,
 ) -> Result<(), RabbitError> {
+    let correlation_id = match order.correlation_id.as_str() {
+        "" => correlation_id,
+        own => own,
+    };
     let message = OrderPlaced {
         order_id: order.id.clone(),
         cart_id: order.cart_id.clone(),
@@ -146,7 +152,8 @@ pub async fn publish_status(
         status: order.status.as_str().into(),
     };
     let envelope = Envelope::new(kind, correlation_id, message);
-    rabbit.publish(exchange::SELL_FLOW, kind, &envelope).await
+    // For future subscribers: no queue takes these yet.
+    rabbit.broadcast(exchange::SELL_FLOW, kind, &envelope).await
 }
 
 #[cfg(test)]

@@ -18,6 +18,11 @@ pub enum Event {
         cart_id: String,
         user_id: String,
         articles: Vec<OrderLine>,
+        /// The correlation id of the `place_order` that made the order, which every
+        /// `order_placed` of the order carries: catalog's replies must echo it. (Orders placed
+        /// before it was recorded have none, and take any reply from catalog.)
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        correlation_id: String,
     },
     /// Catalog's answer for one line: valid or not, with the price and stock it saw.
     #[serde(rename_all = "camelCase")]
@@ -130,6 +135,10 @@ pub struct Order {
     pub position: i64,
     pub created: DateTime,
     pub updated: DateTime,
+    /// What catalog's replies for the order must carry as their correlation id (see
+    /// [`Event::Placed`]); not part of the projection.
+    #[serde(skip)]
+    pub correlation_id: String,
 }
 
 /// Whole cents of an amount; amounts finer than a cent round to the nearest, and a payment is
@@ -245,6 +254,7 @@ pub fn fold(order_id: &str, events: &[Recorded]) -> Option<Order> {
         cart_id,
         user_id,
         articles,
+        correlation_id,
     } = &first.event
     else {
         return None;
@@ -268,6 +278,7 @@ pub fn fold(order_id: &str, events: &[Recorded]) -> Option<Order> {
         position: first.position,
         created: first.created,
         updated: first.created,
+        correlation_id: correlation_id.clone(),
     };
     for recorded in rest {
         order.apply(recorded);
@@ -307,12 +318,13 @@ pub fn merge_lines(lines: &[OrderLine]) -> Vec<OrderLine> {
 /// What a client or catalog asks of an existing order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    /// Catalog's `article-data` reply for one line.
+    /// Catalog's `article-data` reply for one line, with the correlation id it carried.
     ValidateArticle {
         article_id: String,
         valid: bool,
         price: f64,
         stock: i64,
+        correlation_id: String,
     },
     AddPayment {
         payment_id: String,
@@ -335,6 +347,10 @@ pub enum Rejection {
     /// An idempotency key names a payment already made with another method or amount.
     #[error("Idempotency-Key reused with a different payment")]
     KeyReused,
+    /// An `article-data` that does not answer the order's `order_placed`: a plain validation
+    /// request's answer, or a forgery. It must not decide the order (nothing was reserved).
+    #[error("the reply's correlation id {0:?} is not the one of the order's order_placed")]
+    NotAnAnswer(String),
 }
 
 /// The event a command adds to the order, `None` when it already happened (a duplicate reply).
@@ -345,7 +361,11 @@ pub fn decide(order: &Order, command: &Command) -> Result<Option<Event>, Rejecti
             valid,
             price,
             stock,
+            correlation_id,
         } => {
+            if !order.correlation_id.is_empty() && *correlation_id != order.correlation_id {
+                return Err(Rejection::NotAnAnswer(correlation_id.clone()));
+            }
             let line = order
                 .line(article_id)
                 .ok_or_else(|| Rejection::UnknownArticle(article_id.clone()))?;
@@ -410,12 +430,16 @@ mod tests {
         }
     }
 
+    /// The correlation id of the `place_order` of the orders of these tests.
+    const CHECKOUT: &str = "checkout-1";
+
     fn placed(lines: &[(&str, i64)]) -> Recorded {
         at(
             0,
             Event::Placed {
                 cart_id: "cart-1".into(),
                 user_id: "user-1".into(),
+                correlation_id: CHECKOUT.into(),
                 articles: lines
                     .iter()
                     .map(|(article_id, quantity)| OrderLine {
@@ -560,6 +584,7 @@ mod tests {
             valid: false,
             price: 9.0,
             stock: 0,
+            correlation_id: CHECKOUT.into(),
         };
 
         assert_eq!(decide(&order, &again), Ok(None));
@@ -573,12 +598,38 @@ mod tests {
             valid: true,
             price: 1.0,
             stock: 1,
+            correlation_id: CHECKOUT.into(),
         };
 
         assert_eq!(
             decide(&order, &stranger),
             Err(Rejection::UnknownArticle("z".into()))
         );
+    }
+
+    #[test]
+    fn only_an_answer_to_the_orders_order_placed_decides_a_line() {
+        let answer = |correlation_id: &str| Command::ValidateArticle {
+            article_id: "a".into(),
+            valid: true,
+            price: 0.0,
+            stock: 0,
+            correlation_id: correlation_id.into(),
+        };
+        let order = order(&[placed(&[("a", 1)])]);
+        assert_eq!(
+            decide(&order, &answer("a plain request")),
+            Err(Rejection::NotAnAnswer("a plain request".into()))
+        );
+        assert!(matches!(decide(&order, &answer(CHECKOUT)), Ok(Some(_))));
+
+        // Placed before the correlation id was recorded: any reply from catalog answers it.
+        let mut legacy = placed(&[("a", 1)]);
+        if let Event::Placed { correlation_id, .. } = &mut legacy.event {
+            correlation_id.clear();
+        }
+        let legacy = self::order(&[legacy]);
+        assert!(matches!(decide(&legacy, &answer("any")), Ok(Some(_))));
     }
 
     #[test]

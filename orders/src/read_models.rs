@@ -285,6 +285,7 @@ mod tests {
             position,
             created: DateTime::from_millis(created_millis),
             updated: DateTime::from_millis(created_millis + 5),
+            correlation_id: String::new(),
         }
     }
 

@@ -70,9 +70,10 @@ impl From<mongodb::error::Error> for OrdersError {
 impl From<RabbitError> for OrdersError {
     fn from(error: RabbitError) -> Self {
         match error {
-            RabbitError::Unavailable | RabbitError::Timeout | RabbitError::Protocol(_) => {
-                Self::Unavailable("rabbitmq")
-            }
+            RabbitError::Unavailable
+            | RabbitError::Timeout
+            | RabbitError::Unroutable
+            | RabbitError::Protocol(_) => Self::Unavailable("rabbitmq"),
             other => Self::Internal(format!("RabbitMQ: {other}")),
         }
     }
@@ -201,6 +202,7 @@ impl Orders {
             articles: merge_lines(&request.articles),
             cart_id: request.cart_id,
             user_id: request.user_id,
+            correlation_id: correlation_id.to_owned(),
         };
         let event_id = event.id(&order_id);
         // Position 0 of a new random id is free: a duplicate key means the cart's placed event.
@@ -257,6 +259,7 @@ impl Orders {
             valid: reply.valid,
             price: reply.price,
             stock: reply.stock,
+            correlation_id: correlation_id.to_owned(),
         };
         let executed = self.execute(&reply.reference_id, None, command).await?;
         if executed.appended {

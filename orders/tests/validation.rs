@@ -39,6 +39,50 @@ async fn an_order_whose_every_line_is_valid_is_validated_and_announced() {
     app.assert_positions_are_a_sequence(&order_id).await;
 }
 
+/// An `article-data` that does not carry the correlation id of the order's `order_placed` is
+/// not catalog's answer to it (an answer to a plain validation request reserves nothing): it
+/// is dead-lettered and decides nothing. One from another sender than catalog never gets read.
+#[tokio::test]
+async fn only_catalogs_answer_to_the_order_placed_decides_a_line() {
+    let app = spawn_orders().await;
+    let (token, user_id) = app.user("buyer01").await;
+    let order_id = app.placed_order(&user_id, vec![line("a", 1)]).await;
+    let dead = dead_letters(&app.rabbit, queue::ORDERS_ARTICLE_DATA);
+
+    app.reply_article_as(&order_id, "a", true, 0.0, "a plain request")
+        .await;
+    let placed = app.placed_correlation(&order_id).await;
+    let forged = json!({"type": "article-data", "correlation_id": placed,
+        "message": {"referenceId": order_id, "articleId": "a", "valid": true,
+                    "price": 0.0, "stock": 0}});
+    app.vhost
+        .publish("cart", "orders", kind::ARTICLE_DATA, &forged)
+        .await;
+    let mut dead = dead;
+    let mut dead_lettered = Vec::new();
+    for _ in 0..2 {
+        let letter = tokio::time::timeout(PATIENCE, dead.recv())
+            .await
+            .expect("dead-lettered in time")
+            .expect("a dead letter");
+        dead_lettered.push(letter.correlation_id);
+    }
+    dead_lettered.sort();
+    let mut expected = vec!["a plain request".to_owned(), placed.clone()];
+    expected.sort();
+    assert_eq!(dead_lettered, expected);
+    let order = app.get(&format!("/orders/{order_id}"), Some(&token)).await;
+    assert_eq!(order.body["status"], "PLACED", "{}", order.body);
+    assert_eq!(
+        order.body["articles"][0]["validated"], false,
+        "{}",
+        order.body
+    );
+
+    app.reply_article(&order_id, "a", true, 2.0).await;
+    app.wait_for_status(&order_id, &token, "VALIDATED").await;
+}
+
 #[tokio::test]
 async fn an_order_with_an_invalid_line_stays_placed_until_every_line_answered() {
     let app = spawn_orders().await;
@@ -165,9 +209,12 @@ async fn replies_for_unknown_orders_or_articles_are_dead_lettered() {
     let order_id = app.placed_order(&user_id, vec![line("a", 1)]).await;
     let mut dead = dead_letters(&app.rabbit, queue::ORDERS_ARTICLE_DATA);
 
-    app.reply_article(&uuid::Uuid::new_v4().to_string(), "a", true, 1.0)
+    let correlation_id = app.placed_correlation(&order_id).await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    app.reply_article_as(&unknown, "a", true, 1.0, &correlation_id)
         .await;
-    app.reply_article("not-an-order", "a", true, 1.0).await;
+    app.reply_article_as("not-an-order", "a", true, 1.0, &correlation_id)
+        .await;
     app.reply_article(&order_id, "not-in-the-order", true, 1.0)
         .await;
 

@@ -63,7 +63,7 @@ async fn main() {
         tokio::spawn(async move {
             tokio::time::sleep(consume_after).await;
             rabbit.consume(
-                Consumer::queue("failover.probe"),
+                Consumer::queue("failover.probe", &["guest"]),
                 move |message: Arc<Message<Probe>>| {
                     let (consumed, run) = (consumed.clone(), run.clone());
                     async move {

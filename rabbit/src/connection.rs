@@ -3,6 +3,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::ConfirmSelectOptions;
+use lapin::types::ShortString;
+use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties, Event};
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
@@ -26,6 +28,9 @@ pub enum RabbitError {
     Timeout,
     #[error("the broker refused the message")]
     Nacked,
+    /// No queue took it: its consumer's service has not declared its queue yet.
+    #[error("no queue takes the message yet")]
+    Unroutable,
     #[error("the broker refused the publish: {0}")]
     Refused(lapin::Error),
     #[error("cannot encode or decode a message: {0}")]
@@ -34,17 +39,27 @@ pub enum RabbitError {
     Protocol(#[from] lapin::Error),
 }
 
-/// A live connection with its confirmed publishing channel and its idle request channels.
-/// Replaced as a whole on reconnect, so nothing of a dead connection is used again.
+/// Two live connections to one node: one to publish on, with its confirmed publishing channel and
+/// its idle request channels, and one to consume on. RabbitMQ blocks a connection that publishes
+/// while a memory or disk alarm is on; acks travel on the other, so queues still drain. Replaced
+/// as a whole on reconnect, so nothing of a dead connection is used again.
 #[derive(Clone)]
 pub(crate) struct Link {
     pub connection: Arc<Connection>,
+    pub consuming: Arc<Connection>,
     /// Replaced on its own when the broker closes it over a refused publish.
     publisher: Arc<Mutex<Channel>>,
     pub requesters: Arc<RequestChannels>,
+    /// The user the connection logged in as: the `user_id` of everything published on it.
+    pub user: ShortString,
 }
 
 impl Link {
+    async fn close(&self, reason: &str) {
+        let _ = self.connection.close(200, reason.into()).await;
+        let _ = self.consuming.close(200, reason.into()).await;
+    }
+
     pub async fn publisher(&self) -> Channel {
         self.publisher.lock().await.clone()
     }
@@ -79,6 +94,8 @@ pub(crate) async fn confirmed_channel(connection: &Connection) -> lapin::Result<
 pub struct Rabbit {
     link: watch::Receiver<Option<Link>>,
     pub(crate) shutdown: CancellationToken,
+    /// Whom publishes name as their sender, when not the connection's user.
+    speaking_as: Option<ShortString>,
 }
 
 impl Rabbit {
@@ -102,7 +119,28 @@ impl Rabbit {
             sender,
             shutdown.clone(),
         ));
-        Self { link, shutdown }
+        Self {
+            link,
+            shutdown,
+            speaking_as: None,
+        }
+    }
+
+    /// This connection publishing as `user` (the AMQP `user_id`). The broker refuses that unless
+    /// the connection's user is tagged `impersonator`: for tools and tests that play several
+    /// services on one connection.
+    pub fn speaking_as(&self, user: &str) -> Self {
+        Self {
+            speaking_as: Some(user.into()),
+            ..self.clone()
+        }
+    }
+
+    /// The `user_id` of what is published on `link`.
+    pub(crate) fn sender(&self, link: &Link) -> ShortString {
+        self.speaking_as
+            .clone()
+            .unwrap_or_else(|| link.user.clone())
     }
 
     pub fn is_connected(&self) -> bool {
@@ -153,13 +191,17 @@ async fn supervise(
                 backoff = FIRST_BACKOFF;
                 sender.send_replace(Some(link.clone()));
                 tokio::select! {
-                    _ = unusable(&link) => {
+                    _ = unusable(&link.connection) => {
                         warn!("RabbitMQ connection lost; reconnecting");
-                        let _ = link.connection.close(200, "reconnecting".into()).await;
+                        link.close("reconnecting").await;
+                    }
+                    _ = unusable(&link.consuming) => {
+                        warn!("RabbitMQ connection lost; reconnecting");
+                        link.close("reconnecting").await;
                     }
                     _ = shutdown.cancelled() => {
                         sender.send_replace(None);
-                        let _ = link.connection.close(200, "shutdown".into()).await;
+                        link.close("shutdown").await;
                         return;
                     }
                 }
@@ -197,19 +239,28 @@ async fn open_any(brokers: &Brokers, first: usize, topology: &Topology) -> Optio
 
 async fn open(url: &str, topology: &Topology) -> lapin::Result<Link> {
     let connection = Connection::connect(url, ConnectionProperties::default()).await?;
+    let consuming = Connection::connect(url, ConnectionProperties::default()).await?;
+    // It parsed: the connections are open.
+    let user = url
+        .parse::<AMQPUri>()
+        .map(|uri| uri.authority.userinfo.username)
+        .unwrap_or_default()
+        .into();
     topology.declare(&connection).await?;
     let publisher = confirmed_channel(&connection).await?;
     Ok(Link {
         connection: Arc::new(connection),
+        consuming: Arc::new(consuming),
         publisher: Arc::new(Mutex::new(publisher)),
         requesters: Arc::default(),
+        user,
     })
 }
 
 /// Resolves when the connection has failed or was closed by the broker. A channel error (a refused
 /// publish, a cancelled consumer) is left to that channel's owner, which opens another.
-async fn unusable(link: &Link) {
-    let mut events = link.connection.events_listener();
+async fn unusable(connection: &Connection) {
+    let mut events = connection.events_listener();
     loop {
         // The status check covers a close that raised no event.
         tokio::select! {
@@ -225,7 +276,7 @@ async fn unusable(link: &Link) {
                 Some(_) => {}
             },
             _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                if !link.connection.status().connected() {
+                if !connection.status().connected() {
                     return;
                 }
             }

@@ -39,25 +39,36 @@ pub struct Consumer {
     /// Called each time consuming (re)starts. For a [`Source::Broadcast`] queue, whatever was
     /// broadcast while it did not exist is lost; this is where a cache learns to forget.
     pub on_subscribed: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// The RabbitMQ users whose messages are taken (their AMQP `user_id`, which the broker
+    /// checked); a message from anyone else, or naming no one, is dead-lettered unread.
+    pub senders: Vec<String>,
 }
 
 impl Consumer {
-    pub fn queue(name: &str) -> Self {
+    /// A consumer of the durable queue `name` that takes messages only from `senders`.
+    pub fn queue(name: &str, senders: &[&str]) -> Self {
         Self {
             source: Source::Queue(name.into()),
             prefetch: 16,
             max_attempts: 5,
             on_subscribed: None,
+            senders: senders.iter().map(|&sender| sender.to_owned()).collect(),
         }
     }
 
-    pub fn broadcast(exchange: &str) -> Self {
+    /// A consumer of a queue of this instance's own bound to the fanout `exchange`, that takes
+    /// messages only from `senders`.
+    pub fn broadcast(exchange: &str, senders: &[&str]) -> Self {
         Self {
             source: Source::Broadcast {
                 exchange: exchange.into(),
             },
-            ..Self::queue("")
+            ..Self::queue("", senders)
         }
+    }
+
+    fn accepts(&self, sender: Option<&str>) -> bool {
+        sender.is_some_and(|sender| self.senders.iter().any(|accepted| accepted == sender))
     }
 
     fn name(&self) -> &str {
@@ -140,7 +151,7 @@ impl Rabbit {
                     // The broker can end a consumer and leave the connection up (consumer
                     // timeout, cancel, channel error): then resume on the same connection.
                     let link = match previous.take() {
-                        Some(link) if link.connection.status().connected() => link,
+                        Some(link) if link.consuming.status().connected() => link,
                         previous => match rabbit.next_link(previous.as_ref()).await {
                             Some(link) => link,
                             None => return,
@@ -172,7 +183,7 @@ impl Rabbit {
         H: Fn(Arc<Message<T>>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send,
     {
-        let channel = link.connection.create_channel().await?;
+        let channel = link.consuming.create_channel().await?;
         channel
             .basic_qos(consumer.prefetch, BasicQosOptions::default())
             .await?;
@@ -232,6 +243,16 @@ async fn handle<T, H, Fut>(
     H: Fn(Arc<Message<T>>) -> Fut,
     Fut: Future<Output = Result<(), HandlerError>>,
 {
+    let properties = &delivery.properties;
+    let sender = properties.user_id().as_ref().map(|user| user.as_str());
+    if !consumer.accepts(sender) {
+        warn!(
+            sender = sender.unwrap_or("nobody"),
+            accepted = ?consumer.senders,
+            "message from a sender the contract does not name; dead-lettering it"
+        );
+        return dead_letter(&delivery).await;
+    }
     let envelope = match serde_json::from_slice::<Envelope<T>>(&delivery.data) {
         Ok(envelope) => envelope,
         Err(error) => {
@@ -239,7 +260,6 @@ async fn handle<T, H, Fut>(
             return dead_letter(&delivery).await;
         }
     };
-    let properties = &delivery.properties;
     let message = Arc::new(Message {
         envelope,
         message_id: properties.message_id().as_ref().map(|id| id.to_string()),

@@ -1,14 +1,12 @@
 //! The messaging contract between the services (CONTRACT section 9): exchange, queue and routing
-//! key names, the payload of every message type, and the whole topology.
-//!
-//! Every service declares the whole topology, not only its own part: declaring is idempotent, and
-//! a message published before its consumer's service ever started must find its durable queue
-//! already there, or the broker would drop it as unroutable.
+//! key names, the payload of every message type, the whole topology and each service's part of
+//! it, who may send what ([`senders`]), and the RabbitMQ permissions that follow
+//! ([`permissions`]). docs/contract.md section 9 says it in prose.
 
 use lapin::ExchangeKind;
 use serde::{Deserialize, Serialize};
 
-use crate::Topology;
+use crate::{Consumer, Queue, Topology};
 
 /// Exchange names.
 pub mod exchange {
@@ -60,6 +58,46 @@ pub mod queue {
     pub const ORDERS_ORDER_RELEASED: &str = "orders.order_released";
 }
 
+/// The services, which are also the RabbitMQ users they connect as. Every message carries its
+/// publisher's user in the AMQP `user_id` property, which the broker checks against the
+/// connection's user, so a consumer knows who sent it and takes a message only from the sender
+/// the contract names ([`senders`]).
+pub mod service {
+    pub const AUTH: &str = "auth";
+    pub const IMAGE: &str = "image";
+    pub const CATALOG: &str = "catalog";
+    pub const CART: &str = "cart";
+    pub const ORDERS: &str = "orders";
+    pub const ALL: [&str; 5] = [AUTH, IMAGE, CATALOG, CART, ORDERS];
+}
+
+/// Who may send the messages of a durable queue of [`topology`], or of a fanout exchange (to the
+/// per-instance queues bound to it): the table's "from" column. Nobody for anything else.
+pub fn senders(queue_or_fanout: &str) -> &'static [&'static str] {
+    use queue::*;
+    match queue_or_fanout {
+        CATALOG_ARTICLE_VALID => &[service::CART],
+        CATALOG_ARTICLE_DATA => &[service::CART, service::ORDERS],
+        CATALOG_ORDER_PLACED | CATALOG_ORDER_INVALID | CART_ORDER_PLACED => &[service::ORDERS],
+        CART_ARTICLE_VALID | ORDERS_ARTICLE_DATA | ORDERS_ORDER_RELEASED => &[service::CATALOG],
+        ORDERS_PLACE_ORDER => &[service::CART],
+        exchange::AUTH => &[service::AUTH],
+        exchange::CATALOG_CHANGES => &[service::CATALOG],
+        _ => &[],
+    }
+}
+
+/// A consumer of the durable queue `queue` that takes messages only from its [`senders`].
+pub fn consumer(queue: &str) -> Consumer {
+    Consumer::queue(queue, senders(queue))
+}
+
+/// A consumer of the fanout `exchange` (a queue of this instance's own) that takes messages only
+/// from its [`senders`].
+pub fn listener(exchange: &str) -> Consumer {
+    Consumer::broadcast(exchange, senders(exchange))
+}
+
 /// Every exchange and durable queue of the system, with their bindings and dead-letter queues.
 /// Catalog's two queues of questions are request queues: a question may expire once its asker
 /// stopped waiting (direct reply-to) or will ask again, and its expired copies must not pile up in
@@ -84,6 +122,144 @@ pub fn topology() -> Topology {
         .queue(ORDERS_PLACE_ORDER, ORDERS, PLACE_ORDER)
         .queue(ORDERS_ARTICLE_DATA, ORDERS, ARTICLE_DATA)
         .queue(ORDERS_ORDER_RELEASED, ORDERS, ORDER_RELEASED)
+}
+
+/// The exchanges `service` publishes on (the table's "from" column), and the fanouts it listens
+/// to with a queue of each instance's own.
+fn speaks(service: &str) -> (&'static [&'static str], &'static [&'static str]) {
+    use exchange::*;
+    match service {
+        // Auth listens too: its instances keep `/users/current` answers in memory.
+        service::AUTH => (&[AUTH], &[AUTH]),
+        service::IMAGE => (&[], &[AUTH]),
+        service::CATALOG => (&[CART, ORDERS, CATALOG_CHANGES], &[AUTH, CATALOG_CHANGES]),
+        service::CART => (&[CATALOG, ORDERS], &[AUTH]),
+        service::ORDERS => (&[SELL_FLOW], &[AUTH]),
+        _ => (&[], &[]),
+    }
+}
+
+/// What `service` declares: its own durable queues (`<service>.*`, which it consumes) with their
+/// dead-letter queues, and the exchanges it publishes on or binds them to. A queue is declared
+/// by its consumer alone, so a service can be given no right over another's queues; a message
+/// published before the queue's service ever started is refused by the broker as unroutable
+/// ([`RabbitError::Unroutable`](crate::RabbitError::Unroutable)) and sent again later by its
+/// publisher. The fanouts it only listens to are declared by their publishers: until one exists,
+/// the listener tries again every second.
+pub fn topology_of(service: &str) -> Topology {
+    let all = topology();
+    let (publishes, _) = speaks(service);
+    let prefix = format!("{service}.");
+    let queues: Vec<Queue> = all
+        .queues
+        .into_iter()
+        .filter(|queue| queue.name.starts_with(&prefix))
+        .collect();
+    let declared = |name: &str| {
+        publishes.contains(&name)
+            || queues
+                .iter()
+                .any(|queue| queue.bindings.iter().any(|(exchange, _)| exchange == name))
+    };
+    Topology {
+        exchanges: all
+            .exchanges
+            .into_iter()
+            .filter(|exchange| declared(&exchange.name))
+            .collect(),
+        queues,
+        queue_type: None,
+    }
+}
+
+/// What one RabbitMQ user may do on the vhost: regular expressions over exchange and queue names,
+/// as `rabbitmqctl set_permissions` takes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permissions {
+    /// Declare and delete.
+    pub configure: String,
+    /// Publish to an exchange; bind a queue (write on the queue, read on the exchange).
+    pub write: String,
+    /// Consume from or purge a queue.
+    pub read: String,
+}
+
+/// The least `service` needs to do its part of the contract: declare what [`topology_of`] gives
+/// it, publish only on the exchanges it sends on, consume only its own queues and the queues of
+/// its instances bound to the fanouts it listens to. An exchange is declared by each service that
+/// touches it, so each of them could delete it; no service can touch another's queue.
+pub fn permissions(service: &str) -> Permissions {
+    // Direct reply-to answers go through the default exchange.
+    const DEFAULT_EXCHANGE: &str = "amq.default";
+    // Server-named: the queues of each instance bound to a fanout.
+    const INSTANCE_QUEUES: &str = r"amq\.gen-.*";
+    let (publishes, listens) = speaks(service);
+    let declared = topology_of(service);
+    let names = |names: &mut dyn Iterator<Item = &str>| names.map(escape).collect::<Vec<_>>();
+    let exchanges = names(&mut declared.exchanges.iter().map(|e| e.name.as_str()));
+    let mut queues = Vec::new();
+    for queue in &declared.queues {
+        queues.push(escape(&queue.name));
+        queues.push(escape(&format!("{}.dlq", queue.name)));
+    }
+    // Declaring a queue that dead-letters needs read on it and write on its exchange.
+    let dead_letters = match declared.queues.is_empty() {
+        true => Vec::new(),
+        false => vec![escape(crate::DEAD_LETTER_EXCHANGE)],
+    };
+    let instance_queues = match listens.is_empty() {
+        true => Vec::new(),
+        false => vec![INSTANCE_QUEUES.to_owned()],
+    };
+    let mut publishes = names(&mut publishes.iter().copied());
+    if service == service::CATALOG {
+        publishes.push(escape(DEFAULT_EXCHANGE));
+    }
+    let listens = names(&mut listens.iter().copied());
+    Permissions {
+        configure: any_of([&exchanges, &dead_letters, &queues, &instance_queues]),
+        write: any_of([&publishes, &dead_letters, &queues, &instance_queues]),
+        read: any_of([
+            &exchanges,
+            &dead_letters,
+            &queues,
+            &instance_queues,
+            &listens,
+        ]),
+    }
+}
+
+/// The permissions of every service as `deploy/rabbitmq-permissions.tsv` holds them (for the
+/// scripts that create the users): user, configure, write, read, tab-separated, one per line.
+pub fn permissions_table() -> String {
+    let mut table = String::new();
+    for service in service::ALL {
+        let Permissions {
+            configure,
+            write,
+            read,
+        } = permissions(service);
+        table.push_str(&format!("{service}\t{configure}\t{write}\t{read}\n"));
+    }
+    table
+}
+
+/// A regular expression matching exactly one of `names` (none when there are none).
+fn any_of<const N: usize>(lists: [&Vec<String>; N]) -> String {
+    let mut names: Vec<&str> = lists
+        .iter()
+        .flat_map(|list| list.iter().map(String::as_str))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    if names.is_empty() {
+        return "^$".into();
+    }
+    format!("^({})$", names.join("|"))
+}
+
+fn escape(name: &str) -> String {
+    name.replace('.', r"\.")
 }
 
 /// `article-valid` request, cart → catalog. `reference_id` is opaque to catalog and echoed back.
@@ -246,6 +422,79 @@ mod tests {
             expiring,
             [queue::CATALOG_ARTICLE_VALID, queue::CATALOG_ARTICLE_DATA]
         );
+    }
+
+    /// The scripts create the users from the file: it must say what the code says.
+    #[test]
+    fn the_permissions_file_is_the_contracts() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/rabbitmq-permissions.tsv"
+        );
+        if std::env::var_os("WRITE_PERMISSIONS").is_some() {
+            std::fs::write(path, permissions_table()).unwrap();
+        }
+        let file = std::fs::read_to_string(path).unwrap();
+        assert_eq!(
+            file,
+            permissions_table(),
+            "run WRITE_PERMISSIONS=1 cargo test -p rabbit --lib to rewrite it"
+        );
+    }
+
+    #[test]
+    fn a_service_publishes_only_where_the_contract_sends_it() {
+        let writes = |service: &str| regex_names(&permissions(service).write);
+        // Image only binds its own queue to `auth`: binding needs write on the queue.
+        assert_eq!(writes(service::IMAGE), [r"amq\.gen-.*"]);
+        assert!(writes(service::AUTH).contains(&"auth".to_owned()));
+        assert!(writes(service::ORDERS).contains(&"sell_flow".to_owned()));
+        assert!(!writes(service::CART).contains(&"sell_flow".to_owned()));
+        assert!(!writes(service::ORDERS).contains(&"orders".to_owned()));
+        for service in service::ALL {
+            let Permissions {
+                configure, read, ..
+            } = permissions(service);
+            for other in service::ALL.iter().filter(|other| **other != service) {
+                let theirs = format!("{other}\\.");
+                for names in [regex_names(&configure), regex_names(&read)] {
+                    assert!(
+                        !names.iter().any(|name| name.starts_with(&theirs)),
+                        "{service} may touch a queue of {other}: {names:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_exchange_and_queue_is_declared_by_some_service() {
+        let all = topology();
+        let parts: Vec<Topology> = service::ALL.iter().map(|s| topology_of(s)).collect();
+        for queue in &all.queues {
+            let owners = parts
+                .iter()
+                .filter(|part| part.queues.iter().any(|q| q.name == queue.name))
+                .count();
+            assert_eq!(owners, 1, "{} is declared by one service", queue.name);
+        }
+        for exchange in &all.exchanges {
+            assert!(
+                parts
+                    .iter()
+                    .any(|part| part.exchanges.iter().any(|e| e.name == exchange.name)),
+                "{} is declared",
+                exchange.name
+            );
+        }
+    }
+
+    fn regex_names(regex: &str) -> Vec<String> {
+        let inner = regex.trim_start_matches("^(").trim_end_matches(")$");
+        if inner == "^$" {
+            return Vec::new();
+        }
+        inner.split('|').map(str::to_owned).collect()
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Everything the services share about RabbitMQ: the JSON envelope every message travels in, the
 //! durable topology (quorum queues unless `RABBIT_QUEUE_TYPE=classic`) with its dead-letter
 //! queues, and a supervised connection to one broker or to the live nodes of a cluster that
-//! recovers by itself (backoff, the next node, topology redeclared, consumers resumed). On top of
-//! it: a publisher that waits for broker confirms, a consumer loop that acks only after its
-//! handler succeeded, and RabbitMQ direct reply-to requests.
+//! recovers by itself (backoff, the next node, topology redeclared, consumers resumed), publishing
+//! and consuming on two connections so that a broker alarm that blocks publishers leaves acks
+//! flowing. On top of it: a publisher that waits for broker confirms and stamps every message
+//! with its sender (the AMQP `user_id`), a consumer loop that takes messages only from the
+//! senders it names and acks only after its handler succeeded, and RabbitMQ direct reply-to
+//! requests.
 
 mod brokers;
 mod connection;

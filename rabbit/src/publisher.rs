@@ -15,20 +15,31 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Rabbit {
     /// Publishes a persistent message and returns once the broker has confirmed it, so a caller
-    /// can ack its own input or report success only after the message is safe.
+    /// can ack its own input or report success only after the message is safe. A message no
+    /// queue takes is [`RabbitError::Unroutable`]: its consumer's service has never declared its
+    /// queue (each service declares only its own), so it must be sent again later.
     pub async fn publish<T: Serialize>(
         &self,
         exchange: &str,
         routing_key: &str,
         envelope: &Envelope<T>,
     ) -> Result<(), RabbitError> {
-        self.publish_with(
-            exchange,
-            routing_key,
-            envelope,
-            properties(&envelope.correlation_id),
-        )
-        .await
+        let properties = properties(&envelope.correlation_id);
+        self.publish_with(exchange, routing_key, envelope, properties, ROUTED)
+            .await
+    }
+
+    /// [`Rabbit::publish`] for whoever listens now, maybe nobody: a fanout broadcast, an
+    /// announcement for future subscribers. Confirmed, but taken by no queue is fine.
+    pub async fn broadcast<T: Serialize>(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        envelope: &Envelope<T>,
+    ) -> Result<(), RabbitError> {
+        let properties = properties(&envelope.correlation_id);
+        self.publish_with(exchange, routing_key, envelope, properties, ANYWHERE)
+            .await
     }
 
     /// [`Rabbit::publish`] for a message only useful for `ttl`: it carries that AMQP
@@ -42,7 +53,7 @@ impl Rabbit {
         ttl: Duration,
     ) -> Result<(), RabbitError> {
         let properties = properties(&envelope.correlation_id).with_expiration(expiration(ttl));
-        self.publish_with(exchange, routing_key, envelope, properties)
+        self.publish_with(exchange, routing_key, envelope, properties, ROUTED)
             .await
     }
 
@@ -52,11 +63,13 @@ impl Rabbit {
         routing_key: &str,
         envelope: &Envelope<T>,
         properties: BasicProperties,
+        options: BasicPublishOptions,
     ) -> Result<(), RabbitError> {
         let body = serde_json::to_vec(envelope)?;
         tokio::time::timeout(PUBLISH_TIMEOUT, async {
             let mut link = self.current_link(PUBLISH_TIMEOUT).await?;
             loop {
+                let properties = properties.clone().with_user_id(self.sender(&link));
                 let publisher = link.publisher().await;
                 let error = match confirmed_publish(
                     &publisher,
@@ -64,6 +77,7 @@ impl Rabbit {
                     routing_key,
                     &body,
                     properties.clone(),
+                    options,
                 )
                 .await
                 {
@@ -75,7 +89,8 @@ impl Rabbit {
                     // it under every publish in flight, so this one may be another's. Repair it
                     // for the others and retry alone, where a refusal is surely this publish's.
                     link.replace_publisher(&publisher).await?;
-                    return publish_alone(&link, exchange, routing_key, &body, properties).await;
+                    return publish_alone(&link, exchange, routing_key, &body, properties, options)
+                        .await;
                 }
                 // The connection dropped under us: publish again on the next one. A message the
                 // broker did take is then sent twice, which idempotent consumers absorb.
@@ -121,7 +136,8 @@ impl Rabbit {
             );
             properties = properties.with_headers(headers);
         }
-        self.publish_with(&exchange, &routing_key, &reply, properties)
+        // To a direct reply-to asker that stopped waiting, a reply is dropped: that is fine.
+        self.publish_with(&exchange, &routing_key, &reply, properties, ANYWHERE)
             .await
     }
 }
@@ -130,6 +146,17 @@ impl Rabbit {
 /// requester can tell a second reply to an earlier request (the request was redelivered after its
 /// replier had answered but not yet acked) from the reply it waits for.
 pub const IN_REPLY_TO: &str = "in_reply_to";
+
+/// A publish that must reach a queue: the broker returns it otherwise.
+pub(crate) const ROUTED: BasicPublishOptions = BasicPublishOptions {
+    mandatory: true,
+    immediate: false,
+};
+/// A publish that may reach no queue.
+const ANYWHERE: BasicPublishOptions = BasicPublishOptions {
+    mandatory: false,
+    immediate: false,
+};
 
 pub(crate) fn properties(correlation_id: &str) -> BasicProperties {
     BasicProperties::default()
@@ -152,9 +179,11 @@ async fn publish_alone(
     routing_key: &str,
     body: &[u8],
     properties: BasicProperties,
+    options: BasicPublishOptions,
 ) -> Result<(), RabbitError> {
     let channel = confirmed_channel(&link.connection).await?;
-    let result = confirmed_publish(&channel, exchange, routing_key, body, properties).await;
+    let result =
+        confirmed_publish(&channel, exchange, routing_key, body, properties, options).await;
     if channel.status().connected() {
         let _ = channel.close(200, "published".into()).await;
     }
@@ -172,19 +201,21 @@ pub(crate) async fn confirmed_publish(
     routing_key: &str,
     body: &[u8],
     properties: BasicProperties,
+    options: BasicPublishOptions,
 ) -> Result<(), RabbitError> {
     let confirm = channel
         .basic_publish(
             exchange.into(),
             routing_key.into(),
-            BasicPublishOptions::default(),
+            options,
             body,
             properties,
         )
         .await?
         .await?;
     match confirm {
-        Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
+        Confirmation::Ack(Some(_)) => Err(RabbitError::Unroutable),
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
         Confirmation::Nack(_) => Err(RabbitError::Nacked),
     }
 }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use tracing::debug;
 
 use crate::envelope::DIRECT_REPLY_TO;
-use crate::publisher::{IN_REPLY_TO, confirmed_publish, expiration, properties};
+use crate::publisher::{IN_REPLY_TO, ROUTED, confirmed_publish, expiration, properties};
 use crate::{Envelope, Rabbit, RabbitError};
 
 /// How many idle request channels a connection keeps; a channel given back beyond this is closed.
@@ -64,9 +64,18 @@ impl Rabbit {
         let message_id = properties.message_id().clone();
         tokio::time::timeout(timeout, async {
             let link = self.current_link(timeout).await?;
+            let properties = properties.with_user_id(self.sender(&link));
             // Dropped on every early return, and with this future on a timeout: see RequestChannel.
             let mut requester = link.requesters.take(&link.connection).await?;
-            confirmed_publish(&requester.channel, exchange, routing_key, &body, properties).await?;
+            confirmed_publish(
+                &requester.channel,
+                exchange,
+                routing_key,
+                &body,
+                properties,
+                ROUTED,
+            )
+            .await?;
             let reply = loop {
                 let reply = requester
                     .replies

@@ -154,8 +154,10 @@ struct Declaring<'a> {
 
 impl Declaring<'_> {
     async fn run(&mut self, topology: &Topology) -> lapin::Result<()> {
-        self.exchange(DEAD_LETTER_EXCHANGE, ExchangeKind::Direct)
-            .await?;
+        if !topology.queues.is_empty() {
+            self.exchange(DEAD_LETTER_EXCHANGE, ExchangeKind::Direct)
+                .await?;
+        }
         for exchange in &topology.exchanges {
             self.exchange(&exchange.name, exchange.kind.clone()).await?;
         }

@@ -53,8 +53,17 @@ async fn publish_job(rabbit: &Rabbit, n: u32) {
     rabbit.publish("work", "job", &envelope).await.unwrap();
 }
 
-/// Publishes raw bytes, as a misbehaving producer would.
+/// Publishes raw bytes as `guest`, as a misbehaving producer would.
 async fn publish_raw(vhost: &Vhost, body: &[u8]) {
+    publish_raw_as(vhost, body, Some("guest")).await;
+}
+
+/// Publishes raw bytes naming `sender` as their `user_id` (or none).
+async fn publish_raw_as(vhost: &Vhost, body: &[u8], sender: Option<&str>) {
+    let mut properties = BasicProperties::default();
+    if let Some(sender) = sender {
+        properties = properties.with_user_id(sender.into());
+    }
     let connection = Connection::connect(&vhost.amqp_url(), ConnectionProperties::default())
         .await
         .unwrap();
@@ -65,7 +74,7 @@ async fn publish_raw(vhost: &Vhost, body: &[u8]) {
             "job".into(),
             BasicPublishOptions::default(),
             body,
-            BasicProperties::default(),
+            properties,
         )
         .await
         .unwrap()
@@ -122,7 +131,7 @@ impl Seen {
 fn counting_consumer(rabbit: &Rabbit, seen: &Seen) {
     let seen = seen.clone();
     rabbit.consume(
-        Consumer::queue("work.jobs"),
+        Consumer::queue("work.jobs", &["guest"]),
         move |message: Arc<Message<Job>>| {
             let seen = seen.clone();
             async move {
@@ -198,7 +207,7 @@ fn failing_consumer(
     let attempts = seen.clone();
     let consumer = Consumer {
         max_attempts,
-        ..Consumer::queue("work.jobs")
+        ..Consumer::queue("work.jobs", &["guest"])
     };
     rabbit.consume(consumer, move |message: Arc<Message<Job>>| {
         let attempt = attempts.record(message.envelope.message.n);
@@ -265,7 +274,7 @@ async fn every_instance_receives_a_broadcast_also_after_a_reconnect() {
         let seen = Seen::default();
         let record = seen.clone();
         rabbit.consume(
-            Consumer::broadcast("news"),
+            Consumer::broadcast("news", &["guest"]),
             move |message: Arc<Message<Job>>| {
                 record.record(message.envelope.message.n);
                 async { Ok(()) }
@@ -276,7 +285,7 @@ async fn every_instance_receives_a_broadcast_also_after_a_reconnect() {
     let publisher = &instances[0].0;
     let publish = |n| async move {
         publisher
-            .publish("news", "", &Envelope::new("news", "c", Job { n }))
+            .broadcast("news", "", &Envelope::new("news", "c", Job { n }))
             .await
             .unwrap();
     };
@@ -315,7 +324,7 @@ async fn a_publish_the_broker_refuses_fails_alone_and_disturbs_no_consumer() {
         on_subscribed: Some(Arc::new(move || {
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         })),
-        ..Consumer::queue("work.jobs")
+        ..Consumer::queue("work.jobs", &["guest"])
     };
     broker
         .rabbit
@@ -353,7 +362,7 @@ async fn a_panicking_handler_neither_stops_the_consumer_nor_loses_the_message() 
     let record = seen.clone();
     let consumer = Consumer {
         max_attempts: 2,
-        ..Consumer::queue("work.jobs")
+        ..Consumer::queue("work.jobs", &["guest"])
     };
     broker
         .rabbit
@@ -448,4 +457,74 @@ async fn a_lost_connection_is_replaced_through_the_list_of_nodes() {
     assert!(broker.vhost.wait_for_new_connection(&closed).await);
     publish_job(&broker.rabbit, 2).await;
     assert!(eventually(WAIT, || async { seen.total() == 2 }).await);
+}
+
+/// A consumer takes messages only from its senders, which the broker vouches for: one naming
+/// another user, or none, is dead-lettered unread; a connection cannot name a user it is not
+/// (unless an `impersonator`, as `guest` is on the test broker).
+#[tokio::test]
+async fn a_consumer_takes_messages_only_from_its_senders() {
+    let broker = broker().await;
+    let seen = Seen::default();
+    let record = seen.clone();
+    broker.rabbit.consume(
+        Consumer::queue("work.jobs", &["cart"]),
+        move |message: Arc<Message<Job>>| {
+            record.record(message.envelope.message.n);
+            async { Ok(()) }
+        },
+    );
+    let job = |n| serde_json::to_vec(&Envelope::new("job", "c", Job { n })).unwrap();
+    publish_raw_as(&broker.vhost, &job(1), Some("orders")).await;
+    publish_raw_as(&broker.vhost, &job(2), None).await;
+    publish_raw_as(&broker.vhost, &job(3), Some("guest")).await;
+    publish_job(&broker.rabbit.speaking_as("cart"), 4).await;
+
+    assert!(eventually(WAIT, || async { seen.total() == 1 }).await);
+    assert_eq!(seen.snapshot(), HashMap::from([(4, 1)]));
+    let dead = eventually(WAIT, || async {
+        broker.vhost.queued("work.jobs.dlq").await == 3
+    })
+    .await;
+    assert!(dead, "the three others are dead-lettered");
+
+    // The service users of the test vhost are no impersonators: naming another is refused.
+    let shutdown = CancellationToken::new();
+    let catalog_exchange = Topology::default().exchange("catalog", ExchangeKind::Direct);
+    let cart = Rabbit::start(
+        &broker.vhost.amqp_url_as("cart"),
+        catalog_exchange,
+        shutdown.clone(),
+    );
+    let question = Envelope::new("job", "c", Job { n: 5 });
+    cart.broadcast("catalog", "nobody", &question)
+        .await
+        .expect("cart may publish to catalog as itself");
+    let refused = cart
+        .speaking_as("orders")
+        .broadcast("catalog", "nobody", &question)
+        .await;
+    assert!(
+        matches!(refused, Err(RabbitError::Refused(_))),
+        "{refused:?}"
+    );
+    shutdown.cancel();
+}
+
+/// A message no queue takes is an error for `publish` (its consumer's service has not declared
+/// its queue yet: send it again later), and fine for `broadcast`.
+#[tokio::test]
+async fn an_unroutable_publish_is_an_error_and_a_broadcast_is_not() {
+    let broker = broker().await;
+    let envelope = Envelope::new("job", "c", Job { n: 1 });
+    let published = broker.rabbit.publish("work", "nobody", &envelope).await;
+    assert!(
+        matches!(published, Err(RabbitError::Unroutable)),
+        "{published:?}"
+    );
+    broker
+        .rabbit
+        .broadcast("work", "nobody", &envelope)
+        .await
+        .expect("a broadcast to nobody is fine");
 }

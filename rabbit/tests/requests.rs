@@ -76,7 +76,7 @@ async fn broker_replying(replier_kind: Replier) -> Broker {
     let late = late_replies.clone();
     let replier = responder.clone();
     responder.consume(
-        Consumer::queue("math.double"),
+        Consumer::queue("math.double", &["guest"]),
         move |message: Arc<Message<Question>>| {
             let (replier, late) = (replier.clone(), late.clone());
             async move {
@@ -95,8 +95,9 @@ async fn broker_replying(replier_kind: Replier) -> Broker {
                                 message.envelope.correlation_id.clone(),
                                 answer,
                             );
+                            // A reply may find nobody waiting: a broadcast, not a publish.
                             replier
-                                .publish(&to.exchange, &to.routing_key, &envelope)
+                                .broadcast(&to.exchange, &to.routing_key, &envelope)
                                 .await
                         }
                     };

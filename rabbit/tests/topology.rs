@@ -34,7 +34,7 @@ fn topology() -> Topology {
 async fn round_trip(rabbit: &Rabbit) {
     let (handled, mut handled_rx) = mpsc::unbounded_channel();
     rabbit.consume(
-        Consumer::queue("work.jobs"),
+        Consumer::queue("work.jobs", &["guest"]),
         move |message: Arc<Message<Job>>| {
             let handled = handled.clone();
             async move {

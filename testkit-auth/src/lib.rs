@@ -36,7 +36,7 @@ impl TestAuth {
             port: 0,
             mongo_url: testkit::mongo_url(),
             mongo_db: testkit::unique_name("auth"),
-            rabbit_url: vhost.amqp_url(),
+            rabbit_url: vhost.amqp_url_as("auth"),
             jwt_secret: JWT_SECRET.into(),
             token_cache_ttl: std::time::Duration::from_secs(600),
         })

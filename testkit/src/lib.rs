@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use rabbit::contract::{Permissions, permissions, service};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
@@ -36,43 +37,55 @@ pub struct Vhost {
 }
 
 impl Vhost {
+    /// A new vhost where `guest` may do anything and each service's user
+    /// ([`Vhost::amqp_url_as`]) what the contract lets it do.
     pub async fn create() -> Self {
         let name = unique_name("test");
-        let http = reqwest::Client::new();
-        for url in [
-            format!("http://{MANAGEMENT}/api/vhosts/{name}"),
-            format!("http://{MANAGEMENT}/api/permissions/{name}/guest"),
-        ] {
-            let body = serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"});
-            let response = http
-                .put(url)
-                .header("authorization", AUTHORIZATION)
-                .json(&body)
-                .send()
-                .await
-                .expect("RabbitMQ management API reachable (run scripts/deps.sh)");
-            assert!(response.status().is_success(), "{response:?}");
+        let vhost = Self { name };
+        management_put(&format!("vhosts/{}", vhost.name), serde_json::json!({})).await;
+        vhost.set_permissions("guest", ".*", ".*", ".*").await;
+        service_users().await;
+        for service in service::ALL {
+            let Permissions {
+                configure,
+                write,
+                read,
+            } = permissions(service);
+            vhost
+                .set_permissions(service, &configure, &write, &read)
+                .await;
         }
-        Self { name }
+        vhost
     }
 
-    /// Sets which resources the `guest` user may publish to on this vhost (a regex; `.*` for all),
-    /// to make the broker refuse publishes as a misconfigured or failing broker would.
-    pub async fn set_write_permission(&self, write: &str) {
-        let url = format!("http://{MANAGEMENT}/api/permissions/{}/guest", self.name);
-        let body = serde_json::json!({"configure": ".*", "write": write, "read": ".*"});
-        let response = reqwest::Client::new()
-            .put(url)
-            .header("authorization", AUTHORIZATION)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success(), "{response:?}");
+    async fn set_permissions(&self, user: &str, configure: &str, write: &str, read: &str) {
+        let body = serde_json::json!({"configure": configure, "write": write, "read": read});
+        management_put(&format!("permissions/{}/{user}", self.name), body).await;
     }
 
+    /// Lets `service` publish only to what `write` matches on this vhost (a regex; `.*` for
+    /// all), to make the broker refuse its publishes as a misconfigured or failing broker would.
+    /// `None` gives it back the contract's permissions.
+    pub async fn set_write_permission(&self, service: &str, write: Option<&str>) {
+        let granted = permissions(service);
+        let write = write.unwrap_or(&granted.write);
+        self.set_permissions(service, &granted.configure, write, &granted.read)
+            .await;
+    }
+
+    /// The vhost as `guest`, who may do anything: for tests of the rabbit crate itself.
     pub fn amqp_url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+
+    /// The vhost as `service`'s RabbitMQ user (see `scripts/deps.sh`): what the service itself
+    /// connects as, and what a test connects as to play that service.
+    pub fn amqp_url_as(&self, service: &str) -> String {
+        format!(
+            "amqp://{service}:{}@127.0.0.1:5672/{}",
+            rabbit_password(service),
+            self.name
+        )
     }
 
     /// Names of the client connections open on this vhost.
@@ -110,9 +123,11 @@ impl Vhost {
         management_get(&format!("queues/{}/{}", self.name, encode(queue))).await
     }
 
-    /// Publishes `body` (a JSON envelope) persistent on `exchange` with `routing_key`, as an
-    /// operator would from the management UI; panics unless the broker routed it to a queue.
-    pub async fn publish(&self, exchange: &str, routing_key: &str, body: &Value) {
+    /// Publishes `body` (a JSON envelope) persistent on `exchange` with `routing_key` as sent by
+    /// `sender` (its AMQP `user_id`), as an operator would from the management UI (`guest` may
+    /// name another user: `scripts/deps.sh` tags it `impersonator`); panics unless the broker
+    /// routed it to a queue.
+    pub async fn publish(&self, sender: &str, exchange: &str, routing_key: &str, body: &Value) {
         let url = format!(
             "http://{MANAGEMENT}/api/exchanges/{}/{}/publish",
             self.name,
@@ -120,7 +135,7 @@ impl Vhost {
         );
         let request = serde_json::json!({
             "properties": {"delivery_mode": 2, "content_type": "application/json",
-                           "message_id": uuid::Uuid::new_v4().to_string()},
+                           "message_id": uuid::Uuid::new_v4().to_string(), "user_id": sender},
             "routing_key": routing_key,
             "payload": body.to_string(),
             "payload_encoding": "string",
@@ -190,6 +205,43 @@ impl Drop for Vhost {
             let _ = stream.read(&mut [0; 64]);
         }
     }
+}
+
+/// Every user a test's messages can come from, for a test consumer that takes them all: the
+/// services and `guest`.
+pub const ANYONE: [&str; 6] = ["guest", "auth", "image", "catalog", "cart", "orders"];
+
+/// The password of `service`'s RabbitMQ user on the local broker of the tests and the no-Docker
+/// run, which `scripts/deps.sh` creates too: a development secret, for a broker that listens on
+/// 127.0.0.1 only.
+pub fn rabbit_password(service: &str) -> String {
+    format!("{service}-dev-password")
+}
+
+/// Creates (or resets) the user of every service, once per test process. Users belong to the
+/// broker, not to a vhost: each test's vhost only grants them permissions.
+async fn service_users() {
+    static CREATED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    CREATED
+        .get_or_init(|| async {
+            for service in service::ALL {
+                let body = serde_json::json!({"password": rabbit_password(service), "tags": ""});
+                management_put(&format!("users/{service}"), body).await;
+            }
+        })
+        .await;
+}
+
+/// A `PUT` of `body` to the management API's `/api/<path>`; panics unless it succeeded.
+async fn management_put(path: &str, body: Value) {
+    let response = reqwest::Client::new()
+        .put(format!("http://{MANAGEMENT}/api/{path}"))
+        .header("authorization", AUTHORIZATION)
+        .json(&body)
+        .send()
+        .await
+        .expect("RabbitMQ management API reachable (run scripts/deps.sh)");
+    assert!(response.status().is_success(), "PUT {path}: {response:?}");
 }
 
 /// A list the management API answers at `/api/<path>`.

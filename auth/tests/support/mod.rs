@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mongodb::bson::{Document, doc};
+use rabbit::contract::service;
 use rabbit::{
     AUTH_EXCHANGE, Consumer, Envelope, ExchangeKind, HandlerError, LOGOUT, Message, Rabbit,
     Topology, USER_CHANGED,
@@ -65,7 +66,8 @@ pub async fn spawn_auth_with_ttl(token_cache_ttl: Duration) -> TestAuth {
     let vhost = Vhost::create().await;
     let mongo_db = testkit::unique_name("auth");
     let http = reqwest::Client::new();
-    let instance = start_instance(&http, &mongo_db, &vhost.amqp_url(), token_cache_ttl).await;
+    let amqp_url = vhost.amqp_url_as(service::AUTH);
+    let instance = start_instance(&http, &mongo_db, &amqp_url, token_cache_ttl).await;
     let db = mongodb::Client::with_uri_str(testkit::mongo_url())
         .await
         .expect("a valid MongoDB URL")
@@ -116,7 +118,7 @@ async fn start_instance(
 impl TestAuth {
     /// A second instance sharing this one's database and vhost, as behind a load balancer.
     pub async fn another_instance(&self) -> Instance {
-        let amqp_url = self.vhost.amqp_url();
+        let amqp_url = self.vhost.amqp_url_as(service::AUTH);
         start_instance(&self.http, self.db.name(), &amqp_url, self.token_cache_ttl).await
     }
 
@@ -276,11 +278,12 @@ impl Logouts {
     async fn start(amqp_url: &str) -> Self {
         let shutdown = CancellationToken::new();
         let topology = Topology::default().exchange(AUTH_EXCHANGE, ExchangeKind::Fanout);
-        let rabbit = Rabbit::start(amqp_url, topology, shutdown.clone());
+        // Its probe passes for auth's broadcast: `guest` may name auth as the sender.
+        let rabbit = Rabbit::start(amqp_url, topology, shutdown.clone()).speaking_as(service::AUTH);
         let received = Arc::new(Mutex::new(Vec::new()));
         let sink = received.clone();
         rabbit.consume(
-            Consumer::broadcast(AUTH_EXCHANGE),
+            Consumer::broadcast(AUTH_EXCHANGE, &[service::AUTH]),
             move |message: Arc<Message<String>>| {
                 let sink = sink.clone();
                 async move {

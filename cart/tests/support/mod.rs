@@ -14,9 +14,9 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use rabbit::contract::{
     ArticleDataReply, ArticleDataRequest, ArticleValidReply, ArticleValidRequest, OrderPlaced,
-    PlaceOrder, exchange, kind, queue,
+    PlaceOrder, exchange, kind, queue, service,
 };
-use rabbit::{Consumer, Envelope, Message, Rabbit};
+use rabbit::{Envelope, Message, Rabbit};
 use serde_json::Value;
 use testkit::{Reply, Vhost, with_token};
 use testkit_auth::TestAuth;
@@ -53,7 +53,7 @@ pub fn test_config(vhost: &Vhost, auth_url: &str) -> cart::Config {
         port: 0,
         mongo_url: testkit::mongo_url(),
         mongo_db: testkit::unique_name("cart"),
-        rabbit_url: vhost.amqp_url(),
+        rabbit_url: vhost.amqp_url_as(service::CART),
         redis_url: testkit::redis_url(),
         projection_ttl: Duration::from_secs(60),
         auth_service_url: auth_url.into(),
@@ -344,9 +344,9 @@ pub struct Catalog {
 impl Catalog {
     fn start(rabbit: &Rabbit) -> Self {
         let catalog = Self::answering_data(rabbit, |_| {});
-        let (me, replier) = (catalog.clone(), rabbit.clone());
+        let (me, replier) = (catalog.clone(), rabbit.speaking_as(service::CATALOG));
         rabbit.consume(
-            Consumer::queue(queue::CATALOG_ARTICLE_VALID),
+            rabbit::contract::consumer(queue::CATALOG_ARTICLE_VALID),
             move |message: Arc<Message<ArticleValidRequest>>| {
                 let (catalog, rabbit) = (me.clone(), replier.clone());
                 async move {
@@ -379,9 +379,9 @@ impl Catalog {
             data_requests: Arc::default(),
             answering_data: Arc::new(tokio::sync::watch::Sender::new(true)),
         };
-        let (me, replier) = (catalog.clone(), rabbit.clone());
+        let (me, replier) = (catalog.clone(), rabbit.speaking_as(service::CATALOG));
         rabbit.consume(
-            Consumer::queue(queue::CATALOG_ARTICLE_DATA),
+            rabbit::contract::consumer(queue::CATALOG_ARTICLE_DATA),
             move |message: Arc<Message<ArticleDataRequest>>| {
                 let (catalog, rabbit) = (me.clone(), replier.clone());
                 async move {
@@ -460,9 +460,9 @@ impl Orders {
             received: Arc::default(),
             answering: Arc::new(Mutex::new(true)),
         };
-        let (me, publisher) = (orders.clone(), rabbit.clone());
+        let (me, publisher) = (orders.clone(), rabbit.speaking_as(service::ORDERS));
         rabbit.consume(
-            Consumer::queue(queue::ORDERS_PLACE_ORDER),
+            rabbit::contract::consumer(queue::ORDERS_PLACE_ORDER),
             move |message: Arc<Message<PlaceOrder>>| {
                 let (orders, rabbit) = (me.clone(), publisher.clone());
                 async move {

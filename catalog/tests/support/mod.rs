@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rabbit::contract::{exchange, kind, topology};
+use rabbit::contract::{exchange, kind, service, topology};
 use rabbit::{Consumer, Envelope, Message, Rabbit, ReplyTo};
 use reqwest::RequestBuilder;
 use serde_json::{Value, json};
@@ -77,7 +77,7 @@ pub async fn spawn_catalog_with(configure: impl FnOnce(&mut catalog::Config)) ->
         port: 0,
         mongo_url: testkit::mongo_url(),
         mongo_db: testkit::unique_name("catalog"),
-        rabbit_url: vhost.amqp_url(),
+        rabbit_url: vhost.amqp_url_as(service::CATALOG),
         auth_service_url: auth.url.clone(),
         token_cache_ttl: Duration::from_secs(600),
         snapshot_reload: Some(Duration::from_secs(60)),
@@ -94,7 +94,9 @@ pub async fn spawn_catalog_with(configure: impl FnOnce(&mut catalog::Config)) ->
         .await
         .expect("a valid MongoDB URL")
         .database(&config.mongo_db);
-    let rabbit = Rabbit::start(&vhost.amqp_url(), topology(), shutdown.clone());
+    // The test plays cart (requests) and orders: `guest` may name either as the sender.
+    let rabbit =
+        Rabbit::start(&vhost.amqp_url(), topology(), shutdown.clone()).speaking_as(service::CART);
     TestCatalog {
         base_url,
         http,
@@ -291,7 +293,12 @@ impl TestCatalog {
                 routing_key: routing_key.into(),
             });
         }
+        let sender = match kind {
+            kind::ORDER_PLACED | kind::ORDER_INVALID => service::ORDERS,
+            _ => service::CART,
+        };
         self.rabbit
+            .speaking_as(sender)
             .publish(exchange, kind, &envelope)
             .await
             .expect("the broker takes the message");
@@ -330,7 +337,7 @@ impl TestCatalog {
     pub fn messages(&self, queue: &str) -> Messages {
         let (sender, receiver) = mpsc::unbounded_channel();
         self.rabbit.consume(
-            Consumer::queue(queue),
+            Consumer::queue(queue, &testkit::ANYONE),
             move |message: Arc<Message<Value>>| {
                 let sender = sender.clone();
                 async move {
@@ -389,6 +396,11 @@ impl Messages {
             .await
             .unwrap_or_else(|_| panic!("no message on {} within {PATIENCE:?}", self.queue))
             .expect("the consumer runs")
+    }
+
+    /// Whether nothing arrived that was not taken yet.
+    pub async fn is_empty(&self) -> bool {
+        self.receiver.lock().await.is_empty()
     }
 
     /// The payloads of the next `count` envelopes.

@@ -108,7 +108,7 @@ pub async fn spawn_image_with(configure: impl FnOnce(&mut image_service::Config)
     let mut config = image_service::Config {
         port: 0,
         redis_url: "redis://127.0.0.1:6379".into(),
-        rabbit_url: vhost.amqp_url(),
+        rabbit_url: vhost.amqp_url_as("image"),
         auth_service_url: auth_url.clone(),
         token_cache_ttl: Duration::from_secs(600),
         body_limit: 16 * 1024 * 1024,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mongodb::bson::{Document, doc};
-use rabbit::contract::{ArticleDataReply, OrderLine, PlaceOrder, exchange, kind, queue};
+use rabbit::contract::{ArticleDataReply, OrderLine, PlaceOrder, exchange, kind, queue, service};
 use rabbit::{Consumer, Envelope, Message, Rabbit};
 use reqwest::RequestBuilder;
 use serde_json::{Value, json};
@@ -66,7 +66,7 @@ pub fn test_config(vhost: &Vhost, auth: &TestAuth) -> orders::Config {
         port: 0,
         mongo_url: testkit::mongo_url(),
         mongo_db: testkit::unique_name("orders"),
-        rabbit_url: vhost.amqp_url(),
+        rabbit_url: vhost.amqp_url_as(service::ORDERS),
         redis_url: testkit::redis_url(),
         projection_ttl: Duration::from_secs(60),
         auth_service_url: auth.url.clone(),
@@ -142,7 +142,7 @@ pub async fn spawn_ready_orders_with(adjust: impl FnOnce(&mut orders::Config)) -
 fn collect(rabbit: &Rabbit, queue: &str) -> mpsc::UnboundedReceiver<Envelope<Value>> {
     let (sender, receiver) = mpsc::unbounded_channel();
     rabbit.consume(
-        Consumer::queue(queue),
+        Consumer::queue(queue, &testkit::ANYONE),
         move |message: Arc<Message<Value>>| {
             let sender = sender.clone();
             async move {
@@ -301,15 +301,21 @@ impl TestOrders {
     pub async fn publish_raw(&self, routing_key: &str, message: Value) -> String {
         let correlation_id = uuid::Uuid::new_v4().to_string();
         let envelope = Envelope::new(routing_key, correlation_id.clone(), message);
+        // `guest` may name the contract's sender: cart for `place_order`, else catalog.
+        let sender = match routing_key {
+            kind::PLACE_ORDER => service::CART,
+            _ => service::CATALOG,
+        };
         self.rabbit
+            .speaking_as(sender)
             .publish(exchange::ORDERS, routing_key, &envelope)
             .await
             .expect("the broker takes the message");
         correlation_id
     }
 
-    /// Publishes catalog's `article-data` reply for one line of `order_id`; returns its
-    /// correlation id.
+    /// Publishes catalog's `article-data` reply for one line of `order_id`, answering its
+    /// `order_placed` (with its correlation id); returns that correlation id.
     pub async fn reply_article(
         &self,
         order_id: &str,
@@ -317,6 +323,21 @@ impl TestOrders {
         valid: bool,
         price: f64,
     ) -> String {
+        let correlation_id = self.placed_correlation(order_id).await;
+        self.reply_article_as(order_id, article_id, valid, price, &correlation_id)
+            .await;
+        correlation_id
+    }
+
+    /// [`TestOrders::reply_article`] with any correlation id.
+    pub async fn reply_article_as(
+        &self,
+        order_id: &str,
+        article_id: &str,
+        valid: bool,
+        price: f64,
+        correlation_id: &str,
+    ) {
         let reply = ArticleDataReply {
             reference_id: order_id.into(),
             article_id: article_id.into(),
@@ -325,7 +346,25 @@ impl TestOrders {
             stock: if valid { 100 } else { 0 },
             quantity: None,
         };
-        self.publish_raw(kind::ARTICLE_DATA, json!(reply)).await
+        let envelope = Envelope::new(kind::ARTICLE_DATA, correlation_id, json!(reply));
+        self.rabbit
+            .speaking_as(service::CATALOG)
+            .publish(exchange::ORDERS, kind::ARTICLE_DATA, &envelope)
+            .await
+            .expect("the broker takes the message");
+    }
+
+    /// The correlation id the order's `order_placed` carries: the one of the `place_order`
+    /// that made it, as its placed event recorded it.
+    pub async fn placed_correlation(&self, order_id: &str) -> String {
+        let events = self.events(order_id).await;
+        let placed = events.first().expect("the order's placed event");
+        placed
+            .get_document("data")
+            .ok()
+            .and_then(|event| event.get_str("correlationId").ok())
+            .expect("a recorded correlation id")
+            .to_owned()
     }
 
     /// Publishes catalog's `order_released` for `order_id`, as catalog answers an
@@ -343,9 +382,9 @@ impl TestOrders {
         answering: bool,
     ) -> mpsc::UnboundedReceiver<Envelope<Value>> {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let rabbit = self.rabbit.clone();
+        let rabbit = self.rabbit.speaking_as(service::CATALOG);
         self.rabbit.consume(
-            Consumer::queue(queue::CATALOG_ORDER_INVALID),
+            rabbit::contract::consumer(queue::CATALOG_ORDER_INVALID),
             move |message: Arc<Message<Value>>| {
                 let (sender, rabbit) = (sender.clone(), rabbit.clone());
                 async move {
@@ -573,10 +612,9 @@ impl TestOrders {
         self.published_so_far(kind::ORDER_PLACED)
             .await
             .iter()
-            .filter(|placed| {
-                placed.message["orderId"] == json!(order_id)
-                    && placed.correlation_id.starts_with("batch-")
-            })
+            // Every `order_placed` of an order carries its correlation id; the first, the
+            // placement's, was taken by `placed_order`.
+            .filter(|placed| placed.message["orderId"] == json!(order_id))
             .count()
     }
 
