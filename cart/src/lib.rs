@@ -61,7 +61,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
     ));
     carts.spawn_background(shutdown.clone());
     messaging::consume(&rabbit, carts.clone());
-    let server = common::server::serve(http::routes(carts, &guard), config.port, shutdown).await?;
+    let server = common::server::serve(
+        http::routes(carts, &guard),
+        config.port,
+        config.http,
+        shutdown,
+    )
+    .await?;
     Ok(Running {
         addr: server.addr,
         server: server.task,

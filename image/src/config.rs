@@ -1,10 +1,15 @@
 use std::time::Duration;
 
-use common::config::{ConfigError, auth_service_url, rabbit_url, token_cache_ttl, url, var};
+use common::config::{
+    ConfigError, auth_service_url, http_limits, rabbit_url, token_cache_ttl, url, var,
+};
+use common::server::HttpLimits;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub port: u16,
+    /// The HTTP server's timeouts and connection cap (`HTTP_*`, see `common::config::http_limits`).
+    pub http: HttpLimits,
     pub redis_url: String,
     pub rabbit_url: String,
     pub auth_service_url: String,
@@ -29,6 +34,7 @@ impl Config {
         }
         Ok(Self {
             port: var("PORT", 3001)?,
+            http: http_limits()?,
             redis_url: url("REDIS_URL", "redis://localhost:6379", &["redis", "rediss"])?,
             rabbit_url: rabbit_url()?,
             auth_service_url: auth_service_url()?,

@@ -51,6 +51,7 @@ impl Drop for TestCart {
 pub fn test_config(vhost: &Vhost, auth_url: &str) -> cart::Config {
     cart::Config {
         port: 0,
+        http: common::server::HttpLimits::default(),
         mongo_url: testkit::mongo_url(),
         mongo_db: testkit::unique_name("cart"),
         rabbit_url: vhost.amqp_url(),
