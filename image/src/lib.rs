@@ -39,10 +39,14 @@ impl Running {
 /// auth are down and answers 503 where it needs them.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let store = store::Store::new(&config.redis_url)?;
+    let bounds = service::CodecBounds {
+        workers: config.workers,
+        upload_queue: config.upload_queue,
+        max_pixels: config.max_pixels,
+    };
     let images = Arc::new(service::Images::new(
         store,
-        config.workers,
-        config.max_pixels,
+        bounds,
         config.memory_cache_mb.saturating_mul(1024 * 1024),
     ));
     let topology = Topology::default().exchange(AUTH_EXCHANGE, ExchangeKind::Fanout);

@@ -120,6 +120,7 @@ pub async fn spawn_image_with(configure: impl FnOnce(&mut image_service::Config)
         body_limit: 16 * 1024 * 1024,
         max_pixels: 40_000_000,
         workers: 2,
+        upload_queue: 16,
         memory_cache_mb: 256,
     };
     configure(&mut config);
