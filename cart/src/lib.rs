@@ -30,6 +30,15 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Ends once the server has drained after shutdown.
     pub server: JoinHandle<()>,
+    guard: TokenGuard,
+}
+
+impl Running {
+    /// How many tokens the token guard holds answers for: a metric, and how tests see that
+    /// refused tokens leave nothing behind.
+    pub async fn cached_tokens(&self) -> u64 {
+        self.guard.cached_tokens().await
+    }
 }
 
 /// Starts cart on `config.port` (0 for any free port, as tests do). It starts while MongoDB,
@@ -71,5 +80,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
     Ok(Running {
         addr: server.addr,
         server: server.task,
+        guard,
     })
 }

@@ -36,6 +36,8 @@ pub struct TestCart {
     pub config: cart::Config,
     /// The test's own connection to the vhost, for the test consumers and publishers.
     pub rabbit: Rabbit,
+    /// The cart service itself, to look at what it holds.
+    pub running: cart::Running,
     /// Deleted, with everything in it, when the test ends (declared last: dropped last).
     shutdown: CancellationToken,
     pub vhost: Vhost,
@@ -111,6 +113,7 @@ pub async fn start(vhost: Vhost, auth: TestAuth, config: cart::Config) -> TestCa
         db,
         config,
         rabbit,
+        running,
         shutdown,
         vhost,
     }
