@@ -9,6 +9,7 @@ mod jobs;
 mod messaging;
 mod recent;
 mod service;
+mod slots;
 mod store;
 mod view;
 
