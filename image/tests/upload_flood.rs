@@ -29,10 +29,7 @@ struct ImageProcess {
 
 impl ImageProcess {
     async fn start(env: &[(&str, String)]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = testkit::free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_image"))
             .envs(env.iter().map(|(name, value)| (name, value)))
             .env("PORT", port.to_string())
