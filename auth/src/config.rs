@@ -1,6 +1,7 @@
 use std::time::Duration;
 
-use common::config::{ConfigError, mongo_url, rabbit_url, text, token_cache_ttl, var};
+use common::config::{ConfigError, http_limits, mongo_url, rabbit_url, text, token_cache_ttl, var};
+use common::server::HttpLimits;
 use tracing::warn;
 
 /// Only for development: a service started without `JWT_SECRET` says so in its log.
@@ -11,6 +12,8 @@ const MIN_SECRET_LEN: usize = 32;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub port: u16,
+    /// The HTTP server's timeouts and connection cap (`HTTP_*`, see `common::config::http_limits`).
+    pub http: HttpLimits,
     pub mongo_url: String,
     pub mongo_db: String,
     pub rabbit_url: String,
@@ -40,6 +43,7 @@ impl Config {
         };
         Ok(Self {
             port: var("PORT", 3000)?,
+            http: http_limits()?,
             mongo_url: mongo_url()?,
             mongo_db: text("MONGO_DB", "auth")?,
             rabbit_url: rabbit_url("auth")?,

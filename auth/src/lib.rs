@@ -41,7 +41,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
         config.token_cache_ttl,
     );
     auth.spawn_background(shutdown.clone());
-    let server = common::server::serve(http::routes(auth), config.port, shutdown).await?;
+    let server =
+        common::server::serve(http::routes(auth), config.port, config.http, shutdown).await?;
     Ok(Running {
         addr: server.addr,
         server: server.task,

@@ -1,13 +1,16 @@
 use std::time::Duration;
 
 use common::config::{
-    ConfigError, auth_service_url, mongo_url, projection_ttl, rabbit_url, redis_url, seconds, text,
-    token_cache_ttl, var,
+    ConfigError, auth_service_url, http_limits, mongo_url, projection_ttl, rabbit_url, redis_url,
+    seconds, text, token_cache_ttl, var,
 };
+use common::server::HttpLimits;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub port: u16,
+    /// The HTTP server's timeouts and connection cap (`HTTP_*`, see `common::config::http_limits`).
+    pub http: HttpLimits,
     pub mongo_url: String,
     pub mongo_db: String,
     pub rabbit_url: String,
@@ -39,6 +42,7 @@ impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
             port: var("PORT", 3003)?,
+            http: http_limits()?,
             mongo_url: mongo_url()?,
             mongo_db: text("MONGO_DB", "cart")?,
             rabbit_url: rabbit_url("cart")?,

@@ -32,6 +32,10 @@ struct AddArticle {
 impl AddArticle {
     fn parse(self) -> Result<(String, i64), ApiError> {
         let article_id = match self.article_id {
+            Some(Value::String(id)) if id.chars().any(char::is_control) => Err(FieldError::new(
+                "articleId",
+                "must not contain control characters",
+            )),
             Some(Value::String(id))
                 if !id.trim().is_empty() && id.chars().count() <= MAX_ARTICLE_ID_LEN =>
             {
@@ -64,9 +68,15 @@ impl AddArticle {
 }
 
 /// The article id of a path segment, which warp leaves percent-encoded: ids are opaque, so
-/// `a%20b` must name the line of `a b`. A segment that does not decode to UTF-8 names no line.
+/// `a%20b` must name the line of `a b`. A segment that does not decode to an id a line can have
+/// (UTF-8, at most `MAX_ARTICLE_ID_LEN` characters, no control character) names no line: 404
+/// before the store is asked.
 fn article_in_path(segment: &str) -> Result<String, ApiError> {
-    String::from_utf8(percent_decode(segment)).map_err(|_| ApiError::NotFound)
+    let id = String::from_utf8(percent_decode(segment)).map_err(|_| ApiError::NotFound)?;
+    if id.chars().count() > MAX_ARTICLE_ID_LEN || id.chars().any(char::is_control) {
+        return Err(ApiError::NotFound);
+    }
+    Ok(id)
 }
 
 pub fn routes(carts: Arc<Carts>, guard: &TokenGuard) -> BoxedFilter<(Response,)> {
@@ -207,5 +217,16 @@ mod tests {
         assert_eq!(article_in_path("100%").unwrap(), "100%");
         assert_eq!(article_in_path("%zz").unwrap(), "%zz");
         assert!(article_in_path("%FF").is_err());
+    }
+
+    #[test]
+    fn path_ids_no_line_can_have_are_not_found() {
+        for segment in ["a%00b", "%0A", "a%7F", &"x".repeat(MAX_ARTICLE_ID_LEN + 1)] {
+            assert!(
+                matches!(article_in_path(segment), Err(ApiError::NotFound)),
+                "{segment}"
+            );
+        }
+        assert!(article_in_path(&"x".repeat(MAX_ARTICLE_ID_LEN)).is_ok());
     }
 }

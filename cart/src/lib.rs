@@ -9,6 +9,7 @@ mod jobs;
 mod messaging;
 mod recent;
 mod service;
+mod slots;
 mod store;
 mod view;
 
@@ -30,6 +31,15 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Ends once the server has drained after shutdown.
     pub server: JoinHandle<()>,
+    guard: TokenGuard,
+}
+
+impl Running {
+    /// How many tokens the token guard holds answers for: a metric, and how tests see that
+    /// refused tokens leave nothing behind.
+    pub async fn cached_tokens(&self) -> u64 {
+        self.guard.cached_tokens().await
+    }
 }
 
 /// Starts cart on `config.port` (0 for any free port, as tests do). It starts while MongoDB,
@@ -61,9 +71,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
     ));
     carts.spawn_background(shutdown.clone());
     messaging::consume(&rabbit, carts.clone());
-    let server = common::server::serve(http::routes(carts, &guard), config.port, shutdown).await?;
+    let server = common::server::serve(
+        http::routes(carts, &guard),
+        config.port,
+        config.http,
+        shutdown,
+    )
+    .await?;
     Ok(Running {
         addr: server.addr,
         server: server.task,
+        guard,
     })
 }

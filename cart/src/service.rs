@@ -23,12 +23,13 @@ use common::locks::KeyedLocks;
 use mongodb::bson::DateTime;
 use rabbit::contract::{ArticleDataReply, OrderPlaced};
 use rabbit::{Rabbit, RabbitError};
-use tokio::sync::{OwnedMutexGuard, Semaphore};
+use tokio::sync::OwnedMutexGuard;
 use tracing::{info, warn};
 
 use crate::cart::{self, Answer, Answers, Cart, CartError, Event, Issue, Recorded, Validation};
 use crate::messaging::{self, Unanswered};
 use crate::recent::RecentCarts;
+use crate::slots::CatalogSlots;
 use crate::store::Store;
 use crate::view::{self, CartViews};
 
@@ -40,10 +41,6 @@ const MAX_ATTEMPTS: usize = 50;
 /// behind each other would wait that long each; and a burst of one user's changes on a slow
 /// store need not queue forever, since their appends decide anyway.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
-/// `article-data` requests in flight at once in this process. Each holds an AMQP channel (direct
-/// reply-to, pooled), and RabbitMQ allows 2,047 per connection: parallel validations of big
-/// carts must not exhaust them.
-const CATALOG_QUESTIONS: usize = 64;
 
 /// Timings of the background work (from the configuration).
 #[derive(Debug, Clone)]
@@ -80,8 +77,8 @@ pub struct Carts {
     /// Writes to one user's carts from this instance take turns: a throughput aid that spares
     /// them lost races and retries. Other instances are not held by it and need not be.
     writers: KeyedLocks,
-    /// Slots for `article-data` requests in flight (`CATALOG_QUESTIONS`).
-    catalog_questions: Semaphore,
+    /// Slots for `article-data` requests in flight: the process's, and each user's share.
+    catalog_slots: CatalogSlots,
 }
 
 impl From<CartError> for ApiError {
@@ -104,7 +101,7 @@ impl Carts {
             timings,
             indexes_ready: AtomicBool::new(false),
             writers: KeyedLocks::default(),
-            catalog_questions: Semaphore::new(CATALOG_QUESTIONS),
+            catalog_slots: CatalogSlots::default(),
         }
     }
 
@@ -417,12 +414,14 @@ impl Carts {
     }
 
     /// Asks catalog about every line now, in parallel, and records the answers on the lines:
-    /// 503 unless every answer arrives in time.
+    /// 503 unless every answer arrives in time, 429 when the user has as many validations in
+    /// flight as one user may.
     pub async fn validate(
         &self,
         user_id: &str,
         correlation_id: &str,
     ) -> Result<Validation, ApiError> {
+        let _ticket = self.catalog_slots.admit_validation(user_id)?;
         let cart = self.active(user_id).await?;
         let replies = self
             .ask_catalog(&cart, correlation_id)
@@ -438,7 +437,8 @@ impl Carts {
     }
 
     /// Catalog's `article-data` answers about every line of `cart`, in line order, each asked
-    /// now (as soon as a slot is free) and waited for at most the validate timeout.
+    /// now (as soon as one of the user's slots and one of the process's are free) and waited for
+    /// at most the validate timeout.
     async fn ask_catalog(
         &self,
         cart: &Cart,
@@ -446,8 +446,8 @@ impl Carts {
     ) -> Result<Vec<ArticleDataReply>, Unanswered> {
         let timeout = self.timings.validate_timeout;
         let questions = cart.articles.iter().map(|line| {
-            in_a_slot(
-                &self.catalog_questions,
+            self.catalog_slots.ask(
+                &cart.user_id,
                 timeout,
                 messaging::article_data(
                     &self.rabbit,
@@ -843,61 +843,7 @@ fn too_busy(user_id: &str) -> ApiError {
     ApiError::Unavailable("mongodb")
 }
 
-/// Runs `question` once one of `slots` is free; the wait for the slot counts against `timeout`.
-async fn in_a_slot<T>(
-    slots: &Semaphore,
-    timeout: Duration,
-    question: impl Future<Output = Result<T, Unanswered>>,
-) -> Result<T, Unanswered> {
-    tokio::time::timeout(timeout, async {
-        let _slot = slots
-            .acquire()
-            .await
-            .map_err(|_| RabbitError::Unavailable)?;
-        question.await
-    })
-    .await
-    .map_err(|_| RabbitError::Timeout)?
-}
-
 /// A few random milliseconds, so writers that lost a race do not collide again in step.
 fn jitter() -> Duration {
     Duration::from_millis((uuid::Uuid::new_v4().as_u128() % 8) as u64 + 1)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::AtomicUsize;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn questions_beyond_the_slots_wait_for_one() {
-        let slots = Semaphore::new(2);
-        let (in_flight, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
-        let question = || async {
-            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            most.fetch_max(now, Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            in_flight.fetch_sub(1, Ordering::SeqCst);
-            Ok(())
-        };
-        let questions = (0..6).map(|_| in_a_slot(&slots, Duration::from_secs(30), question()));
-        futures_util::future::try_join_all(questions).await.unwrap();
-        assert_eq!(most.load(Ordering::SeqCst), 2);
-    }
-
-    #[tokio::test]
-    async fn waiting_for_a_slot_counts_against_the_timeout() {
-        let slots = Semaphore::new(1);
-        let held = slots.acquire().await.unwrap();
-        let wait = Duration::from_millis(50);
-        let answer = in_a_slot(&slots, wait, async { Ok(1) }).await;
-        assert!(matches!(
-            answer,
-            Err(Unanswered::Rabbit(RabbitError::Timeout))
-        ));
-        drop(held);
-        assert_eq!(in_a_slot(&slots, wait, async { Ok(1) }).await.unwrap(), 1);
-    }
 }

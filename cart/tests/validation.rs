@@ -218,6 +218,60 @@ async fn validating_an_empty_cart_finds_nothing_wrong() {
         .assert_is(200, json!({"errors": [], "warnings": []}));
 }
 
+/// One user keeping many validates of a big cart in flight, against a catalog that takes a while
+/// over each answer, holds only its share of the slots for questions to catalog: its validates
+/// past its share answer 429, and another user's validate is answered meanwhile (review L3).
+/// The flood is kept up (each of its clients asks again as soon as it is answered): questions
+/// that were all asked at once would all time out together, and free the slots in time for the
+/// other user's.
+#[tokio::test]
+async fn one_users_flood_of_validates_does_not_fail_another_users_validate() {
+    let app = spawn_cart().await;
+    let catalog = app.catalog_answering_data_only();
+    let (greedy, other) = (app.user().await, app.user().await);
+    for line in 0..40 {
+        let article = format!("article-{line}");
+        catalog.set(&article, true, 10);
+        app.add(&greedy, &article, 1).await;
+    }
+    catalog.set("wanted", true, 10);
+    app.add(&other, "wanted", 1).await;
+    catalog.answer_data_after(Duration::from_millis(300));
+    let flooding = std::sync::atomic::AtomicBool::new(true);
+
+    let flood = futures_util::future::join_all((0..40).map(|_| async {
+        let mut replies = Vec::new();
+        while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+            let reply = app.get(Some(&greedy), "/cart/validate").await;
+            if reply.status == 429 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            replies.push(reply);
+        }
+        replies
+    }));
+    let others = async {
+        // Once the flood's first validates timed out and its clients ask again.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let reply = app.get(Some(&other), "/cart/validate").await;
+        flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+        reply
+    };
+    let (flood, others) = tokio::join!(flood, others);
+
+    others.assert_is(200, json!({"errors": [], "warnings": []}));
+    let flood: Vec<_> = flood.into_iter().flatten().collect();
+    let refused: Vec<_> = flood.iter().filter(|reply| reply.status == 429).collect();
+    assert!(!refused.is_empty(), "no validate of the flood was refused");
+    for reply in refused {
+        reply.assert_is(429, json!({"error": "Too many requests"}));
+        assert_eq!(reply.headers["retry-after"], "2", "{reply}");
+    }
+    for reply in &flood {
+        assert!([200, 429, 503].contains(&reply.status.as_u16()), "{reply}");
+    }
+}
+
 #[tokio::test]
 async fn validate_answers_503_when_catalog_is_silent() {
     let app = spawn_cart().await;

@@ -37,6 +37,7 @@ async fn main() {
     let shutdown = CancellationToken::new();
     let config = catalog::Config {
         port: 0,
+        http: common::server::HttpLimits::default(),
         mongo_url: testkit::mongo_url(),
         mongo_db,
         rabbit_url: vhost.amqp_url_as(service::CATALOG),

@@ -46,7 +46,9 @@ impl Page {
 }
 
 /// The text of `/articles/search/{text}` from its raw (percent-encoded) path segment, trimmed:
-/// 1 to 200 characters.
+/// 1 to 200 characters, none of them a control character. Those are refused here rather than
+/// left to the store: MongoDB refuses a `$regex` holding a NUL (error 51091, a 500), FerretDB
+/// takes it, and no product name holds one.
 pub fn search_text(segment: &str) -> Result<String, FieldError> {
     let refuse = |message| FieldError::new("text", message);
     if !is_percent_encoded(segment) {
@@ -55,6 +57,9 @@ pub fn search_text(segment: &str) -> Result<String, FieldError> {
     let text =
         String::from_utf8(percent_decode(segment)).map_err(|_| refuse("is not valid UTF-8"))?;
     let text = text.trim();
+    if text.chars().any(char::is_control) {
+        return Err(refuse("must not contain control characters"));
+    }
     match text.chars().count() {
         0 => Err(refuse("is required")),
         length if length > MAX_SEARCH => Err(refuse("must be at most 200 characters")),
@@ -110,6 +115,16 @@ mod tests {
         assert!(search_text("%20").is_err());
         assert!(search_text(&"é".repeat(200)).is_ok());
         assert!(search_text(&"x".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        for segment in ["a%00b", "%00", "a%01", "a%0Ab", "a%09b", "%7F", "a%C2%85b"] {
+            let refusal = search_text(segment).unwrap_err();
+            assert_eq!(refusal.path, "text", "{segment}");
+            assert_eq!(refusal.message, "must not contain control characters");
+        }
+        assert_eq!(search_text("%09lamp%0A").unwrap(), "lamp");
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::fmt::Display;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::server::HttpLimits;
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("invalid value for {name}: {value:?} ({reason})")]
 pub struct ConfigError {
@@ -185,6 +187,28 @@ pub fn token_cache_ttl() -> Result<Duration, ConfigError> {
     seconds("TOKEN_CACHE_TTL_SECS", 600)
 }
 
+/// The HTTP server's bounds (`common::server::HttpLimits`): `HTTP_HEADER_TIMEOUT_SECS` (10),
+/// `HTTP_BODY_TIMEOUT_SECS` (30) and `HTTP_MAX_CONNECTIONS` (10,000).
+pub fn http_limits() -> Result<HttpLimits, ConfigError> {
+    let defaults = HttpLimits::default();
+    let max_connections = var("HTTP_MAX_CONNECTIONS", defaults.max_connections)?;
+    if max_connections == 0 {
+        return Err(ConfigError::new(
+            "HTTP_MAX_CONNECTIONS",
+            "0",
+            "must be at least 1",
+        ));
+    }
+    Ok(HttpLimits {
+        header_timeout: seconds(
+            "HTTP_HEADER_TIMEOUT_SECS",
+            defaults.header_timeout.as_secs(),
+        )?,
+        body_timeout: seconds("HTTP_BODY_TIMEOUT_SECS", defaults.body_timeout.as_secs())?,
+        max_connections,
+    })
+}
+
 /// Prints the error and exits: for `main`, where a bad configuration must stop the service.
 pub fn or_exit<T>(result: Result<T, ConfigError>) -> T {
     result.unwrap_or_else(|error| {
@@ -260,6 +284,19 @@ mod tests {
         unsafe { std::env::set_var("COMMON_TEST_QUEUE_TYPE", "mirrored") };
         let error = var("COMMON_TEST_QUEUE_TYPE", rabbit::QueueType::Quorum).unwrap_err();
         assert_eq!(error.reason, "expected quorum or classic");
+    }
+
+    // The only test of this binary that sets the `HTTP_*` variables.
+    #[test]
+    fn http_limits_refuse_a_zero_cap_and_name_a_bad_variable() {
+        unsafe { std::env::set_var("HTTP_MAX_CONNECTIONS", "0") };
+        let error = http_limits().unwrap_err();
+        unsafe { std::env::remove_var("HTTP_MAX_CONNECTIONS") };
+        assert_eq!(error.name, "HTTP_MAX_CONNECTIONS");
+        unsafe { std::env::set_var("HTTP_BODY_TIMEOUT_SECS", "soon") };
+        let error = http_limits().unwrap_err();
+        unsafe { std::env::remove_var("HTTP_BODY_TIMEOUT_SECS") };
+        assert_eq!(error.name, "HTTP_BODY_TIMEOUT_SECS");
     }
 
     #[test]

@@ -3,11 +3,11 @@
 
 use serde::Serialize;
 use serde_json::json;
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
-/// What a 503 tells clients to wait before trying again: about one server selection, and short
+/// What a 503 or a 429 tells clients to wait before trying again: about one server selection, and short
 /// next to a replica-set election (about 10 s), so a client retrying on it meets the new primary
 /// within a few tries.
 pub const RETRY_AFTER_SECS: u64 = 2;
@@ -54,9 +54,17 @@ pub enum ApiError {
     /// 409 `{"messages": [{"path", "message"}]}`: a unique field already in use, e.g. a login.
     #[error("duplicate: {0:?}")]
     Duplicate(FieldError),
+    /// 408 `{"error": "Request timeout"}`: the body did not arrive within the server's body
+    /// timeout (`common::server::HttpLimits`); the connection is closed after the answer.
+    #[error("request body timed out")]
+    RequestTimeout,
     /// 413 `{"error": "Payload too large"}`
     #[error("payload too large")]
     PayloadTooLarge,
+    /// 429 `{"error": "Too many requests"}` with `Retry-After`: the caller has as many requests of
+    /// this kind in flight as one caller may; names the kind in the logs.
+    #[error("too many {0} in flight for one caller")]
+    TooManyRequests(&'static str),
     /// Another refusal the contract words itself, e.g. 401 `Invalid login or password`.
     #[error("{1}")]
     Refused(StatusCode, &'static str),
@@ -65,6 +73,11 @@ pub enum ApiError {
     /// succeed when tried again.
     #[error("{0} is unavailable")]
     Unavailable(&'static str),
+    /// 503 `{"error": "Service unavailable"}` with `Retry-After`, like `Unavailable`, but for a
+    /// bound of this instance (a full queue) rather than a dependency: shedding load is expected
+    /// under a flood, so it is logged at debug level only. Names the bound in the logs.
+    #[error("{0} is full")]
+    Busy(&'static str),
     /// 500 `{"error": "Internal server error"}`; the detail goes to the logs only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -91,9 +104,11 @@ impl ApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict | Self::Duplicate(_) => StatusCode::CONFLICT,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Refused(status, _) => *status,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,9 +123,11 @@ impl ApiError {
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::Conflict => "Already exist",
+            Self::RequestTimeout => "Request timeout",
             Self::PayloadTooLarge => "Payload too large",
+            Self::TooManyRequests(_) => "Too many requests",
             Self::Refused(_, text) => text,
-            Self::Unavailable(_) => "Service unavailable",
+            Self::Unavailable(_) | Self::Busy(_) => "Service unavailable",
             Self::Internal(_) => "Internal server error",
         };
         json!({ "error": text })
@@ -122,10 +139,16 @@ impl Reply for ApiError {
         match &self {
             Self::Internal(detail) => error!(detail, "internal error"),
             Self::Unavailable(dependency) => warn!(dependency, "dependency unavailable"),
+            Self::Busy(bound) => debug!(bound, "request shed: full"),
+            Self::TooManyRequests(kind) => debug!(kind, "request refused: too many in flight"),
             _ => {}
         }
         let response = warp::reply::with_status(warp::reply::json(&self.body()), self.status());
-        if matches!(self, Self::Unavailable(_)) {
+        let retry = matches!(
+            self,
+            Self::Unavailable(_) | Self::Busy(_) | Self::TooManyRequests(_)
+        );
+        if retry {
             let retry_after = warp::reply::with_header(response, "Retry-After", RETRY_AFTER_SECS);
             return retry_after.into_response();
         }
@@ -158,8 +181,8 @@ mod tests {
         let retry_after = response.headers().get("Retry-After");
         assert_eq!(
             retry_after.is_some(),
-            status == StatusCode::SERVICE_UNAVAILABLE,
-            "Retry-After on 503 only"
+            status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS,
+            "Retry-After on 503 and 429 only"
         );
         let bytes = http_body_util::BodyExt::collect(response.into_body())
             .await
@@ -196,5 +219,18 @@ mod tests {
         let (status, body) = body_of(ApiError::Unavailable("mongodb")).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body, json!({"error": "Service unavailable"}));
+    }
+
+    #[tokio::test]
+    async fn shed_and_refused_requests_are_told_when_to_come_back() {
+        let (status, body) = body_of(ApiError::Busy("upload queue")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, json!({"error": "Service unavailable"}));
+        let (status, body) = body_of(ApiError::TooManyRequests("validations")).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(body, json!({"error": "Too many requests"}));
+        let (status, body) = body_of(ApiError::RequestTimeout).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(body, json!({"error": "Request timeout"}));
     }
 }

@@ -129,6 +129,13 @@ impl TokenCache {
             .map_err(|error| (*error).clone())
     }
 
+    /// How many answers the cache holds once its pending work is done: a metric, and how tests
+    /// see what a request left behind.
+    pub async fn entries(&self) -> u64 {
+        self.answers.run_pending_tasks().await;
+        self.answers.entry_count()
+    }
+
     /// Forgets a token (a leading `Bearer ` is tolerated, as in the logout broadcast).
     pub async fn evict(&self, token: &str) {
         let token = bearer_token(token).unwrap_or(token);
@@ -261,6 +268,11 @@ impl TokenGuard {
     /// Forgets a token (a leading `Bearer ` is tolerated, as in the logout broadcast).
     pub async fn evict(&self, token: &str) {
         self.answers.evict(token).await;
+    }
+
+    /// How many tokens the cache holds answers for (see [`TokenCache::entries`]).
+    pub async fn cached_tokens(&self) -> u64 {
+        self.answers.entries().await
     }
 
     /// Evicts every token auth broadcasts on the `auth` fanout, across reconnects, until shutdown,

@@ -75,9 +75,7 @@ where
     let mut body = std::pin::pin!(body);
     let mut collected = BytesMut::new();
     while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|error| {
-            warp::reject::custom(ApiError::BadRequest(format!("Cannot read body: {error}")))
-        })?;
+        let mut chunk = chunk.map_err(|error| warp::reject::custom(unreadable(&error)))?;
         if (collected.len() + chunk.remaining()) as u64 > limit {
             return Err(warp::reject::custom(ApiError::PayloadTooLarge));
         }
@@ -89,6 +87,20 @@ where
         }
     }
     Ok(collected.freeze())
+}
+
+/// The answer to a body that could not be read: 408 when it did not arrive in time (the server's
+/// body timeout), else 400.
+fn unreadable(error: &warp::Error) -> ApiError {
+    let timed_out = std::iter::successors(Some(error as &dyn std::error::Error), |error| {
+        error.source()
+    })
+    .any(|error| error.is::<crate::server::BodyTimedOut>());
+    if timed_out {
+        ApiError::RequestTimeout
+    } else {
+        ApiError::BadRequest(format!("Cannot read body: {error}"))
+    }
 }
 
 /// A path segment with its `%XX` sequences decoded, since warp leaves them encoded. A `%` that is

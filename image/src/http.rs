@@ -9,12 +9,12 @@ use rabbit::Rabbit;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
-use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::{Reply, Response};
+use warp::{Filter, Rejection};
 
-use crate::service::{Body, Images, SIZES};
+use crate::service::{Body, Images, SIZES, UploadTicket};
 
 /// Images never change, so browsers and proxies may keep them for a year.
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
@@ -41,16 +41,26 @@ pub fn routes(
         .and(warp::post())
         .and(guard.user())
         .and(state.clone())
+        // A place in the upload queue before the body is read: a refused upload costs no memory.
+        .and_then(|caller: Caller, images: Arc<Images>| async move {
+            match images.admit_upload() {
+                Ok(ticket) => Ok((caller, images, ticket)),
+                Err(error) => Err(Rejection::from(error)),
+            }
+        })
+        .untuple_one()
         .and(json_body::<Upload>(body_limit))
-        .then(|caller: Caller, images: Arc<Images>, upload: Upload| {
-            respond(caller.correlation_id, async move {
-                let image = upload
-                    .image
-                    .ok_or_else(|| ApiError::field("image", "is required"))?;
-                let id = images.upload(image).await?;
-                Ok(json!({ "id": id }))
-            })
-        });
+        .then(
+            |caller: Caller, images: Arc<Images>, ticket: UploadTicket, upload: Upload| {
+                respond(caller.correlation_id, async move {
+                    let image = upload
+                        .image
+                        .ok_or_else(|| ApiError::field("image", "is required"))?;
+                    let id = images.upload(ticket, image).await?;
+                    Ok(json!({ "id": id }))
+                })
+            },
+        );
 
     // `wanted` says which body a route answers for a `Size`.
     let download = |path: BoxedFilter<(String,)>, wanted: fn(Option<u32>) -> Body| {

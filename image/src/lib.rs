@@ -39,10 +39,14 @@ impl Running {
 /// auth are down and answers 503 where it needs them.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let store = store::Store::new(&config.redis_url)?;
+    let bounds = service::CodecBounds {
+        workers: config.workers,
+        upload_queue: config.upload_queue,
+        max_pixels: config.max_pixels,
+    };
     let images = Arc::new(service::Images::new(
         store,
-        config.workers,
-        config.max_pixels,
+        bounds,
         config.memory_cache_mb.saturating_mul(1024 * 1024),
     ));
     let topology = rabbit::contract::topology_of(rabbit::contract::service::IMAGE);
@@ -50,7 +54,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
     let guard = TokenGuard::new(&config.auth_service_url, config.token_cache_ttl);
     guard.listen_for_logouts(&rabbit);
     let routes = http::routes(images.clone(), &guard, rabbit, config.body_limit);
-    let server = common::server::serve(routes, config.port, shutdown).await?;
+    let server = common::server::serve(routes, config.port, config.http, shutdown).await?;
     Ok(Running {
         addr: server.addr,
         server: server.task,

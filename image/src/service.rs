@@ -1,5 +1,6 @@
-//! Uploads and downloads: codec work on the blocking pool under a bound, variants computed once,
-//! response bodies built once and served from memory.
+//! Uploads and downloads: codec work on the blocking pool under a bound, uploads admitted into a
+//! bounded queue before their bodies are read, variants computed once, response bodies built once
+//! and served from memory.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use common::ApiError;
 use moka::future::Cache;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::codec::{self, Format, Refusal};
@@ -75,7 +76,12 @@ struct Original {
 
 pub struct Images {
     store: Store,
+    /// Codec jobs running at once (`IMAGE_WORKERS`): decoding and resizing are CPU work.
     workers: Arc<Semaphore>,
+    /// Uploads in this instance at once, decoding or waiting for a worker (`IMAGE_WORKERS` +
+    /// `IMAGE_UPLOAD_QUEUE`). Taken before the body is read, so the memory uploads hold is
+    /// bounded, and a flood past it is answered 503 at once instead of queueing without end.
+    uploads: Arc<Semaphore>,
     max_pixels: u64,
     /// Response bodies exactly as sent, so that a hit costs no encoding and no copy. Also the
     /// single flight: concurrent first requests for one body wait for one load and one resize.
@@ -85,15 +91,16 @@ pub struct Images {
 
 impl Images {
     /// `memory_cache_bytes` bounds the bodies kept in memory; Redis holds everything anyway.
-    pub fn new(store: Store, workers: usize, max_pixels: u64, memory_cache_bytes: u64) -> Self {
+    pub fn new(store: Store, bounds: CodecBounds, memory_cache_bytes: u64) -> Self {
         let bodies = Cache::builder()
             .max_capacity(memory_cache_bytes)
             .weigher(|_, body: &Bytes| u32::try_from(body.len()).unwrap_or(u32::MAX))
             .build();
         Self {
             store,
-            workers: Arc::new(Semaphore::new(workers)),
-            max_pixels,
+            workers: Arc::new(Semaphore::new(bounds.workers)),
+            uploads: Arc::new(Semaphore::new(bounds.workers + bounds.upload_queue)),
+            max_pixels: bounds.max_pixels,
             bodies,
             resizes: AtomicU64::new(0),
         }
@@ -116,20 +123,32 @@ impl Images {
         self.store.exists(id).await
     }
 
-    /// Stores an upload after checking it is a real JPEG or PNG within the limits.
-    pub async fn upload(&self, data_url: String) -> Result<Uuid, ApiError> {
+    /// A place for an upload in this instance, to take before its body is read; 503 when every
+    /// worker is busy and the queue behind them is full.
+    pub fn admit_upload(&self) -> Result<UploadTicket, ApiError> {
+        self.uploads
+            .clone()
+            .try_acquire_owned()
+            .map(|place| UploadTicket { _place: place })
+            .map_err(|_| ApiError::Busy("image upload queue"))
+    }
+
+    /// Stores an upload after checking it is a real JPEG or PNG within the limits; its `ticket`
+    /// is held until it is stored.
+    pub async fn upload(&self, ticket: UploadTicket, data_url: String) -> Result<Uuid, ApiError> {
         let max_pixels = self.max_pixels;
-        let accepted = self
-            .blocking(move || {
-                let (declared, bytes) = codec::parse_data_url(&data_url)?;
-                codec::accept(declared, bytes, max_pixels)
-            })
-            .await?
-            .map_err(refused)?;
+        let worker = self.worker().await?;
+        let accepted = on_worker(worker, move || {
+            let (declared, bytes) = codec::parse_data_url(&data_url)?;
+            codec::accept(declared, bytes, max_pixels)
+        })
+        .await?
+        .map_err(refused)?;
         let id = Uuid::new_v4();
         self.store
             .insert(id, accepted.format, accepted.width, &accepted.bytes)
             .await?;
+        drop(ticket);
         Ok(id)
     }
 
@@ -198,16 +217,20 @@ impl Images {
             // Never upscaled: the full-size JPEG, whose bytes in memory this entry then shares.
             return Box::pin(self.jpeg(id, None)).await;
         }
-        let original = self.original(id).await?;
-        if width.is_none() && original.format == Format::Jpeg {
+        if width.is_none() && lookup.format == Format::Jpeg {
             // A JPEG original at full size is its own variant.
-            return Ok(original.bytes);
+            return Ok(self.original(id).await?.bytes);
         }
+        // A worker first, then the original: resizes waiting for a worker (a page of new images
+        // asks for many at once) hold no image in memory.
+        let worker = self.worker().await?;
+        let original = self.original(id).await?;
         let (format, max_pixels) = (original.format, self.max_pixels);
-        let jpeg = self
-            .blocking(move || codec::jpeg_variant(&original.bytes, format, width, max_pixels))
-            .await?
-            .map_err(ApiError::internal)?;
+        let jpeg = on_worker(worker, move || {
+            codec::jpeg_variant(&original.bytes, format, width, max_pixels)
+        })
+        .await?
+        .map_err(ApiError::internal)?;
         self.resizes.fetch_add(1, Ordering::Relaxed);
         self.store.put_variant(id, &field, &jpeg).await?;
         Ok(jpeg.into())
@@ -227,17 +250,47 @@ impl Images {
             .map_err(|error| (*error).clone())
     }
 
-    /// Runs codec work on the blocking pool, at most `workers` at once, so that large images
-    /// neither stall the async runtime nor take more memory than the bound allows.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let _permit = self.workers.acquire().await.map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(work)
+    /// One of the `workers`, once one is free: codec work runs on the blocking pool, at most
+    /// `workers` at once, so that large images neither stall the async runtime nor take more
+    /// memory than the bound allows.
+    async fn worker(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.workers
+            .clone()
+            .acquire_owned()
             .await
             .map_err(ApiError::internal)
     }
+}
+
+/// The bounds of codec work (from the configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct CodecBounds {
+    /// Codec jobs running at once.
+    pub workers: usize,
+    /// Uploads that may wait for a worker; more are answered 503.
+    pub upload_queue: usize,
+    /// Most pixels an image may have.
+    pub max_pixels: u64,
+}
+
+/// An upload's place in the instance (`Images::admit_upload`), from before its body is read
+/// until it is stored.
+pub struct UploadTicket {
+    _place: OwnedSemaphorePermit,
+}
+
+/// Runs `work` on the blocking pool, holding `worker` until it is done: a request whose client
+/// hangs up stops waiting, but the work goes on, and so does its claim on the bound.
+async fn on_worker<T: Send + 'static>(
+    worker: OwnedSemaphorePermit,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let _worker = worker;
+        work()
+    })
+    .await
+    .map_err(ApiError::internal)
 }
 
 fn refused(refusal: Refusal) -> ApiError {

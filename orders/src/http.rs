@@ -38,7 +38,8 @@ pub fn routes(orders: Arc<Orders>, guard: &TokenGuard) -> BoxedFilter<(Response,
         .and(state.clone())
         .then(|order_id: String, caller: Caller, orders: Arc<Orders>| {
             respond_with(caller.correlation_id.clone(), async move {
-                let order = orders.order_json(&order_id, &viewer(&caller)).await;
+                let order_id = order_in_path(&order_id)?;
+                let order = orders.order_json(order_id, &viewer(&caller)).await;
                 Ok(json_bytes(order.map_err(api_error)?))
             })
         });
@@ -49,7 +50,8 @@ pub fn routes(orders: Arc<Orders>, guard: &TokenGuard) -> BoxedFilter<(Response,
         .and(state.clone())
         .then(|order_id: String, caller: Caller, orders: Arc<Orders>| {
             respond(caller.correlation_id.clone(), async move {
-                let order = orders.rebuild(&order_id, &viewer(&caller)).await;
+                let order_id = order_in_path(&order_id)?;
+                let order = orders.rebuild(order_id, &viewer(&caller)).await;
                 Ok(OrderJson::from(&order.map_err(api_error)?))
             })
         });
@@ -67,6 +69,7 @@ pub fn routes(orders: Arc<Orders>, guard: &TokenGuard) -> BoxedFilter<(Response,
              headers: HeaderMap,
              body: Value| {
                 respond(caller.correlation_id.clone(), async move {
+                    let order_id = order_in_path(&order_id)?;
                     let key = headers.get(IDEMPOTENCY_KEY);
                     let (method, amount, key) = payment_fields(&body, key)?;
                     let payment = PaymentRequest {
@@ -75,7 +78,7 @@ pub fn routes(orders: Arc<Orders>, guard: &TokenGuard) -> BoxedFilter<(Response,
                         idempotency_key: key,
                     };
                     let order = orders
-                        .pay(&order_id, &caller.user.id, payment, &caller.correlation_id)
+                        .pay(order_id, &caller.user.id, payment, &caller.correlation_id)
                         .await
                         .map_err(api_error)?;
                     Ok(OrderJson::from(&order))
@@ -117,6 +120,16 @@ pub fn routes(orders: Arc<Orders>, guard: &TokenGuard) -> BoxedFilter<(Response,
         .or(health)
         .unify()
         .boxed()
+}
+
+/// The order id of a path segment: orders' ids are UUIDs, so anything else (a NUL, a very long
+/// segment, a stray encoding) is an order nobody has, answered 404 before Redis or the store is
+/// asked.
+fn order_in_path(segment: &str) -> Result<&str, ApiError> {
+    match uuid::Uuid::try_parse(segment) {
+        Ok(_) => Ok(segment),
+        Err(_) => Err(ApiError::NotFound),
+    }
 }
 
 fn viewer(caller: &Caller) -> Viewer<'_> {

@@ -88,7 +88,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
     });
 
     let routes = http::routes(orders, &guard);
-    let server = common::server::serve(routes, config.port, shutdown).await?;
+    let server = common::server::serve(routes, config.port, config.http, shutdown).await?;
     Ok(Running {
         addr: server.addr,
         server: server.task,

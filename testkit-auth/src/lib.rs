@@ -34,6 +34,7 @@ impl TestAuth {
     pub async fn start(vhost: &Vhost) -> Self {
         Self::start_with(auth::Config {
             port: 0,
+            http: common::server::HttpLimits::default(),
             mongo_url: testkit::mongo_url(),
             mongo_db: testkit::unique_name("auth"),
             rabbit_url: vhost.amqp_url_as("auth"),

@@ -442,6 +442,18 @@ pub struct PrivateMongo {
     child: Option<Child>,
 }
 
+/// Path segments no id of any service looks like, as a client may send them: a NUL and other
+/// control characters, bytes that are not UTF-8 (whole or truncated), a `%` that starts no escape,
+/// and an id far longer than any real one. Every service answers them 4xx before its store is
+/// asked.
+pub fn odd_path_segments() -> Vec<String> {
+    let mut segments: Vec<String> = ["a%00b", "%00", "a%0Ab", "%1B", "%7F", "%FF", "%C3", "%zz"]
+        .map(String::from)
+        .into();
+    segments.push("x".repeat(5000));
+    segments
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -91,6 +91,7 @@ async fn start_instance(
 ) -> Instance {
     let config = auth::Config {
         port: 0,
+        http: common::server::HttpLimits::default(),
         mongo_url: testkit::mongo_url(),
         mongo_db: mongo_db.into(),
         rabbit_url: amqp_url.into(),

@@ -36,6 +36,8 @@ pub struct TestCart {
     pub config: cart::Config,
     /// The test's own connection to the vhost, for the test consumers and publishers.
     pub rabbit: Rabbit,
+    /// The cart service itself, to look at what it holds.
+    pub running: cart::Running,
     /// Deleted, with everything in it, when the test ends (declared last: dropped last).
     shutdown: CancellationToken,
     pub vhost: Vhost,
@@ -51,6 +53,7 @@ impl Drop for TestCart {
 pub fn test_config(vhost: &Vhost, auth_url: &str) -> cart::Config {
     cart::Config {
         port: 0,
+        http: common::server::HttpLimits::default(),
         mongo_url: testkit::mongo_url(),
         mongo_db: testkit::unique_name("cart"),
         rabbit_url: vhost.amqp_url_as(service::CART),
@@ -110,6 +113,7 @@ pub async fn start(vhost: Vhost, auth: TestAuth, config: cart::Config) -> TestCa
         db,
         config,
         rabbit,
+        running,
         shutdown,
         vhost,
     }
@@ -339,6 +343,8 @@ pub struct Catalog {
     pub data_requests: Arc<Mutex<Vec<ArticleDataRequest>>>,
     /// Whether `article-data` is answered now; while false, the replies wait for it.
     answering_data: Arc<tokio::sync::watch::Sender<bool>>,
+    /// How long each `article-data` answer takes, as a busy catalog's would.
+    data_delay: Arc<Mutex<Duration>>,
 }
 
 impl Catalog {
@@ -378,6 +384,7 @@ impl Catalog {
             valid_requests: Arc::default(),
             data_requests: Arc::default(),
             answering_data: Arc::new(tokio::sync::watch::Sender::new(true)),
+            data_delay: Arc::default(),
         };
         let (me, replier) = (catalog.clone(), rabbit.speaking_as(service::CATALOG));
         rabbit.consume(
@@ -399,6 +406,8 @@ impl Catalog {
                         quantity: request.quantity,
                     };
                     relabel(&mut reply);
+                    let delay = *catalog.data_delay.lock().unwrap();
+                    tokio::time::sleep(delay).await;
                     let mut answering = catalog.answering_data.subscribe();
                     // Only fails once the catalog is gone, and then nobody waits for the reply.
                     let _ = answering.wait_for(|answering| *answering).await;
@@ -426,6 +435,11 @@ impl Catalog {
     /// Holds the `article-data` replies (`false`) until told to answer them (`true`).
     pub fn answer_data(&self, answering: bool) {
         self.answering_data.send_replace(answering);
+    }
+
+    /// Takes `delay` over each `article-data` answer from now on.
+    pub fn answer_data_after(&self, delay: Duration) {
+        *self.data_delay.lock().unwrap() = delay;
     }
 
     /// The `article-data` questions about the lines of cart `cart_id` (its `referenceId`).

@@ -75,6 +75,7 @@ pub async fn spawn_catalog_with(configure: impl FnOnce(&mut catalog::Config)) ->
         .expect("an HTTP client");
     let mut config = catalog::Config {
         port: 0,
+        http: common::server::HttpLimits::default(),
         mongo_url: testkit::mongo_url(),
         mongo_db: testkit::unique_name("catalog"),
         rabbit_url: vhost.amqp_url_as(service::CATALOG),

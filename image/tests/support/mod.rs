@@ -79,6 +79,11 @@ impl Drop for ImageInstance {
 }
 
 impl ImageInstance {
+    /// Starts the graceful shutdown; `running.server` ends once it is done.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
     /// How many variants this instance has computed.
     pub fn resizes(&self) -> u64 {
         self.running.resizes()
@@ -107,6 +112,7 @@ pub async fn spawn_image_with(configure: impl FnOnce(&mut image_service::Config)
 
     let mut config = image_service::Config {
         port: 0,
+        http: common::server::HttpLimits::default(),
         redis_url: "redis://127.0.0.1:6379".into(),
         rabbit_url: vhost.amqp_url_as("image"),
         auth_service_url: auth_url.clone(),
@@ -114,6 +120,7 @@ pub async fn spawn_image_with(configure: impl FnOnce(&mut image_service::Config)
         body_limit: 16 * 1024 * 1024,
         max_pixels: 40_000_000,
         workers: 2,
+        upload_queue: 16,
         memory_cache_mb: 256,
     };
     configure(&mut config);

@@ -64,6 +64,7 @@ pub fn test_config(vhost: &Vhost, auth: &TestAuth) -> orders::Config {
     let hour = Duration::from_secs(3600);
     orders::Config {
         port: 0,
+        http: common::server::HttpLimits::default(),
         mongo_url: testkit::mongo_url(),
         mongo_db: testkit::unique_name("orders"),
         rabbit_url: vhost.amqp_url_as(service::ORDERS),
