@@ -5,6 +5,8 @@
 # fixed container name), that the balancer's HAProxy configuration is valid and balances
 # every service on its PORT, and that every service's RABBIT_URL lists exactly the RabbitMQ nodes
 # (those of the cluster profile included).
+# The secrets they need come from a throwaway .env that scripts/secrets.sh writes into a temporary
+# file: a real .env is neither needed nor read, nor is the caller's environment.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -15,17 +17,28 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-docker-compose -f docker-compose.yml config -q
-docker-compose -f docker-compose.yml -f docker-compose.scale.yml config -q
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+bash scripts/secrets.sh "$work/.env" >/dev/null
+# docker-compose with the throwaway .env and nothing of the caller's environment (an exported
+# JWT_SECRET would change what is rendered).
+compose() {
+  env -i PATH="$PATH" HOME="$HOME" docker-compose --env-file "$work/.env" "$@"
+}
+compose -f docker-compose.yml config -q
+compose --profile cluster -f docker-compose.yml -f docker-compose.scale.yml config \
+  >"$work/cluster-scale.yml"
 haproxy -c -q -f deploy/haproxy-compose.cfg
 
-services=$(docker-compose -f docker-compose.yml -f docker-compose.scale.yml config | python3 -c '
+services=$(python3 -c '
 import re, sys, yaml
 services = yaml.safe_load(sys.stdin)["services"]
 balancer = open("deploy/haproxy-compose.cfg").read()
 built = {name: s for name, s in services.items() if "build" in s}
+# The broker nodes, not the one-shot that makes their users (rabbitmq-users).
 nodes = {s.get("hostname", name) for name, s in services.items()
-         if s.get("image", "").startswith("rabbitmq:")}
+         if s.get("image", "").startswith("rabbitmq:") and "entrypoint" not in s}
 for name, s in built.items():
     for key in ("ports", "container_name"):
         if key in s:
@@ -39,7 +52,7 @@ for name, s in built.items():
     port = s["environment"]["PORT"]
     if not re.search(rf"server-template \S+ \d+ {name}:{port}\b", balancer):
         sys.exit(f"deploy/haproxy-compose.cfg does not balance {name} on port {port}")
-print(" ".join(sorted(s["build"]["args"]["SERVICE"] for s in built.values())))')
+print(" ".join(sorted(s["build"]["args"]["SERVICE"] for s in built.values())))' <"$work/cluster-scale.yml")
 for service in $services; do
   if ! grep -q "target/release/$service\b" Dockerfile; then
     echo "docker-compose.yml builds $service, which the Dockerfile does not build" >&2
