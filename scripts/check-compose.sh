@@ -5,8 +5,12 @@
 # fixed container name), that the balancer's HAProxy configuration is valid and balances
 # every service on its PORT, and that every service's RABBIT_URL lists exactly the RabbitMQ nodes
 # (those of the cluster profile included).
-# The secrets they need come from a throwaway .env that scripts/secrets.sh writes into a temporary
-# file: a real .env is neither needed nor read, nor is the caller's environment.
+# Then what they expose (scripts/check-compose-exposure.py, on the configurations rendered with and
+# without the cluster profile and the scale override, and with BIND_ADDRESS=0.0.0.0): no port of
+# MongoDB, Redis or RabbitMQ on anything but 127.0.0.1, no secret anyone knows, every secret
+# wired from .env; and that compose refuses to start without the secrets, naming
+# scripts/secrets.sh. The secrets are a throwaway .env that scripts/secrets.sh writes into a
+# temporary file: a real .env is neither needed nor read, nor is the caller's environment.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,13 +26,18 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 bash scripts/secrets.sh "$work/.env" >/dev/null
 # docker-compose with the throwaway .env and nothing of the caller's environment (an exported
-# JWT_SECRET would change what is rendered).
+# JWT_SECRET or BIND_ADDRESS would change what is rendered); extra VAR=value before the arguments.
 compose() {
-  env -i PATH="$PATH" HOME="$HOME" docker-compose --env-file "$work/.env" "$@"
+  local vars=()
+  while [[ ${1:-} == *=* ]]; do vars+=("$1"); shift; done
+  env -i PATH="$PATH" HOME="$HOME" "${vars[@]}" docker-compose --env-file "$work/.env" "$@"
 }
-compose -f docker-compose.yml config -q
+compose -f docker-compose.yml config >"$work/default.yml"
+compose -f docker-compose.yml -f docker-compose.scale.yml config >"$work/scale.yml"
+compose --profile cluster -f docker-compose.yml config >"$work/cluster.yml"
 compose --profile cluster -f docker-compose.yml -f docker-compose.scale.yml config \
   >"$work/cluster-scale.yml"
+compose BIND_ADDRESS=0.0.0.0 -f docker-compose.yml config >"$work/bind-override.yml"
 haproxy -c -q -f deploy/haproxy-compose.cfg
 
 services=$(python3 -c '
@@ -59,6 +68,23 @@ for service in $services; do
     exit 1
   fi
 done
+
+python3 scripts/check-compose-exposure.py "$work/.env" "$work/default.yml" "$work/scale.yml" \
+  "$work/cluster.yml" "$work/cluster-scale.yml" --bind-override "$work/bind-override.yml"
+# Without the secrets compose stops, and says what to run.
+: >"$work/empty.env"
+if refusal=$(env -i PATH="$PATH" HOME="$HOME" docker-compose --env-file "$work/empty.env" \
+  -f docker-compose.yml config -q 2>&1); then
+  echo "docker-compose.yml renders without the secrets of scripts/secrets.sh" >&2
+  exit 1
+elif ! grep -q "run bash scripts/secrets.sh" <<<"$refusal"; then
+  echo "docker-compose.yml without secrets fails without naming scripts/secrets.sh:" >&2
+  echo "$refusal" >&2
+  exit 1
+fi
+
 echo "docker-compose.yml and docker-compose.scale.yml: schema valid; the Dockerfile builds $services;"
 echo "each runs as several instances behind the balancer (deploy/haproxy-compose.cfg valid);"
-echo "every RABBIT_URL lists the RabbitMQ nodes, those of the cluster profile included"
+echo "every RABBIT_URL lists the RabbitMQ nodes, those of the cluster profile included;"
+echo "MongoDB, Redis and RabbitMQ on 127.0.0.1 only, 3000-3004 too unless BIND_ADDRESS says otherwise;"
+echo "no secret anyone knows, every one from .env (scripts/secrets.sh), none with a default"
