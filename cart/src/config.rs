@@ -4,6 +4,7 @@ use common::config::{
     ConfigError, auth_service_url, mongo_url, projection_ttl, rabbit_url, redis_url, seconds, text,
     token_cache_ttl, var,
 };
+use common::secrets::{Secret, refuse_public_secrets};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -37,7 +38,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
+        let config = Self {
             port: var("PORT", 3003)?,
             mongo_url: mongo_url()?,
             mongo_db: text("MONGO_DB", "cart")?,
@@ -51,7 +52,13 @@ impl Config {
             validate_timeout: seconds("CART_VALIDATE_TIMEOUT_SECS", 3)?,
             order_resend_first: seconds("CART_ORDER_RESEND_SECS", 60)?,
             order_resend_max: seconds("CART_ORDER_RESEND_MAX_SECS", 600)?,
-        })
+        };
+        refuse_public_secrets(&[
+            Secret::MongoUrl(&config.mongo_url),
+            Secret::RedisUrl(&config.redis_url),
+            Secret::RabbitUrl(&config.rabbit_url),
+        ])?;
+        Ok(config)
     }
 }
 

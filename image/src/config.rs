@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use common::config::{ConfigError, auth_service_url, rabbit_url, token_cache_ttl, url, var};
+use common::secrets::{Secret, refuse_public_secrets};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -27,7 +28,7 @@ impl Config {
         if workers == 0 {
             return Err(ConfigError::new("IMAGE_WORKERS", "0", "must be at least 1"));
         }
-        Ok(Self {
+        let config = Self {
             port: var("PORT", 3001)?,
             redis_url: url("REDIS_URL", "redis://localhost:6379", &["redis", "rediss"])?,
             rabbit_url: rabbit_url()?,
@@ -37,6 +38,11 @@ impl Config {
             max_pixels: var("IMAGE_MAX_PIXELS", 40_000_000)?,
             workers,
             memory_cache_mb: var("IMAGE_MEMORY_CACHE_MB", 256)?,
-        })
+        };
+        refuse_public_secrets(&[
+            Secret::RedisUrl(&config.redis_url),
+            Secret::RabbitUrl(&config.rabbit_url),
+        ])?;
+        Ok(config)
     }
 }
