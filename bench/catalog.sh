@@ -29,7 +29,7 @@ curl -sf -X PUT "$MANAGEMENT/vhosts/$vhost" >/dev/null
 curl -sf -X PUT "$MANAGEMENT/permissions/$vhost/guest" \
   -d '{"configure":".*","write":".*","read":".*"}' >/dev/null
 # Each service connects as its own user (the development passwords of scripts/deps.sh).
-RABBIT_VHOST=$vhost ALLOW_DEV_SECRETS=1 bash deploy/rabbitmq-users.sh
+RABBIT_VHOST=$vhost RABBIT_IMPERSONATOR=guest ALLOW_DEV_SECRETS=1 bash deploy/rabbitmq-users.sh
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work";

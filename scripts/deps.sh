@@ -151,7 +151,7 @@ start_rabbitmq_cluster() {
   done
   local first; first=$(cluster_node 1)
   RABBITMQCTL="${as_rabbitmq[*]} env HOME=/var/lib/rabbitmq /usr/lib/rabbitmq/bin/rabbitmqctl -n $first" \
-    ALLOW_DEV_SECRETS=1 bash "$ROOT/deploy/rabbitmq-users.sh"
+    RABBIT_IMPERSONATOR=guest ALLOW_DEV_SECRETS=1 bash "$ROOT/deploy/rabbitmq-users.sh"
   for i in $(seq 2 "$RABBIT_CLUSTER_NODES"); do
     if cluster_ctl "$i" cluster_status --formatter json \
       | python3 -c 'import json,sys; sys.exit(sys.argv[1] not in json.load(sys.stdin)["disk_nodes"])' "$first"
@@ -286,7 +286,7 @@ start_redis
 start_rabbitmq
 # The user of every service, with the development passwords the services default to (this broker
 # listens on 127.0.0.1 only), and guest allowed to publish as them (the tests do).
-ALLOW_DEV_SECRETS=1 bash "$ROOT/deploy/rabbitmq-users.sh"
+RABBIT_IMPERSONATOR=guest ALLOW_DEV_SECRETS=1 bash "$ROOT/deploy/rabbitmq-users.sh"
 if [ "${RABBIT_CLUSTER:-}" = 1 ]; then
   start_rabbitmq_cluster
 fi

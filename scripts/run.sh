@@ -14,6 +14,14 @@
 #
 # RABBIT_CLUSTER=1 connects the services to a local three-node RabbitMQ cluster instead of the
 # single node (scripts/deps.sh starts it; RABBIT_URL becomes the list of its nodes).
+#
+# Secrets (docs/security.md): the servers scripts/deps.sh starts are this machine's own, with
+# development logins (guest for RabbitMQ, no password for MongoDB and Redis), which the services
+# accept for local servers. The script sets ALLOW_DEV_SECRETS=1, so that the services start even
+# with a secret anyone knows (one you exported, e.g. a JWT_SECRET copied from old docs), and says
+# so. Auth signs its tokens with JWT_SECRET if you export one, else with a random one made on the
+# first run and kept in .deps/jwt-secret (the services listen on every interface, so a published
+# secret would let anyone on the network forge tokens).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -35,6 +43,18 @@ if [ "${RABBIT_CLUSTER:-}" = 1 ]; then
   RABBIT_URL=$(cat "${DEPS_DIR:-.deps}/rabbitmq-cluster.url")
   export RABBIT_URL
   echo "RabbitMQ cluster: RABBIT_URL=$RABBIT_URL"
+fi
+export ALLOW_DEV_SECRETS=1
+echo "ALLOW_DEV_SECRETS=1: the services start even with development secrets; run them only on a"
+echo "machine whose network you trust (docs/security.md)"
+if [ -z "${JWT_SECRET:-}" ]; then
+  jwt_secret_file=${DEPS_DIR:-.deps}/jwt-secret
+  if [ ! -s "$jwt_secret_file" ]; then
+    (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$jwt_secret_file")
+  fi
+  JWT_SECRET=$(cat "$jwt_secret_file")
+  export JWT_SECRET
+  echo "auth signs tokens with the random JWT_SECRET kept in $jwt_secret_file"
 fi
 names=("${SERVICES[@]%%:*}")
 # The image service's package is image-service (its binary is image).

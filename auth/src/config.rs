@@ -1,11 +1,9 @@
 use std::time::Duration;
 
 use common::config::{ConfigError, http_limits, mongo_url, rabbit_url, text, token_cache_ttl, var};
+use common::secrets::{DEVELOPMENT_JWT_SECRET, Secret, refuse_public_secrets};
 use common::server::HttpLimits;
-use tracing::warn;
 
-/// Only for development: a service started without `JWT_SECRET` says so in its log.
-const DEVELOPMENT_SECRET: &str = "development-secret-change-me";
 /// HS256 secrets shorter than this are brute-forceable.
 const MIN_SECRET_LEN: usize = 32;
 
@@ -34,14 +32,10 @@ impl Config {
                     format!("{} bytes; at least {MIN_SECRET_LEN} needed", secret.len()),
                 ));
             }
-            Err(_) => {
-                warn!(
-                    "JWT_SECRET is not set: using the development secret; never do this in production"
-                );
-                DEVELOPMENT_SECRET.to_owned()
-            }
+            // Refused below unless ALLOW_DEV_SECRETS=1, which logs a warning.
+            Err(_) => DEVELOPMENT_JWT_SECRET.to_owned(),
         };
-        Ok(Self {
+        let config = Self {
             port: var("PORT", 3000)?,
             http: http_limits()?,
             mongo_url: mongo_url()?,
@@ -49,6 +43,12 @@ impl Config {
             rabbit_url: rabbit_url("auth")?,
             jwt_secret,
             token_cache_ttl: token_cache_ttl()?,
-        })
+        };
+        refuse_public_secrets(&[
+            Secret::Jwt(&config.jwt_secret),
+            Secret::MongoUrl(&config.mongo_url),
+            Secret::RabbitUrl(&config.rabbit_url),
+        ])?;
+        Ok(config)
     }
 }

@@ -4,6 +4,7 @@ use common::config::{
     ConfigError, auth_service_url, http_limits, mongo_url, projection_ttl, rabbit_url, redis_url,
     seconds, text, token_cache_ttl, var,
 };
+use common::secrets::{Secret, refuse_public_secrets};
 use common::server::HttpLimits;
 
 #[derive(Debug, Clone)]
@@ -40,7 +41,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
+        let config = Self {
             port: var("PORT", 3003)?,
             http: http_limits()?,
             mongo_url: mongo_url()?,
@@ -55,7 +56,13 @@ impl Config {
             validate_timeout: seconds("CART_VALIDATE_TIMEOUT_SECS", 3)?,
             order_resend_first: seconds("CART_ORDER_RESEND_SECS", 60)?,
             order_resend_max: seconds("CART_ORDER_RESEND_MAX_SECS", 600)?,
-        })
+        };
+        refuse_public_secrets(&[
+            Secret::MongoUrl(&config.mongo_url),
+            Secret::RedisUrl(&config.redis_url),
+            Secret::RabbitUrl(&config.rabbit_url),
+        ])?;
+        Ok(config)
     }
 }
 

@@ -3,6 +3,7 @@ use std::time::Duration;
 use common::config::{
     ConfigError, auth_service_url, http_limits, mongo_url, rabbit_url, text, token_cache_ttl, var,
 };
+use common::secrets::{Secret, refuse_public_secrets};
 use common::server::HttpLimits;
 
 /// The catalog's settings; [`Config::from_env`] reads them from the contract's variables.
@@ -24,7 +25,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
+        let config = Self {
             port: var("PORT", 3002)?,
             http: http_limits()?,
             mongo_url: mongo_url()?,
@@ -36,6 +37,11 @@ impl Config {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
             },
-        })
+        };
+        refuse_public_secrets(&[
+            Secret::MongoUrl(&config.mongo_url),
+            Secret::RabbitUrl(&config.rabbit_url),
+        ])?;
+        Ok(config)
     }
 }

@@ -86,7 +86,7 @@ fn checked_url(
         let expected = schemes.join(", ");
         return Err(ConfigError::new(
             name,
-            value,
+            &crate::secrets::redacted(value),
             format!("expected a URL with scheme {expected}"),
         ));
     }
@@ -273,6 +273,18 @@ mod tests {
         assert!(url_list("COMMON_TEST_URLS2", "", &["amqp"]).is_err());
         unsafe { std::env::set_var("COMMON_TEST_URLS3", "amqp://a:5672,") };
         assert!(url_list("COMMON_TEST_URLS3", "", &["amqp"]).is_err());
+    }
+
+    #[test]
+    fn a_refused_url_is_shown_without_its_password() {
+        unsafe {
+            std::env::set_var(
+                "COMMON_TEST_SECRET_URLS",
+                "amqp://cart:s3cret@a:5672,b:5672",
+            )
+        };
+        let error = url_list("COMMON_TEST_SECRET_URLS", "", &["amqp"]).unwrap_err();
+        assert_eq!(error.value, "amqp://cart:***@a:5672,b:5672");
     }
 
     #[test]

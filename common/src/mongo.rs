@@ -8,6 +8,7 @@ use mongodb::options::ClientOptions;
 use mongodb::{Client, Database, bson::doc};
 
 use crate::config::ConfigError;
+use crate::secrets::redacted;
 
 /// How long an operation waits for a reachable server before the request answers 503.
 const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(3);
@@ -18,12 +19,12 @@ const DUPLICATE_KEY: i32 = 11000;
 pub async fn connect(url: &str, db: &str, app_name: &str) -> Result<Database, ConfigError> {
     let mut options = ClientOptions::parse(url)
         .await
-        .map_err(|error| ConfigError::new("MONGO_URL", url, error))?;
+        .map_err(|error| ConfigError::new("MONGO_URL", &redacted(url), error))?;
     options.app_name = Some(app_name.into());
     options.server_selection_timeout = Some(SERVER_SELECTION_TIMEOUT);
     options.connect_timeout = Some(Duration::from_secs(2));
-    let client =
-        Client::with_options(options).map_err(|error| ConfigError::new("MONGO_URL", url, error))?;
+    let client = Client::with_options(options)
+        .map_err(|error| ConfigError::new("MONGO_URL", &redacted(url), error))?;
     Ok(client.database(db))
 }
 

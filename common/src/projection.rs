@@ -100,7 +100,9 @@ pub struct Projections {
 impl Projections {
     /// Connects lazily and reconnects by itself; answers `None` while Redis is unreachable.
     pub fn new(url: &str, namespace: &str, ttl: Duration) -> Result<Self, ConfigError> {
-        let invalid = |error: redis::RedisError| ConfigError::new("REDIS_URL", url, error);
+        let invalid = |error: redis::RedisError| {
+            ConfigError::new("REDIS_URL", &crate::secrets::redacted(url), error)
+        };
         let client = redis::Client::open(url).map_err(invalid)?;
         // Short: a read waiting on a dead Redis is better answered from the store.
         let config = ConnectionManagerConfig::new()

@@ -3,6 +3,7 @@ use std::time::Duration;
 use common::config::{
     ConfigError, auth_service_url, http_limits, rabbit_url, token_cache_ttl, url, var,
 };
+use common::secrets::{Secret, refuse_public_secrets};
 use common::server::HttpLimits;
 
 #[derive(Debug, Clone)]
@@ -35,7 +36,7 @@ impl Config {
         if workers == 0 {
             return Err(ConfigError::new("IMAGE_WORKERS", "0", "must be at least 1"));
         }
-        Ok(Self {
+        let config = Self {
             port: var("PORT", 3001)?,
             http: http_limits()?,
             redis_url: url("REDIS_URL", "redis://localhost:6379", &["redis", "rediss"])?,
@@ -47,6 +48,11 @@ impl Config {
             workers,
             upload_queue: var("IMAGE_UPLOAD_QUEUE", 16)?,
             memory_cache_mb: var("IMAGE_MEMORY_CACHE_MB", 256)?,
-        })
+        };
+        refuse_public_secrets(&[
+            Secret::RedisUrl(&config.redis_url),
+            Secret::RabbitUrl(&config.rabbit_url),
+        ])?;
+        Ok(config)
     }
 }

@@ -37,8 +37,9 @@ impl Store {
     /// Connects lazily and reconnects by itself: the service starts while Redis is down and answers
     /// 503 until it is back.
     pub fn new(url: &str) -> Result<Self, common::config::ConfigError> {
-        let invalid =
-            |error: redis::RedisError| common::config::ConfigError::new("REDIS_URL", url, error);
+        let invalid = |error: redis::RedisError| {
+            common::config::ConfigError::new("REDIS_URL", &common::secrets::redacted(url), error)
+        };
         let client = redis::Client::open(url).map_err(invalid)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))

@@ -4,6 +4,7 @@ use common::config::{
     ConfigError, auth_service_url, http_limits, mongo_url, projection_ttl, rabbit_url, redis_url,
     seconds, text, token_cache_ttl, var,
 };
+use common::secrets::{Secret, refuse_public_secrets};
 use common::server::HttpLimits;
 
 #[derive(Debug, Clone)]
@@ -38,7 +39,7 @@ pub struct Config {
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
+        let config = Self {
             port: var("PORT", 3004)?,
             http: http_limits()?,
             mongo_url: mongo_url()?,
@@ -53,7 +54,13 @@ impl Config {
             payment_defined_batch_interval: seconds("ORDERS_BATCH_PAYMENT_DEFINED_SECS", 300)?,
             stuck_placed_after: seconds("ORDERS_STUCK_PLACED_SECS", 120)?,
             redrive_max: seconds("ORDERS_REDRIVE_MAX_SECS", 600)?,
-        })
+        };
+        refuse_public_secrets(&[
+            Secret::MongoUrl(&config.mongo_url),
+            Secret::RedisUrl(&config.redis_url),
+            Secret::RabbitUrl(&config.rabbit_url),
+        ])?;
+        Ok(config)
     }
 }
 
