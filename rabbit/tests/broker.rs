@@ -528,3 +528,17 @@ async fn an_unroutable_publish_is_an_error_and_a_broadcast_is_not() {
         .await
         .expect("a broadcast to nobody is fine");
 }
+
+/// Publishing and consuming use two connections: a broker alarm that blocks the publishing one
+/// leaves the acks of consumers flowing on the other.
+#[tokio::test]
+async fn publishing_and_consuming_use_two_connections() {
+    let broker = broker().await;
+    counting_consumer(&broker.rabbit, &Seen::default());
+    publish_job(&broker.rabbit, 1).await;
+    let two = eventually(WAIT, || async {
+        broker.vhost.connections().await.len() == 2
+    })
+    .await;
+    assert!(two, "{:?}", broker.vhost.connections().await);
+}
