@@ -98,6 +98,31 @@ struct Bus {
 }
 
 impl Bus {
+    /// Returns once `guard` listens: its subscription's forgetting of every cached token is
+    /// behind, so what a test caches from now on stays until a broadcast evicts it. A probe
+    /// token's logout is broadcast until the probe is refused (evicted, or forgotten on
+    /// subscribing: either way the subscription is live).
+    async fn until_listening(&self, guard: &TokenGuard, stand_in: &StandIn) {
+        guard
+            .check(Some("Bearer user-probe"), None, "c")
+            .await
+            .unwrap();
+        stand_in.revoked.lock().unwrap().insert("user-probe".into());
+        let logout = Envelope::new(LOGOUT, "c", "Bearer user-probe".to_owned());
+        let listening = eventually(Duration::from_secs(15), || async {
+            self.rabbit
+                .broadcast(AUTH_EXCHANGE, "", &logout)
+                .await
+                .unwrap();
+            matches!(
+                guard.check(Some("Bearer user-probe"), None, "c").await,
+                Err(ApiError::Unauthorized)
+            )
+        })
+        .await;
+        assert!(listening, "the guard never listened to the auth fanout");
+    }
+
     async fn listened_to_by(guard: &TokenGuard) -> Self {
         let vhost = Vhost::create().await;
         let shutdown = CancellationToken::new();
@@ -169,6 +194,7 @@ async fn auth_unreachable_gives_503_never_401() {
 async fn a_logout_broadcast_evicts_the_token_without_waiting_for_the_ttl() {
     let (guard, stand_in) = guard_with_stand_in().await;
     let bus = Bus::listened_to_by(&guard).await;
+    bus.until_listening(&guard, &stand_in).await;
     let rabbit = &bus.rabbit;
 
     guard.check(Some("Bearer user-a"), None, "c").await.unwrap();
@@ -176,9 +202,8 @@ async fn a_logout_broadcast_evicts_the_token_without_waiting_for_the_ttl() {
     stand_in.revoked.lock().unwrap().insert("user-a".into());
     let logout = Envelope::new(LOGOUT, "c", "Bearer user-a".to_owned());
 
-    // Published until the instance's logout queue exists and the eviction shows.
     let evicted = eventually(Duration::from_secs(15), || async {
-        rabbit.publish(AUTH_EXCHANGE, "", &logout).await.unwrap();
+        rabbit.broadcast(AUTH_EXCHANGE, "", &logout).await.unwrap();
         matches!(
             guard.check(Some("Bearer user-a"), None, "c").await,
             Err(ApiError::Unauthorized)
@@ -195,6 +220,7 @@ async fn a_logout_broadcast_evicts_the_token_without_waiting_for_the_ttl() {
 async fn a_user_change_broadcast_evicts_every_token_of_that_user_and_no_other() {
     let (guard, stand_in) = guard_with_stand_in().await;
     let bus = Bus::listened_to_by(&guard).await;
+    bus.until_listening(&guard, &stand_in).await;
     let rabbit = &bus.rabbit;
     let is_admin = |token: &'static str| {
         let guard = guard.clone();
@@ -211,7 +237,7 @@ async fn a_user_change_broadcast_evicts_every_token_of_that_user_and_no_other() 
     stand_in.granted.lock().unwrap().insert("a".into());
     let changed = Envelope::new(USER_CHANGED, "c", "a".to_owned());
     let evicted = eventually(Duration::from_secs(15), || async {
-        rabbit.publish(AUTH_EXCHANGE, "", &changed).await.unwrap();
+        rabbit.broadcast(AUTH_EXCHANGE, "", &changed).await.unwrap();
         is_admin("Bearer user-a-1").await
     })
     .await;

@@ -301,7 +301,7 @@ impl Logouts {
         let (rabbit, probe, sink) = (&rabbit, probe.as_str(), &received);
         let ready = testkit::eventually(STARTUP, || async move {
             let envelope = Envelope::new(LOGOUT, "test-probe", probe);
-            let _ = rabbit.publish(AUTH_EXCHANGE, "", &envelope).await;
+            let _ = rabbit.broadcast(AUTH_EXCHANGE, "", &envelope).await;
             sink.lock().unwrap().iter().any(|(_, token)| token == probe)
         })
         .await;
