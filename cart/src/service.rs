@@ -566,7 +566,7 @@ impl Carts {
     /// checkout closed since (the cart to answer with), else the active cart.
     async fn checkout_target(&self, user_id: &str, started: DateTime) -> Result<Cart, ApiError> {
         let (newest, changed) = self.newest(user_id).await?;
-        if let Some(closed) = self.closed_since(&newest, started).await? {
+        if let Some(closed) = self.cart_closed_since(&newest, started).await? {
             self.recent.keep(&closed).await;
             return Ok(closed);
         }
@@ -575,7 +575,7 @@ impl Carts {
 
     /// The user's cart that a checkout closed at `started` or later, given the user's `newest`:
     /// that one, or the one before it when a line added since the close opened `newest`.
-    async fn closed_since(
+    async fn cart_closed_since(
         &self,
         newest: &Cart,
         started: DateTime,

@@ -122,9 +122,9 @@ fn answerable<T>(
         routing_key,
         ..
     } = &message.envelope;
-    let direct_reply_to = exchange.is_empty() && routing_key.starts_with(DIRECT_REPLY_TO);
-    let no_reply = exchange.is_empty() && routing_key.is_empty();
-    if direct_reply_to || no_reply || reply_queue == Some((exchange.as_str(), routing_key.as_str()))
+    if message.asks_direct_reply()
+        || message.reply_to().is_none()
+        || reply_queue == Some((exchange.as_str(), routing_key.as_str()))
     {
         return Ok(());
     }
@@ -133,9 +133,6 @@ fn answerable<T>(
         message.envelope.kind
     )))
 }
-
-/// The pseudo-queue of RabbitMQ direct reply-to (and the prefix of the names it resolves to).
-const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
 /// Decides every line in the ledger (reserved or refused, once per order and article), then
 /// answers one `article-data` per line from that decision, the order id as `referenceId`. The

@@ -104,6 +104,11 @@ pub struct Message<T> {
 }
 
 impl<T> Message<T> {
+    /// Whether the request asks for its reply over RabbitMQ direct reply-to: to its asker alone.
+    pub fn asks_direct_reply(&self) -> bool {
+        self.envelope.exchange.is_empty() && self.envelope.routing_key.starts_with(DIRECT_REPLY_TO)
+    }
+
     /// Where a reply must go, or `None` when the envelope asks for none. For RabbitMQ direct
     /// reply-to the envelope names the pseudo-queue and the broker has put the requester's private
     /// name in the AMQP `reply_to` property, which is the one that routes.
@@ -117,9 +122,7 @@ impl<T> Message<T> {
             return None;
         }
         let routing_key = match &self.reply_to_property {
-            Some(property) if exchange.is_empty() && routing_key.starts_with(DIRECT_REPLY_TO) => {
-                property.clone()
-            }
+            Some(property) if self.asks_direct_reply() => property.clone(),
             _ => routing_key.clone(),
         };
         Some(ReplyTo {

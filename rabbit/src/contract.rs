@@ -195,27 +195,26 @@ pub fn permissions(service: &str) -> Permissions {
     const INSTANCE_QUEUES: &str = r"amq\.gen-.*";
     let (publishes, listens) = speaks(service);
     let declared = topology_of(service);
-    let names = |names: &mut dyn Iterator<Item = &str>| names.map(escape).collect::<Vec<_>>();
-    let exchanges = names(&mut declared.exchanges.iter().map(|e| e.name.as_str()));
+    let exchanges = escaped(declared.exchanges.iter().map(|e| e.name.as_str()));
     let mut queues = Vec::new();
     for queue in &declared.queues {
         queues.push(escape(&queue.name));
         queues.push(escape(&format!("{}.dlq", queue.name)));
     }
     // Declaring a queue that dead-letters needs read on it and write on its exchange.
-    let dead_letters = match declared.queues.is_empty() {
-        true => Vec::new(),
-        false => vec![escape(crate::DEAD_LETTER_EXCHANGE)],
-    };
-    let instance_queues = match listens.is_empty() {
-        true => Vec::new(),
-        false => vec![INSTANCE_QUEUES.to_owned()],
-    };
-    let mut publishes = names(&mut publishes.iter().copied());
+    let mut dead_letters = Vec::new();
+    if !declared.queues.is_empty() {
+        dead_letters.push(escape(crate::DEAD_LETTER_EXCHANGE));
+    }
+    let mut instance_queues = Vec::new();
+    if !listens.is_empty() {
+        instance_queues.push(INSTANCE_QUEUES.to_owned());
+    }
+    let mut publishes = escaped(publishes.iter().copied());
     if service == service::CATALOG {
         publishes.push(escape(DEFAULT_EXCHANGE));
     }
-    let listens = names(&mut listens.iter().copied());
+    let listens = escaped(listens.iter().copied());
     Permissions {
         configure: any_of([&exchanges, &dead_letters, &queues, &instance_queues]),
         write: any_of([&publishes, &dead_letters, &queues, &instance_queues]),
@@ -256,6 +255,10 @@ fn any_of<const N: usize>(lists: [&Vec<String>; N]) -> String {
         return "^$".into();
     }
     format!("^({})$", names.join("|"))
+}
+
+fn escaped<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    names.map(escape).collect()
 }
 
 fn escape(name: &str) -> String {

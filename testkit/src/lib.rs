@@ -43,22 +43,25 @@ impl Vhost {
         let name = unique_name("test");
         let vhost = Self { name };
         management_put(&format!("vhosts/{}", vhost.name), serde_json::json!({})).await;
-        vhost.set_permissions("guest", ".*", ".*", ".*").await;
+        let anything = Permissions {
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        };
+        vhost.set_permissions("guest", &anything).await;
         service_users().await;
         for service in service::ALL {
-            let Permissions {
-                configure,
-                write,
-                read,
-            } = permissions(service);
-            vhost
-                .set_permissions(service, &configure, &write, &read)
-                .await;
+            vhost.set_permissions(service, &permissions(service)).await;
         }
         vhost
     }
 
-    async fn set_permissions(&self, user: &str, configure: &str, write: &str, read: &str) {
+    async fn set_permissions(&self, user: &str, granted: &Permissions) {
+        let Permissions {
+            configure,
+            write,
+            read,
+        } = granted;
         let body = serde_json::json!({"configure": configure, "write": write, "read": read});
         management_put(&format!("permissions/{}/{user}", self.name), body).await;
     }
@@ -67,10 +70,11 @@ impl Vhost {
     /// all), to make the broker refuse its publishes as a misconfigured or failing broker would.
     /// `None` gives it back the contract's permissions.
     pub async fn set_write_permission(&self, service: &str, write: Option<&str>) {
-        let granted = permissions(service);
-        let write = write.unwrap_or(&granted.write);
-        self.set_permissions(service, &granted.configure, write, &granted.read)
-            .await;
+        let mut granted = permissions(service);
+        if let Some(write) = write {
+            granted.write = write.to_owned();
+        }
+        self.set_permissions(service, &granted).await;
     }
 
     /// The vhost as `guest`, who may do anything: for tests of the rabbit crate itself.
