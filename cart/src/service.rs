@@ -117,7 +117,12 @@ impl Carts {
     /// GET /cart's body: the read model's copy of the user's active cart when it has one, else
     /// the active cart from the store, which is then stored as the read model's copy. A change
     /// stored meanwhile (here or on another instance) has a later version and keeps its copy.
+    /// Readers that miss take turns: one store read per instance when the copy expires.
     pub async fn view(&self, user_id: &str) -> Result<Bytes, ApiError> {
+        if let Some(body) = self.views.active(user_id).await {
+            return Ok(body);
+        }
+        let _turn = self.views.read_turn(user_id).await;
         if let Some(body) = self.views.active(user_id).await {
             return Ok(body);
         }

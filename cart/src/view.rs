@@ -12,6 +12,7 @@ use bytes::Bytes;
 use common::projection::Projections;
 use mongodb::bson::DateTime;
 use serde_json::{Value, json};
+use tokio::sync::OwnedMutexGuard;
 
 use crate::cart::Cart;
 
@@ -64,6 +65,11 @@ impl CartViews {
     pub async fn active(&self, user_id: &str) -> Option<Bytes> {
         let entry = self.projections.get(&key(user_id)).await?;
         (entry.owner == user_id && !entry.body.is_empty()).then_some(entry.body)
+    }
+
+    /// A turn to read the user's cart from the store after a miss (`Projections::read_turn`).
+    pub async fn read_turn(&self, user_id: &str) -> Option<OwnedMutexGuard<()>> {
+        self.projections.read_turn(&key(user_id)).await
     }
 
     /// Stores `cart` as its user's entry, unless the entry shows a newer cart or a later

@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
+use tokio::sync::OwnedMutexGuard;
 
 use crate::config::ConfigError;
+use crate::locks::KeyedLocks;
 
 /// Writes `body` (field `b`) under version `v` and owner `o` unless the entry holds a newer or
 /// equal version, and (re)starts its expiry.
@@ -57,6 +59,11 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 ";
+
+/// How long a reader that missed Redis waits for its turn to read the store (see
+/// [`Projections::read_turn`]). Bounded, so that a slow or unreachable store does not queue
+/// every reader of a key behind each other's timeouts.
+const READ_TURN: Duration = Duration::from_secs(2);
 
 /// How long reads leave Redis alone after a failed call: meanwhile they go straight to the store
 /// instead of each waiting for a connection attempt.
@@ -95,6 +102,8 @@ pub struct Projections {
     paused_until: Arc<Mutex<Option<Instant>>>,
     /// Whether the last call failed: an outage is logged once when it starts and once at its end.
     down: Arc<AtomicBool>,
+    /// Readers in this process that missed one key, taking turns (see [`Self::read_turn`]).
+    readers: Arc<KeyedLocks>,
 }
 
 impl Projections {
@@ -122,6 +131,7 @@ impl Projections {
             unsynced: Arc::default(),
             paused_until: Arc::default(),
             down: Arc::default(),
+            readers: Arc::default(),
         })
     }
 
@@ -195,6 +205,15 @@ impl Projections {
             .query_async::<String>(&mut redis)
             .await
             .is_ok()
+    }
+
+    /// A turn to read the store for `key` after a miss, held until dropped; `None` when waiting
+    /// for it took too long. Readers that miss one key take turns and ask Redis again once the
+    /// turn is theirs: when a hot entry expires under load, the store is read once per instance
+    /// instead of once per waiting request, and the waiting requests are answered from the
+    /// entry that read wrote. A throughput aid, never why an answer is right.
+    pub async fn read_turn(&self, key: &str) -> Option<OwnedMutexGuard<()>> {
+        self.readers.lock_within(key, READ_TURN).await
     }
 
     /// The entry under `key`, or `None` when there is none or Redis cannot say.

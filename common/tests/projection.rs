@@ -1,6 +1,8 @@
 //! Read models in the real Redis: the newest version wins whatever order writes arrive in, and a
-//! set is trusted only once filled, with members added during the fill kept.
+//! set is trusted only once filled, with members added during the fill kept; readers that miss
+//! together read the store once.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::projection::{Entry, Projections};
@@ -33,6 +35,32 @@ async fn an_older_version_never_replaces_a_newer_one() {
     let entries = projections.get_many(&["order:1", "order:2"]).await;
     assert_eq!(entries[0].as_ref().unwrap().body, "three");
     assert_eq!(entries[1], None);
+}
+
+/// What a reader that missed does (cart's GET /cart, orders' order reads): wait for its turn, ask
+/// Redis again, and only then read the store (here: count the read, take a while, write Redis).
+async fn read(projections: &Projections, store_reads: &AtomicUsize) -> Entry {
+    if let Some(entry) = projections.get("cart:alice").await {
+        return entry;
+    }
+    let _turn = projections.read_turn("cart:alice").await;
+    if let Some(entry) = projections.get("cart:alice").await {
+        return entry;
+    }
+    store_reads.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    projections.put("cart:alice", 1, "alice", b"cart").await;
+    projections.get("cart:alice").await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_that_miss_together_read_the_store_once() {
+    let projections = projections();
+    let store_reads = AtomicUsize::new(0);
+    let entries =
+        futures_util::future::join_all((0..32).map(|_| read(&projections, &store_reads))).await;
+    assert!(entries.iter().all(|entry| entry.body == "cart"));
+    assert_eq!(store_reads.into_inner(), 1);
 }
 
 #[tokio::test]

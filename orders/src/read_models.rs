@@ -12,10 +12,8 @@
 //! last write); with Redis down reads go to the store.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use bytes::Bytes;
-use common::locks::KeyedLocks;
 use common::projection::{Entry, Projections};
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -107,26 +105,13 @@ fn list_key(user_id: &str) -> String {
     format!("orders:{user_id}")
 }
 
-/// How long a reader that missed Redis waits for another reader of the same key in this process
-/// to read the store first. Bounded, so that a slow or unreachable store does not queue every
-/// reader of a key behind each other's timeouts.
-const READ_TURN: Duration = Duration::from_secs(2);
-
 pub struct ReadModels {
     projections: Projections,
-    /// Readers in this process that miss Redis for one key take turns, and a reader re-asks
-    /// Redis once it has its turn: when a hot entry expires under load, the store is read once
-    /// per instance instead of once per waiting request (each read scans on FerretDB). A
-    /// throughput aid, never why an answer is right.
-    readers: KeyedLocks,
 }
 
 impl ReadModels {
     pub fn new(projections: Projections) -> Self {
-        Self {
-            projections,
-            readers: KeyedLocks::default(),
-        }
+        Self { projections }
     }
 
     /// Stores the order's two entries, then lists it among its owner's orders (a set that
@@ -158,7 +143,7 @@ impl ReadModels {
         if let Some(entry) = self.projections.get(&key).await {
             return Ok(Some(entry));
         }
-        let _turn = self.readers.lock_within(&key, READ_TURN).await;
+        let _turn = self.projections.read_turn(&key).await;
         if let Some(entry) = self.projections.get(&key).await {
             return Ok(Some(entry));
         }
@@ -179,10 +164,7 @@ impl ReadModels {
         if let Some(list) = self.cached_list(user_id).await {
             return Ok(list);
         }
-        let _turn = self
-            .readers
-            .lock_within(&list_key(user_id), READ_TURN)
-            .await;
+        let _turn = self.projections.read_turn(&list_key(user_id)).await;
         self.list_with_store(store, user_id).await
     }
 
