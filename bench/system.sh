@@ -6,7 +6,8 @@
 # (default 8, concurrent checkouts) tune it; everything stops at the end.
 # INSTANCES=n (default 1) runs n instances of every service on 13000-13004 + 100*i behind
 # scripts/balancer.sh on 13000-13004, as `INSTANCES=n scripts/run.sh` does on 3000-3004.
-# CHECKOUT_ONLY=1 measures only the checkout flow (for `bench/instances.sh`). STAGES=1 also logs
+# CHECKOUT_ONLY=1 measures only the checkout flow (for `bench/instances.sh`); ONLY=<regex> only
+# the scenarios whose description matches (ONLY='GET /cart,' for the cart read). STAGES=1 also logs
 # every request and message (JSON, debug) and prints where a checkout's time goes
 # (bench/stages.py); the logging costs throughput, so measure with and without it.
 set -euo pipefail
@@ -76,6 +77,7 @@ summarise() {
 }
 load() { # description, then wrk arguments
   local description=$1; shift
+  [[ $description =~ ${ONLY:-.} ]] || return 0
   echo "  $description" >&2
   rows+=("$description | $(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" | summarise)")
 }
@@ -91,14 +93,16 @@ if [ "${CHECKOUT_ONLY:-}" != 1 ]; then
   load "catalog: GET /articles/search/needle, $ARTICLES articles" "$CATALOG/articles/search/needle"
   load "catalog: GET /articles?limit=50" "$CATALOG/articles?limit=50"
   load "cart: GET /cart, $CART_LINES lines" -H "$(bearer "$SHOPPER_TOKEN")" "$CART/cart"
-  load "cart: GET /cart/validate, $CART_LINES lines (one article-data request/reply per line)" -H "$(bearer "$SHOPPER_TOKEN")" "$CART/cart/validate"
+  load "cart: GET /cart/validate, $CART_LINES lines (one article-data request/reply per line), a shopper per connection" -s bench/tokens.lua "$CART/cart/validate" -- "$SHOPPER_TOKENS"
   load "cart: POST /cart/article and /decrement, alternating" -s bench/cart.lua "$CART" -- "$ARTICLE_ID" "$SHOPPER_TOKEN"
   load "orders: GET /orders, 3 orders" -H "$(bearer "$READER_TOKEN")" "$ORDERS/orders"
   load "orders: GET /orders/{id}" -H "$(bearer "$READER_TOKEN")" "$ORDERS/orders/$ORDER_ID"
 fi
-echo "  checkout to VALIDATED, $SHOPPERS shoppers" >&2
-seconds=${DURATION%s}
-rows+=("$(target/release/shop checkouts "$SHOPPERS" "$((seconds * 2))")")
+if [[ "checkout to VALIDATED" =~ ${ONLY:-.} ]]; then
+  echo "  checkout to VALIDATED, $SHOPPERS shoppers" >&2
+  seconds=${DURATION%s}
+  rows+=("$(target/release/shop checkouts "$SHOPPERS" "$((seconds * 2))")")
+fi
 if [ "${STAGES:-}" = 1 ]; then
   echo
   python3 bench/stages.py "$work"/*.log

@@ -33,6 +33,8 @@ pub(crate) const PASSWORD: &str = "benchmark password";
 const CART_LINES: usize = 10;
 /// Orders of `setup`'s reader.
 const READER_ORDERS: usize = 3;
+/// Shoppers with a CART_LINES cart: one per connection of the validation scenario.
+const VALIDATORS: usize = 128;
 
 pub(crate) struct Urls {
     auth: String,
@@ -149,16 +151,24 @@ async fn setup(http: &Client, urls: &Urls, articles: usize) {
     }
 
     // The shopper's cart holds CART_LINES articles, so that one `GET /cart/validate` makes that
-    // many `article-data` request/replies with catalog.
-    let shopper = signup(http, urls, &format!("shopper_{suffix}")).await;
-    for line in created.iter().take(CART_LINES) {
-        call(
-            http.post(format!("{}/cart/article", urls.cart))
-                .bearer_auth(&shopper)
-                .json(&json!({"articleId": line, "quantity": 1})),
-        )
-        .await;
-    }
+    // many `article-data` request/replies with catalog. A user has at most a few validations in
+    // flight (429 past them), so the validation scenario takes one shopper per connection:
+    // VALIDATORS shoppers with the same cart.
+    let lines = &created[..CART_LINES.min(created.len())];
+    let shoppers = join_all((0..VALIDATORS).map(|n| async move {
+        let shopper = signup(http, urls, &format!("shopper_{suffix}_{n}")).await;
+        for line in lines {
+            call(
+                http.post(format!("{}/cart/article", urls.cart))
+                    .bearer_auth(&shopper)
+                    .json(&json!({"articleId": line, "quantity": 1})),
+            )
+            .await;
+        }
+        shopper
+    }))
+    .await;
+    let shopper = &shoppers[0];
     // The reader has READER_ORDERS validated orders and an empty cart: what the order and cart
     // reads of the benchmark show.
     let reader = signup(http, urls, &format!("reader_{suffix}")).await;
@@ -174,6 +184,7 @@ async fn setup(http: &Client, urls: &Urls, articles: usize) {
     println!(
         "ADMIN_TOKEN={admin}\nSHOPPER_TOKEN={shopper}\nARTICLE_ID={article}\nCART_LINES={CART_LINES}"
     );
+    println!("SHOPPER_TOKENS={}", shoppers.join(","));
     println!("READER_TOKEN={reader}\nORDER_ID={order}");
 }
 
