@@ -19,6 +19,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long connecting to one node and declaring the topology there may take before the next node
 /// is tried: an address that drops packets would otherwise hold a reconnect for minutes.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long closing a link may take. A connection whose peer is gone may never get its close
+/// answered (a broker restart left orders waiting on one for good): a reconnect must not wait.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RabbitError {
@@ -55,9 +58,13 @@ pub(crate) struct Link {
 }
 
 impl Link {
+    /// Closes both connections, giving up after [`CLOSE_TIMEOUT`].
     async fn close(&self, reason: &str) {
-        let _ = self.connection.close(200, reason.into()).await;
-        let _ = self.consuming.close(200, reason.into()).await;
+        let both = futures_util::future::join(
+            self.connection.close(200, reason.into()),
+            self.consuming.close(200, reason.into()),
+        );
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, both).await;
     }
 
     pub async fn publisher(&self) -> Channel {
@@ -190,22 +197,19 @@ async fn supervise(
             Some((index, link)) => {
                 backoff = FIRST_BACKOFF;
                 sender.send_replace(Some(link.clone()));
-                tokio::select! {
-                    _ = unusable(&link.connection) => {
-                        warn!("RabbitMQ connection lost; reconnecting");
-                        link.close("reconnecting").await;
-                    }
-                    _ = unusable(&link.consuming) => {
-                        warn!("RabbitMQ connection lost; reconnecting");
-                        link.close("reconnecting").await;
-                    }
-                    _ = shutdown.cancelled() => {
-                        sender.send_replace(None);
-                        link.close("shutdown").await;
-                        return;
-                    }
-                }
+                let lost = tokio::select! {
+                    _ = unusable(&link.connection) => true,
+                    _ = unusable(&link.consuming) => true,
+                    _ = shutdown.cancelled() => false,
+                };
+                // Publishers and consumers stop using the link before it is closed.
                 sender.send_replace(None);
+                if !lost {
+                    link.close("shutdown").await;
+                    return;
+                }
+                warn!("RabbitMQ connection lost; reconnecting");
+                link.close("reconnecting").await;
                 first = brokers.after(index);
             }
             None if brokers.len() > 1 => {
