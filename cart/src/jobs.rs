@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::jitter::fraction;
 use common::periodic::{Turns, every_turn};
 use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::DateTime;
@@ -146,11 +147,6 @@ impl Carts {
         let next = cart::later(DateTime::now(), delay);
         Ok(self.store.next_attempt(cart_id, attempts, next).await?)
     }
-}
-
-/// A number in [0, 1), random enough to spread re-sends.
-fn fraction() -> f64 {
-    (uuid::Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0
 }
 
 fn log_failure(result: Result<(), JobError>) {

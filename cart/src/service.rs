@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::ApiError;
+use common::jitter::race_pause;
 use common::locks::KeyedLocks;
 use mongodb::bson::DateTime;
 use rabbit::contract::{ArticleDataReply, OrderPlaced};
@@ -319,7 +320,7 @@ impl Carts {
                 return Ok(changed);
             }
             if caught_up {
-                tokio::time::sleep(jitter()).await;
+                tokio::time::sleep(race_pause()).await;
             }
         }
         Err(too_busy(user_id))
@@ -558,7 +559,7 @@ impl Carts {
                 // Another writer took the position: the cart as it is now, maybe closed by a
                 // racing checkout (then the answer), maybe with other lines.
                 Ok(None) => {
-                    tokio::time::sleep(jitter()).await;
+                    tokio::time::sleep(race_pause()).await;
                     cart = self.load_to_check_out(&cart.id).await?;
                 }
                 Err(error) => return Err(error),
@@ -751,7 +752,7 @@ impl Carts {
                 return Ok(());
             }
             if !guessed {
-                tokio::time::sleep(jitter()).await;
+                tokio::time::sleep(race_pause()).await;
             }
         }
         warn!(cart_id, "validation not recorded: the cart kept changing");
@@ -811,7 +812,7 @@ impl Carts {
                 return Ok(());
             }
             if !guessed {
-                tokio::time::sleep(jitter()).await;
+                tokio::time::sleep(race_pause()).await;
             }
         }
         // The re-sender sends the `place_order` again, and orders answers it with the order.
@@ -846,9 +847,4 @@ fn answers_of(cart: &Cart, replies: &[ArticleDataReply]) -> Answers {
 fn too_busy(user_id: &str) -> ApiError {
     warn!(user_id, "too many concurrent changes to one cart");
     ApiError::Unavailable("mongodb")
-}
-
-/// A few random milliseconds, so writers that lost a race do not collide again in step.
-fn jitter() -> Duration {
-    Duration::from_millis((uuid::Uuid::new_v4().as_u128() % 8) as u64 + 1)
 }

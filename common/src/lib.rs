@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod guard;
 pub mod http;
+pub mod jitter;
 pub mod locks;
 pub mod mongo;
 pub mod periodic;

@@ -31,6 +31,7 @@ use crate::order::{
 use crate::read_models::{ReadModels, Source};
 use crate::redrive::{Redrive, Schedule};
 use crate::store::{Appended, Candidate, Store};
+use common::jitter::{fraction, race_pause};
 use common::locks::KeyedLocks;
 use common::periodic::{Turns, every_turn};
 
@@ -589,7 +590,7 @@ impl Orders {
         let Some(attempt) = self.redrives.due(order.updated, latest, now) else {
             return Ok(());
         };
-        let next_due = self.redrives.next_due(attempt, now, draw());
+        let next_due = self.redrives.next_due(attempt, now, fraction());
         if !self
             .store
             .claim_redrive(&order.id, order.status, attempt, now, next_due)
@@ -706,7 +707,7 @@ impl Orders {
                     Appended::Stored(recorded) => Some(recorded),
                     Appended::AlreadyThere => None,
                     Appended::PositionTaken => {
-                        tokio::time::sleep(jitter()).await;
+                        tokio::time::sleep(race_pause()).await;
                         None
                     }
                 }
@@ -792,16 +793,6 @@ fn redriven_by(batch: Status) -> Option<Status> {
         Status::Validated | Status::Invalid => Some(Status::Invalid),
         Status::PaymentDefined => None,
     }
-}
-
-/// A number in [0, 1), where between its bounds a re-drive's wait falls.
-fn draw() -> f64 {
-    (Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0
-}
-
-/// A few random milliseconds, so writers that lost a race do not collide again in step.
-fn jitter() -> Duration {
-    Duration::from_millis((Uuid::new_v4().as_u128() % 8) as u64 + 1)
 }
 
 /// A batch that runs by itself: its name (the job in `turns`, as in `/orders_batch/{name}`), the
