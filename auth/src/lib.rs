@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use common::server::StartError;
 pub use config::Config;
+/// The OpenAPI document the service serves at `/openapi.json`.
+pub use http::document as openapi_document;
 
 /// A started auth service.
 pub struct Running {

@@ -387,9 +387,12 @@ impl Auth {
         Ok(())
     }
 
-    /// Grants (or revokes) permissions; caches drop the user's tokens so it applies at once.
+    /// Grants (or revokes) permissions; caches drop the user's tokens so it applies at once. An
+    /// admin cannot revoke its own `admin` permission (as it cannot disable itself), so the
+    /// system is never left without an admin by a slip.
     pub async fn change_permissions(
         &self,
+        admin: &Session,
         id: &str,
         permissions: &[String],
         grant: bool,
@@ -398,6 +401,11 @@ impl Auth {
         let user = parse_user_id(id)?;
         let permissions =
             rules::permissions(permissions).map_err(|e| ApiError::Validation(vec![e]))?;
+        if !grant && user == admin.user.id && permissions.iter().any(|held| held == "admin") {
+            return Err(ApiError::BadRequest(
+                "An admin cannot revoke its own admin permission".into(),
+            ));
+        }
         let update = if grant {
             doc! {"$addToSet": {"permissions": {"$each": permissions}}}
         } else {

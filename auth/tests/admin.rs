@@ -103,6 +103,38 @@ async fn an_admin_cannot_disable_itself() {
 }
 
 #[tokio::test]
+async fn an_admin_cannot_revoke_its_own_admin_permission_but_another_admins() {
+    let app = spawn_auth().await;
+    let admin = app.admin().await;
+    let admin_id = app.user_id(&admin).await;
+    let other = app.signup("alice01").await;
+    let other_id = app.user_id(&other).await;
+    app.admin_action(
+        &admin,
+        &other_id,
+        "grant",
+        &json!({"permissions": ["admin"]}),
+    )
+    .await
+    .assert_is(200, json!({}));
+
+    let own = json!({"permissions": ["editor", "admin"]});
+    app.admin_action(&admin, &admin_id, "revoke", &own)
+        .await
+        .assert_is(
+            400,
+            json!({"error": "An admin cannot revoke its own admin permission"}),
+        );
+    assert_eq!(permissions(&app, &admin).await, json!(["user", "admin"]));
+
+    let theirs = json!({"permissions": ["admin"]});
+    app.admin_action(&admin, &other_id, "revoke", &theirs)
+        .await
+        .assert_is(200, json!({}));
+    assert_eq!(permissions(&app, &other).await, json!(["user"]));
+}
+
+#[tokio::test]
 async fn grant_trims_the_permissions_and_they_show_in_current() {
     let app = spawn_auth().await;
     let (admin, user, id) = admin_and_user(&app).await;
@@ -111,6 +143,28 @@ async fn grant_trims_the_permissions_and_they_show_in_current() {
     let reply = app.admin_action(&admin, &id, "grant", &body).await;
 
     reply.assert_is(200, json!({}));
+    assert_eq!(permissions(&app, &user).await, json!(["user", "editor"]));
+}
+
+#[tokio::test]
+async fn grant_takes_back_the_user_json_it_read_but_not_another_users() {
+    let app = spawn_auth().await;
+    let (admin, user, id) = admin_and_user(&app).await;
+    let mut read = app.current(&user).await.body;
+    assert_eq!(read["id"], json!(id));
+    read["permissions"] = json!(["user", "editor"]);
+
+    app.admin_action(&admin, &id, "grant", &read)
+        .await
+        .assert_is(200, json!({}));
+    assert_eq!(permissions(&app, &user).await, json!(["user", "editor"]));
+
+    let admin_id = app.current(&admin).await.body["id"].clone();
+    read["id"] = admin_id;
+    read["permissions"] = json!(["auditor"]);
+    app.admin_action(&admin, &id, "grant", &read)
+        .await
+        .assert_field_errors(&["id"]);
     assert_eq!(permissions(&app, &user).await, json!(["user", "editor"]));
 }
 

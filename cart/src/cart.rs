@@ -138,7 +138,7 @@ pub enum CartError {
 }
 
 /// One entry of `/cart/validate`'s `errors` or `warnings`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Issue {
     pub article_id: String,
@@ -155,7 +155,7 @@ impl Issue {
 }
 
 /// The body of `/cart/validate`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Validation {
     pub errors: Vec<Issue>,
     pub warnings: Vec<Issue>,

@@ -25,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 pub use cart::{MAX_ARTICLE_ID_LEN, MAX_LINES, MAX_QUANTITY};
 pub use common::server::StartError;
 pub use config::Config;
+/// The OpenAPI document the service serves at `/openapi.json`.
+pub use http::document as openapi_document;
 
 /// A started cart service.
 pub struct Running {

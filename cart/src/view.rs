@@ -11,30 +11,62 @@
 use bytes::Bytes;
 use common::projection::Projections;
 use mongodb::bson::DateTime;
-use serde_json::{Value, json};
+use serde::Serialize;
 use tokio::sync::OwnedMutexGuard;
+use utoipa::ToSchema;
 
 use crate::cart::Cart;
 
 /// The cart JSON of the contract.
-pub fn cart_json(cart: &Cart) -> Value {
-    let articles: Vec<Value> = cart
-        .articles
-        .iter()
-        .map(|line| {
-            json!({"articleId": line.article_id, "quantity": line.quantity,
-                   "valid": line.valid, "validated": line.validated})
-        })
-        .collect();
-    json!({
-        "_id": cart.id,
-        "userId": cart.user_id,
-        "orderId": cart.order_id,
-        "articles": articles,
-        "enabled": cart.enabled,
-        "created": rfc3339(cart.created),
-        "updated": rfc3339(cart.updated),
-    })
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CartJson {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub user_id: String,
+    /// The order a checkout placed; empty while the cart is active.
+    pub order_id: String,
+    pub articles: Vec<CartLine>,
+    /// `false` once checked out.
+    pub enabled: bool,
+    /// RFC 3339, UTC.
+    pub created: String,
+    /// RFC 3339, UTC.
+    pub updated: String,
+}
+
+/// One line of the cart JSON.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CartLine {
+    pub article_id: String,
+    pub quantity: i64,
+    /// What catalog said the last time it answered about the line.
+    pub valid: bool,
+    /// Whether catalog answered since the line was added.
+    pub validated: bool,
+}
+
+/// The cart JSON of `cart`.
+pub fn cart_json(cart: &Cart) -> CartJson {
+    CartJson {
+        id: cart.id.clone(),
+        user_id: cart.user_id.clone(),
+        order_id: cart.order_id.clone(),
+        articles: cart
+            .articles
+            .iter()
+            .map(|line| CartLine {
+                article_id: line.article_id.clone(),
+                quantity: line.quantity,
+                valid: line.valid,
+                validated: line.validated,
+            })
+            .collect(),
+        enabled: cart.enabled,
+        created: rfc3339(cart.created),
+        updated: rfc3339(cart.updated),
+    }
 }
 
 fn rfc3339(time: DateTime) -> String {
@@ -43,7 +75,7 @@ fn rfc3339(time: DateTime) -> String {
 
 /// The body GET /cart serves for `cart`: the bytes `warp::reply::json` makes of its JSON.
 pub fn body(cart: &Cart) -> Bytes {
-    // A `Value` always serializes (its keys are strings); an empty body would only be a miss.
+    // The cart JSON always serializes; an empty body would only be a miss.
     serde_json::to_vec(&cart_json(cart))
         .unwrap_or_default()
         .into()
@@ -115,7 +147,7 @@ mod tests {
         let cart = cart(2, 4);
         let served = serde_json::to_vec(&cart_json(&cart)).unwrap();
         assert_eq!(body(&cart), served);
-        let parsed: Value = serde_json::from_slice(&body(&cart)).unwrap();
+        let parsed: serde_json::Value = serde_json::from_slice(&body(&cart)).unwrap();
         assert_eq!(parsed["_id"], "u1:2");
     }
 }

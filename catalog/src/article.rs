@@ -14,7 +14,10 @@ const MAX_IMAGE: usize = 100;
 /// The article JSON of the contract, plus the read-only `stockVersion` (a contract extension):
 /// the position in the article's stock ledger that `stock` is the balance of. An admin changing
 /// the stock sends back the `stockVersion` it read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"_id": "0b5f7a4e-5d2c-4b8e-9a57-3f1d2c6e8a90", "name": "Desk lamp",
+    "description": "Warm light", "image": "6d1c...", "price": 19.99, "stock": 7,
+    "stockVersion": 1, "enabled": true}))]
 pub struct Article {
     #[serde(rename = "_id")]
     pub id: String,
@@ -28,6 +31,41 @@ pub struct Article {
     pub enabled: bool,
 }
 
+/// The body of `POST /articles` and `POST /articles/{id}`, as the OpenAPI document shows it: what
+/// [`ArticleInput::parse`] reads. An update's body may also carry back `_id` and `enabled` as
+/// read (read-only: they must be the article's own); other fields are ignored.
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"name": "Desk lamp", "description": "Warm light", "image": "",
+    "price": 19.99, "stock": 7, "stockVersion": 1}))]
+#[allow(dead_code)] // a schema only: bodies are read field by field, every error at once
+pub struct ArticleBody {
+    /// 1 to 100 characters once trimmed.
+    #[schema(min_length = 1, max_length = 100)]
+    name: String,
+    /// Up to 2048 characters; missing or `null` is empty.
+    #[schema(max_length = 2048)]
+    description: Option<String>,
+    /// The image's id at the image service; up to 100 characters.
+    #[schema(max_length = 100)]
+    image: Option<String>,
+    /// A finite number of at least 0.
+    #[schema(minimum = 0)]
+    price: f64,
+    /// An integer from 0 to 1000000000.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    stock: i64,
+    /// The `stockVersion` the stock was read at: needed when `stock` changes.
+    #[schema(minimum = 0, rename = "stockVersion")]
+    stock_version: Option<i64>,
+}
+
+/// Which article a body is for: a new one, or the stored one with this `_id`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target<'a> {
+    New,
+    Existing(&'a str),
+}
+
 /// What an admin sets on create and on update: every field, each time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArticleInput {
@@ -39,17 +77,41 @@ pub struct ArticleInput {
     /// The `stockVersion` the admin read, when sent: a changed `stock` is applied only if no
     /// other stock movement came in since.
     pub stock_version: Option<i64>,
+    /// The `enabled` of an update's body (a client sending back the whole article it read):
+    /// read-only, so the update goes through only if it is the article's own.
+    pub enabled: Option<bool>,
 }
 
 impl ArticleInput {
-    /// The body's fields, or every field error at once. Unknown fields are ignored, except `_id`
-    /// and `enabled`: they belong to the catalog, and a client sending them must not believe they
-    /// were honoured.
-    pub fn parse(body: &Map<String, Value>) -> Result<Self, Vec<FieldError>> {
+    /// The body's fields, or every field error at once. Unknown fields are ignored. `_id` and
+    /// `enabled` belong to the catalog: a new article's body must not carry them (the client must
+    /// not believe they were honoured); an update's body may carry them back as it read them, so
+    /// `_id` must be the article's own and `enabled` is checked against the stored article.
+    pub fn parse(body: &Map<String, Value>, target: Target) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        for owned in ["_id", "enabled"] {
-            if body.contains_key(owned) {
-                errors.push(FieldError::new(owned, "cannot be set"));
+        let mut enabled = None;
+        match target {
+            Target::New => {
+                for owned in ["_id", "enabled"] {
+                    if body.contains_key(owned) {
+                        errors.push(FieldError::new(owned, "cannot be set"));
+                    }
+                }
+            }
+            Target::Existing(id) => {
+                match body.get("_id") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(sent)) if sent == id => {}
+                    Some(Value::String(_)) => {
+                        errors.push(FieldError::new("_id", "names another article"))
+                    }
+                    Some(_) => errors.push(FieldError::new("_id", "must be a string")),
+                }
+                match body.get("enabled") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Bool(sent)) => enabled = Some(*sent),
+                    Some(_) => errors.push(FieldError::new("enabled", "must be a boolean")),
+                }
             }
         }
         let name = text(body, "name", &mut errors).trim().to_owned();
@@ -98,6 +160,7 @@ impl ArticleInput {
                 price,
                 stock,
                 stock_version,
+                enabled,
             })
         } else {
             Err(errors)
@@ -231,9 +294,15 @@ mod tests {
 
     use super::*;
 
-    fn parse(body: Value) -> Result<ArticleInput, Vec<String>> {
-        ArticleInput::parse(body.as_object().unwrap())
+    const ID: &str = "0b5f7a4e-5d2c-4b8e-9a57-3f1d2c6e8a90";
+
+    fn parse_for(body: Value, target: Target) -> Result<ArticleInput, Vec<String>> {
+        ArticleInput::parse(body.as_object().unwrap(), target)
             .map_err(|errors| errors.into_iter().map(|error| error.path).collect())
+    }
+
+    fn parse(body: Value) -> Result<ArticleInput, Vec<String>> {
+        parse_for(body, Target::New)
     }
 
     fn valid() -> Value {
@@ -291,11 +360,39 @@ mod tests {
     }
 
     #[test]
-    fn ids_and_enabled_cannot_be_mass_assigned() {
+    fn a_new_article_cannot_choose_its_id_or_enabled() {
         let mut body = valid();
         body["_id"] = json!("mine");
         body["enabled"] = json!(true);
         assert_eq!(parse(body).unwrap_err(), ["_id", "enabled"]);
+    }
+
+    #[test]
+    fn an_update_takes_back_the_whole_article_it_read() {
+        let mut body = valid();
+        body["_id"] = json!(ID);
+        body["enabled"] = json!(false);
+        body["stockVersion"] = json!(2);
+        let input = parse_for(body, Target::Existing(ID)).unwrap();
+        assert_eq!((input.enabled, input.stock_version), (Some(false), Some(2)));
+        assert_eq!(
+            parse_for(valid(), Target::Existing(ID)).unwrap().enabled,
+            None
+        );
+    }
+
+    #[test]
+    fn an_update_naming_another_article_is_refused() {
+        let mut body = valid();
+        body["_id"] = json!("1c9e7d0a-3b2f-4e6d-8a1c-5f4b3a2e1d0c");
+        body["enabled"] = json!("yes");
+        assert_eq!(
+            parse_for(body.clone(), Target::Existing(ID)).unwrap_err(),
+            ["_id", "enabled"]
+        );
+        body["_id"] = json!(7);
+        body["enabled"] = json!(true);
+        assert_eq!(parse_for(body, Target::Existing(ID)).unwrap_err(), ["_id"]);
     }
 
     #[test]

@@ -29,6 +29,8 @@ use tracing::{info, warn};
 pub use article::Article;
 pub use common::server::StartError;
 pub use config::Config;
+/// The OpenAPI document the service serves at `/openapi.json`.
+pub use http::document as openapi_document;
 
 /// A started catalog service.
 pub struct Running {

@@ -10,9 +10,14 @@ pub const MAX_LIMIT: i64 = 200;
 pub const MAX_SEARCH: usize = 200;
 
 /// A window on a listing sorted by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// How many articles to pass over.
+    #[param(required = false, minimum = 0, default = 0)]
     pub skip: u64,
+    /// How many articles to answer at most.
+    #[param(required = false, minimum = 1, maximum = 200, default = 50)]
     pub limit: i64,
 }
 

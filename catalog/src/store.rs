@@ -91,6 +91,10 @@ pub enum UpdateError {
     StockChanged(Head),
     /// The body's stock differs and it has no `stockVersion`.
     VersionMissing(Head),
+    /// The body carries back an `enabled` that is not the article's: it cannot be set here.
+    EnabledDiffers {
+        enabled: bool,
+    },
     Store(mongodb::error::Error),
 }
 
@@ -215,6 +219,10 @@ impl Store {
         let Some(entry) = self.entry(id).await? else {
             return Err(UpdateError::NotFound);
         };
+        let enabled = entry.article.enabled;
+        if input.enabled.is_some_and(|sent| sent != enabled) {
+            return Err(UpdateError::EnabledDiffers { enabled });
+        }
         let head = {
             let _turn = self.ledger.turn(id).await;
             let head = self.ledger.head(id, entry.head()).await?;

@@ -222,7 +222,7 @@ async fn null_missing_or_textual_numbers_are_400_with_their_path() {
 }
 
 #[tokio::test]
-async fn an_id_or_enabled_flag_in_a_body_is_refused_and_other_fields_ignored() {
+async fn a_new_articles_id_or_enabled_flag_is_refused_and_other_fields_ignored() {
     let app = spawn_catalog().await;
     let admin = app.admin().await;
     let mut body = lamp();
@@ -238,6 +238,66 @@ async fn an_id_or_enabled_flag_in_a_body_is_refused_and_other_fields_ignored() {
     let created = app.post("/articles", Some(&admin), &body).await;
     assert_eq!(created.status, 200, "{created}");
     assert!(created.json().get("colour").is_none(), "{created}");
+}
+
+#[tokio::test]
+async fn a_client_that_sends_back_the_article_it_read_updates_it() {
+    let app = spawn_catalog().await;
+    let admin = app.admin().await;
+    let id = app.article("Lamp", 4).await;
+    let path = format!("/articles/{id}");
+
+    let mut article = app.get(&path).await.json();
+    article["price"] = json!(12.5);
+    let updated = app.post(&path, Some(&admin), &article).await;
+    updated.assert_is(200, article.clone());
+
+    article["stock"] = json!(6);
+    let restocked = app.put(&path, Some(&admin), &article).await;
+    assert_eq!(restocked.status, 200, "{restocked}");
+    assert_eq!(
+        (
+            &restocked.json()["stock"],
+            &restocked.json()["stockVersion"]
+        ),
+        (&json!(6), &json!(2))
+    );
+}
+
+#[tokio::test]
+async fn an_update_naming_another_article_or_another_enabled_state_is_400() {
+    let app = spawn_catalog().await;
+    let admin = app.admin().await;
+    let id = app.article("Lamp", 4).await;
+    let other = app.article("Chair", 2).await;
+    let path = format!("/articles/{id}");
+    let article = app.get(&path).await.json();
+
+    let mut moved = article.clone();
+    moved["_id"] = json!(other);
+    app.post(&path, Some(&admin), &moved)
+        .await
+        .assert_field_errors(&["_id"]);
+
+    let mut disabled = article.clone();
+    disabled["enabled"] = json!(false);
+    app.post(&path, Some(&admin), &disabled).await.assert_is(
+        400,
+        json!({"messages": [{"path": "enabled",
+            "message": "is read-only: the article is enabled; DELETE /articles/{id} disables it"}]}),
+    );
+    assert_eq!(app.get(&path).await.json(), article, "nothing changed");
+    assert_eq!(
+        app.get(&format!("/articles/{other}")).await.json()["name"],
+        "Chair"
+    );
+
+    assert_eq!(app.delete(&path, Some(&admin)).await.status, 200);
+    let mut gone = app.get(&path).await.json();
+    assert_eq!(gone["enabled"], false);
+    gone["name"] = json!("Old lamp");
+    let renamed = app.post(&path, Some(&admin), &gone).await;
+    renamed.assert_is(200, gone);
 }
 
 #[tokio::test]

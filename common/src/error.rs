@@ -13,7 +13,7 @@ use warp::reply::{Reply, Response};
 pub const RETRY_AFTER_SECS: u64 = 2;
 
 /// One entry of a `{"messages": [...]}` body; `path` is the JSON field name the client sent.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     pub path: String,
     pub message: String,

@@ -29,7 +29,9 @@ const MAX_CACHED_TOKENS: u64 = 100_000;
 pub const MAX_TOKEN_BYTES: usize = 2048;
 
 /// The user a valid token belongs to, as auth's `/users/current` returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "6650c0ffee0000000000abcd", "name": "Alice", "login": "alice",
+    "permissions": ["user"], "enabled": true}))]
 pub struct User {
     pub id: String,
     pub name: String,

@@ -11,6 +11,7 @@ pub mod http;
 pub mod jitter;
 pub mod locks;
 pub mod mongo;
+pub mod openapi;
 pub mod periodic;
 pub mod projection;
 pub mod secrets;

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::http::{correlation_id, health, json_body, optional_header, respond, respond_with};
-use common::{ApiError, Caller, TokenGuard};
+use common::{ApiError, Caller, TokenGuard, openapi};
 use rabbit::Rabbit;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, StatusCode, header};
@@ -19,9 +19,39 @@ use crate::service::{Body, Images, SIZES, UploadTicket};
 /// Images never change, so browsers and proxies may keep them for a year.
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
-#[derive(Deserialize)]
+/// Other fields are ignored.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"image": "data:image/jpeg;base64,/9j/4AAQSkZJRg..."}))]
 struct Upload {
+    /// A data URL of a JPEG or PNG image: `data:image/jpeg;base64,...` or `data:image/png;...`.
+    #[schema(required = true, value_type = String)]
     image: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Uploaded {
+    /// The new image's id.
+    id: Uuid,
+}
+
+/// `GET /images/{id}`'s body.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // a schema only: the body is built once per variant and kept as bytes
+struct ImageJson {
+    id: String,
+    /// The image as a data URL: the original, or with a `Size` a JPEG at most that wide.
+    image: String,
+}
+
+/// `Size`: the width of the JPEG variant wanted, from the query (or the `Size` header).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents size(), which reads the query and the header alike
+struct SizeQuery {
+    /// One of 160, 320, 640, 800, 1024, 1200; absent is full size. Also taken from a `Size`
+    /// header.
+    #[param(rename = "Size", required = false)]
+    size: Option<u32>,
 }
 
 pub fn routes(
@@ -50,46 +80,17 @@ pub fn routes(
         })
         .untuple_one()
         .and(json_body::<Upload>(body_limit))
-        .then(
-            |caller: Caller, images: Arc<Images>, ticket: UploadTicket, upload: Upload| {
-                respond(caller.correlation_id, async move {
-                    let image = upload
-                        .image
-                        .ok_or_else(|| ApiError::field("image", "is required"))?;
-                    let id = images.upload(ticket, image).await?;
-                    Ok(json!({ "id": id }))
-                })
-            },
-        );
+        .then(upload);
 
-    // `wanted` says which body a route answers for a `Size`.
-    let download = |path: BoxedFilter<(String,)>, wanted: fn(Option<u32>) -> Body| {
+    let download = |path: BoxedFilter<(String,)>| {
         path.and(warp::get())
             .and(state.clone())
             .and(correlation_id())
             .and(size())
             .and(optional_header("if-none-match"))
-            .then(
-                move |id: String, images: Arc<Images>, cid, size, if_none_match: Option<String>| {
-                    respond_with(cid, async move {
-                        let body = wanted(size?);
-                        let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
-                        let etag = etag(id, body);
-                        if matches(if_none_match.as_deref(), &etag) {
-                            // `*` or a guessed tag must not make an unknown id look like an image.
-                            if !images.exists(id, body).await? {
-                                return Err(ApiError::NotFound);
-                            }
-                            return Ok(cached(StatusCode::NOT_MODIFIED.into_response(), &etag));
-                        }
-                        let bytes = images.body(id, body).await?;
-                        Ok(cached(reply(bytes, body.content_type()), &etag))
-                    })
-                },
-            )
     };
-    let json = download(warp::path!("images" / String).boxed(), Body::json);
-    let jpeg = download(warp::path!("images" / String / "jpeg").boxed(), Body::Jpeg);
+    let json = download(warp::path!("images" / String).boxed()).then(download_json);
+    let jpeg = download(warp::path!("images" / String / "jpeg").boxed()).then(download_jpeg);
 
     let health = health(move || {
         let images = images.clone();
@@ -110,7 +111,149 @@ pub fn routes(
         .unify()
         .or(health)
         .unify()
+        .or(openapi::routes(&document()))
+        .unify()
         .boxed()
+}
+
+/// Image's OpenAPI document, from the handlers below.
+pub fn document() -> openapi::Document {
+    #[derive(OpenApi)]
+    #[openapi(
+        paths(upload, download_json, download_jpeg),
+        components(schemas(Upload, Uploaded, ImageJson)),
+        tags((name = "images", description = "Uploads, and downloads at any of six widths"))
+    )]
+    struct ImageApi;
+    openapi::document(
+        ImageApi::openapi(),
+        "image",
+        "JPEG and PNG images uploaded as base64 data URLs, downloaded as JSON or JPEG bytes; \
+         resized variants are computed once and kept. Images never change: downloads carry a \
+         strong `ETag` and answer `If-None-Match` with 304.",
+    )
+}
+
+/// Uploads an image (permission user).
+#[utoipa::path(
+    post,
+    path = "/images/create",
+    tag = "images",
+    request_body = Upload,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Stored (`POST /images` too)", body = Uploaded),
+        (status = 400, response = openapi::BadRequest),
+        (status = 401, response = openapi::Unauthorized),
+        (status = 403, response = openapi::Forbidden),
+        (status = 413, response = openapi::PayloadTooLarge),
+        (status = 429, response = openapi::TooManyRequests),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
+async fn upload(
+    caller: Caller,
+    images: Arc<Images>,
+    ticket: UploadTicket,
+    body: Upload,
+) -> Response {
+    respond(caller.correlation_id, async move {
+        let image = body
+            .image
+            .ok_or_else(|| ApiError::field("image", "is required"))?;
+        let id = images.upload(ticket, image).await?;
+        Ok(Uploaded { id })
+    })
+    .await
+}
+
+/// An image as JSON.
+///
+/// `{"id","image"}` with the image as a data URL.
+#[utoipa::path(
+    get,
+    path = "/images/{id}",
+    tag = "images",
+    params(
+        ("id" = String, Path, description = "The image's id (a UUID)"),
+        SizeQuery,
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` already held"),
+    ),
+    responses(
+        (status = 200, description = "The image", body = ImageJson, headers(
+            ("ETag" = String, description = "Strong: the bytes never change"),
+            ("Cache-Control" = String, description = "`public, max-age=31536000, immutable`"))),
+        (status = 304, description = "The `ETag` held is current"),
+        (status = 400, response = openapi::BadRequest),
+        (status = 404, response = openapi::NotFound),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
+async fn download_json(
+    id: String,
+    images: Arc<Images>,
+    correlation_id: String,
+    size: Result<Option<u32>, ApiError>,
+    if_none_match: Option<String>,
+) -> Response {
+    download(id, images, correlation_id, size, if_none_match, Body::json).await
+}
+
+/// An image as JPEG bytes (the original converted when it is a PNG).
+#[utoipa::path(
+    get,
+    path = "/images/{id}/jpeg",
+    tag = "images",
+    params(
+        ("id" = String, Path, description = "The image's id (a UUID)"),
+        SizeQuery,
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` already held"),
+    ),
+    responses(
+        (status = 200, description = "The JPEG", content_type = "image/jpeg", body = Vec<u8>,
+            headers(
+                ("ETag" = String, description = "Strong: the bytes never change"),
+                ("Cache-Control" = String, description = "`public, max-age=31536000, immutable`"))),
+        (status = 304, description = "The `ETag` held is current"),
+        (status = 400, response = openapi::BadRequest),
+        (status = 404, response = openapi::NotFound),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
+async fn download_jpeg(
+    id: String,
+    images: Arc<Images>,
+    correlation_id: String,
+    size: Result<Option<u32>, ApiError>,
+    if_none_match: Option<String>,
+) -> Response {
+    download(id, images, correlation_id, size, if_none_match, Body::Jpeg).await
+}
+
+/// `wanted` says which body the route answers for a `Size`.
+async fn download(
+    id: String,
+    images: Arc<Images>,
+    correlation_id: String,
+    size: Result<Option<u32>, ApiError>,
+    if_none_match: Option<String>,
+    wanted: fn(Option<u32>) -> Body,
+) -> Response {
+    respond_with(correlation_id, async move {
+        let body = wanted(size?);
+        let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+        let etag = etag(id, body);
+        if matches(if_none_match.as_deref(), &etag) {
+            // `*` or a guessed tag must not make an unknown id look like an image.
+            if !images.exists(id, body).await? {
+                return Err(ApiError::NotFound);
+            }
+            return Ok(cached(StatusCode::NOT_MODIFIED.into_response(), &etag));
+        }
+        let bytes = images.body(id, body).await?;
+        Ok(cached(reply(bytes, body.content_type()), &etag))
+    })
+    .await
 }
 
 /// `Size` from the query string, else from the header; absent is the original size.

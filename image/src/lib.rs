@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use common::server::StartError;
 pub use config::Config;
+/// The OpenAPI document the service serves at `/openapi.json`.
+pub use http::document as openapi_document;
 pub use service::SIZES;
 
 /// A started image service.

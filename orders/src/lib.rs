@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use common::server::StartError;
 pub use config::Config;
+/// The OpenAPI document the service serves at `/openapi.json`.
+pub use http::document as openapi_document;
 
 use crate::order::Status;
 use crate::read_models::ReadModels;

@@ -2,15 +2,18 @@
 
 use mongodb::bson::DateTime;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::order::{Method, Order};
+use crate::order::{Method, Order, Status};
 
-/// The full order JSON.
-#[derive(Serialize)]
+/// The full order JSON; money in units with cents (`totalPrice`, `amount`), times RFC 3339 UTC.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderJson {
     id: String,
+    /// The same as `id` (the course's clients read either).
     order_id: String,
+    #[schema(value_type = Status)]
     status: &'static str,
     user_id: String,
     cart_id: String,
@@ -22,7 +25,7 @@ pub struct OrderJson {
     updated: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct LineJson {
     id: String,
@@ -33,17 +36,18 @@ struct LineJson {
     validated: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct PaymentJson {
     method: Method,
     amount: f64,
 }
 
 /// One entry of `GET /orders`; `articles` is the line count.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderSummary {
     id: String,
+    #[schema(value_type = Status)]
     status: &'static str,
     cart_id: String,
     total_price: f64,

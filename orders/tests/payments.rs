@@ -32,7 +32,7 @@ async fn payments_covering_the_total_define_the_payment_and_announce_it() {
         .send(
             testkit::with_token(app.http.post(app.url(&path)), Some(&token))
                 .header("correlation_id", "pay-0001")
-                .json(&json!({"method": "DEBIT", "amount": 0.1, "orderId": "ignored"})),
+                .json(&json!({"method": "DEBIT", "amount": 0.1, "orderId": order_id})),
         )
         .await;
 
@@ -54,7 +54,7 @@ async fn payments_covering_the_total_define_the_payment_and_announce_it() {
 }
 
 #[tokio::test]
-async fn a_payment_with_fields_beyond_method_amount_and_order_id_is_refused() {
+async fn a_payment_with_fields_beyond_method_amount_and_its_own_order_id_is_refused() {
     let app = spawn_orders().await;
     let (token, user_id) = app.user("buyer01").await;
     let order_id = app
@@ -75,8 +75,12 @@ async fn a_payment_with_fields_beyond_method_amount_and_order_id_is_refused() {
     let order = app.get(&format!("/orders/{order_id}"), Some(&token)).await;
     assert_eq!(order.json()["payments"], json!([]), "{order}");
 
-    let with_order_id = json!({"method": "CASH", "amount": 1, "orderId": "another"});
-    let paid = app.post(&path, Some(&token), &with_order_id).await;
+    let another_order = json!({"method": "CASH", "amount": 1, "orderId": "another"});
+    app.post(&path, Some(&token), &another_order)
+        .await
+        .assert_field_errors(&["orderId"]);
+    let this_order = json!({"method": "CASH", "amount": 1, "orderId": order_id});
+    let paid = app.post(&path, Some(&token), &this_order).await;
     assert_eq!(paid.status, 200, "{paid}");
 }
 
