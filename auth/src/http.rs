@@ -21,11 +21,13 @@ use crate::service::{Auth, Session};
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Alice", "login": "alice", "password": "correct horse"}))]
 struct Signup {
-    /// 1 to 100 characters.
-    #[schema(required = true, value_type = String, min_length = 1, max_length = 100)]
+    /// 1 to 100 characters, not all spaces, no control character.
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     name: Option<String>,
-    /// 5 to 100 characters, no spaces; unique.
-    #[schema(required = true, value_type = String, min_length = 5, max_length = 100)]
+    /// 5 to 100 characters, no space or control character; unique.
+    #[schema(required = true, value_type = String, min_length = 5, max_length = 100,
+        pattern = "^[^\\s\\u0000-\\u001F\\u007F-\\u009F]*$")]
     login: Option<String>,
     /// 8 to 128 characters.
     #[schema(required = true, value_type = String, min_length = 8, max_length = 128)]

@@ -1,14 +1,24 @@
 //! The field rules of CONTRACT section 4, as pure functions. Lengths count characters, not bytes.
+//! Stored text holds no control character: nobody types one, and a NUL is more than a store can
+//! keep (PostgreSQL under FerretDB refuses it).
 
 use common::FieldError;
 
+const CONTROL: &str = "must not contain control characters";
+
 pub fn name(value: &str) -> Option<FieldError> {
+    if value.chars().any(char::is_control) {
+        return Some(FieldError::new("name", CONTROL));
+    }
     length("name", value.trim(), 1, 100)
 }
 
 pub fn login(value: &str) -> Option<FieldError> {
     if value.chars().any(char::is_whitespace) {
         return Some(FieldError::new("login", "must not contain spaces"));
+    }
+    if value.chars().any(char::is_control) {
+        return Some(FieldError::new("login", CONTROL));
     }
     length("login", value, 5, 100)
 }
@@ -36,6 +46,12 @@ pub fn permissions(values: &[String]) -> Result<Vec<String>, FieldError> {
             "permissions",
             format!("each permission must be 1 to {MAX_LEN} characters"),
         ));
+    }
+    if trimmed
+        .iter()
+        .any(|value| value.chars().any(char::is_control))
+    {
+        return Err(FieldError::new("permissions", CONTROL));
     }
     Ok(trimmed)
 }
@@ -69,6 +85,17 @@ mod tests {
     #[test]
     fn blank_names_are_refused() {
         assert!(name("   ").is_some());
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_stored_text() {
+        assert_eq!(name("Al\u{0}ice").unwrap().message, CONTROL);
+        assert_eq!(login("alice\u{90}x").unwrap().message, CONTROL);
+        assert!(permissions(&["edi\u{0}tor".into()]).is_err());
+        assert!(
+            password("password", "pass\u{0}word").is_none(),
+            "hashed, never stored"
+        );
     }
 
     #[test]

@@ -148,9 +148,14 @@ impl Auth {
         self.issue_token(&user).await
     }
 
-    /// Unknown login and wrong password answer alike and take about the same time.
+    /// Unknown login and wrong password answer alike and take about the same time. A login no
+    /// user can have (see `rules::login`) is unknown without asking the store, which could not
+    /// even take a NUL in a query.
     pub async fn signin(&self, login: &str, password: &str) -> Result<String, ApiError> {
-        let user = self.store.user_by_login(login).await?;
+        let user = match rules::login(login) {
+            None => self.store.user_by_login(login).await?,
+            Some(_) => None,
+        };
         let hash = user.as_ref().map(|user| user.password.as_str());
         if !self.hasher.verify(password, hash).await? {
             return Err(INVALID_CREDENTIALS);

@@ -173,6 +173,24 @@ async fn signin_with_an_unknown_login_or_a_wrong_password_answers_identically() 
 }
 
 #[tokio::test]
+async fn control_characters_are_refused_at_signup_and_unknown_at_signin() {
+    let app = spawn_auth().await;
+
+    let refused = signup(
+        &app,
+        json!({"name": "Al\u{0}ice", "login": "alice\u{0}01", "password": PASSWORD}),
+    )
+    .await;
+    refused.assert_field_errors(&["name", "login"]);
+
+    for login in ["alice\u{0}01", "\u{90}\u{0}abcdef", "al ice01"] {
+        app.signin(login, PASSWORD)
+            .await
+            .assert_is(401, json!({"error": "Invalid login or password"}));
+    }
+}
+
+#[tokio::test]
 async fn a_disabled_user_with_the_right_password_is_told_it_is_disabled() {
     let app = spawn_auth().await;
     let admin = app.admin().await;

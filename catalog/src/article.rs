@@ -10,6 +10,9 @@ pub const MAX_STOCK: i64 = 1_000_000_000;
 const MAX_NAME: usize = 100;
 const MAX_DESCRIPTION: usize = 2048;
 const MAX_IMAGE: usize = 100;
+/// Stored text holds no control character (descriptions keep their line breaks and tabs): a NUL
+/// is more than a store can keep (PostgreSQL under FerretDB refuses it).
+const CONTROL: &str = "must not contain control characters";
 
 /// The article JSON of the contract, plus the read-only `stockVersion` (a contract extension):
 /// the position in the article's stock ledger that `stock` is the balance of. An admin changing
@@ -39,14 +42,19 @@ pub struct Article {
     "price": 19.99, "stock": 7, "stockVersion": 1}))]
 #[allow(dead_code)] // a schema only: bodies are read field by field, every error at once
 pub struct ArticleBody {
-    /// 1 to 100 characters once trimmed.
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1 to 100 characters once trimmed, no control character.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     name: String,
-    /// Up to 2048 characters; missing or `null` is empty.
+    /// Up to 2048 characters, no control character but line breaks and tabs; missing or `null`
+    /// is empty.
     #[schema(max_length = 2048)]
     description: Option<String>,
-    /// The image's id at the image service; up to 100 characters.
-    #[schema(max_length = 100)]
+    /// The image's id at the image service; up to 100 characters, no control character.
+    #[schema(max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     image: Option<String>,
     /// A finite number of at least 0.
     #[schema(minimum = 0)]
@@ -115,20 +123,32 @@ impl ArticleInput {
             }
         }
         let name = text(body, "name", &mut errors).trim().to_owned();
-        if name.is_empty() {
+        if name.chars().any(char::is_control) {
+            errors.push(FieldError::new("name", CONTROL));
+        } else if name.is_empty() {
             errors.push(FieldError::new("name", "is required"));
         } else if name.chars().count() > MAX_NAME {
             errors.push(FieldError::new("name", "must be at most 100 characters"));
         }
         let description = text(body, "description", &mut errors);
-        if description.chars().count() > MAX_DESCRIPTION {
+        if description
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            errors.push(FieldError::new(
+                "description",
+                "must not contain control characters other than line breaks and tabs",
+            ));
+        } else if description.chars().count() > MAX_DESCRIPTION {
             errors.push(FieldError::new(
                 "description",
                 "must be at most 2048 characters",
             ));
         }
         let image = text(body, "image", &mut errors);
-        if image.chars().count() > MAX_IMAGE {
+        if image.chars().any(char::is_control) {
+            errors.push(FieldError::new("image", CONTROL));
+        } else if image.chars().count() > MAX_IMAGE {
             errors.push(FieldError::new("image", "must be at most 100 characters"));
         }
         let price = price(body.get("price")).unwrap_or_else(|message| {
@@ -407,6 +427,18 @@ mod tests {
             body["stockVersion"] = bad;
             assert_eq!(parse(body.clone()).unwrap_err(), ["stockVersion"]);
         }
+    }
+
+    #[test]
+    fn control_characters_are_refused_but_line_breaks_in_descriptions() {
+        let mut body = valid();
+        body["name"] = json!("La\u{0}mp");
+        body["description"] = json!("one\u{7}");
+        body["image"] = json!("\u{1b}[0m");
+        assert_eq!(parse(body).unwrap_err(), ["name", "description", "image"]);
+        let mut body = valid();
+        body["description"] = json!("Line one\r\n\tLine two");
+        assert!(parse(body).is_ok());
     }
 
     #[test]
