@@ -10,7 +10,9 @@
 # the ids of the seeded article, image and order and a token of their owner, so that the 200s are
 # checked too; and without any token. Auth goes last among the admin runs, since its stateful
 # phase revokes and disables the users it finds; signout is fuzzed with a token of its own, since
-# it revokes the token it is called with. scripts/test.sh runs it after the tests. FUZZ_EXAMPLES (default 60) sets the examples per operation and phase;
+# it revokes the token it is called with. Last, headless Chromium (Debian's, installed when
+# missing) opens each service's Swagger UI at /docs and must find every operation of the document
+# rendered. scripts/test.sh runs it after the tests. FUZZ_EXAMPLES (default 60) sets the examples per operation and phase;
 # FUZZ_SEED makes a run repeatable. Reports go to $FUZZ_REPORTS (default .deps/fuzz).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -89,6 +91,21 @@ signout_token=$(curl -sf "$AUTH/users/signup" -H 'Content-Type: application/json
   -d '{"name":"Leaving","login":"fuzz-signout","password":"fuzzing password"}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 fuzz auth-signout "$AUTH" --include-path /users/signout -H "$(bearer "$signout_token")"
+
+# Swagger UI as a person sees it: every operation of the document rendered on /docs.
+command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+for service in auth image catalog cart orders; do
+  url_var=${service^^}
+  url=${!url_var}
+  documented=$(curl -sf "$url/openapi.json" | python3 -c '
+import json, sys
+paths = json.load(sys.stdin)["paths"].values()
+print(sum(1 for item in paths for method in item if method in ("get", "post", "put", "delete")))')
+  rendered=$(timeout 120 chromium --headless --no-sandbox --disable-gpu --virtual-time-budget=10000 \
+    --dump-dom "$url/docs/" 2>/dev/null | grep -o 'class="opblock opblock-' | wc -l)
+  echo "== $service: Swagger UI renders $rendered of $documented operations"
+  [ "$rendered" -eq "$documented" ] || failed+=("$service Swagger UI")
+done
 
 grep -h -i -E "panicked|internal error" "$work"/*.log && failed+=("service logs")
 if [ ${#failed[@]} -gt 0 ]; then
