@@ -179,7 +179,6 @@ pub fn routes(auth: Arc<Auth>) -> BoxedFilter<(Response,)> {
         grant.boxed(),
         revoke.boxed(),
         health,
-        openapi::routes(&document()),
     ]
     .into_iter()
     .reduce(|routes, route| routes.or(route).unify().boxed())

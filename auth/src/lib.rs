@@ -43,8 +43,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
         config.token_cache_ttl,
     );
     auth.spawn_background(shutdown.clone());
-    let server =
-        common::server::serve(http::routes(auth), config.port, config.http, shutdown).await?;
+    let server = common::server::serve(
+        http::routes(auth),
+        &http::document(),
+        config.port,
+        config.http,
+        shutdown,
+    )
+    .await?;
     Ok(Running {
         addr: server.addr,
         server: server.task,

@@ -152,7 +152,6 @@ pub fn routes(carts: Arc<Carts>, guard: &TokenGuard) -> BoxedFilter<(Response,)>
         remove.boxed(),
         validate.boxed(),
         checkout.boxed(),
-        openapi::routes(&document()),
     ]
     .into_iter()
     .fold(health, |routes, route| routes.or(route).unify().boxed())

@@ -75,6 +75,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
     messaging::consume(&rabbit, carts.clone());
     let server = common::server::serve(
         http::routes(carts, &guard),
+        &http::document(),
         config.port,
         config.http,
         shutdown,

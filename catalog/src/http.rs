@@ -88,8 +88,6 @@ pub fn routes(store: Store, guard: &TokenGuard, rabbit: Rabbit) -> BoxedFilter<(
         .unify()
         .or(health)
         .unify()
-        .or(openapi::routes(&document()))
-        .unify()
         .boxed()
 }
 

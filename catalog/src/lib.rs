@@ -69,7 +69,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
     messaging::listen_for_changes(&rabbit, store.clone(), move || reload.notify_one());
     messaging::start(&rabbit, store.clone());
     let routes = http::routes(store, &guard, rabbit);
-    let server = common::server::serve(routes, config.port, config.http, shutdown).await?;
+    let server = common::server::serve(
+        routes,
+        &http::document(),
+        config.port,
+        config.http,
+        shutdown,
+    )
+    .await?;
     Ok(Running {
         addr: server.addr,
         server: server.task,

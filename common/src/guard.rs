@@ -120,15 +120,22 @@ impl TokenCache {
         }
     }
 
+    /// The cached answer, else `look_up`'s; counted as `token_cache_lookups_total{result}`,
+    /// `hit` or `miss`.
     async fn get_with(
         &self,
         key: TokenHash,
         look_up: impl Future<Output = Result<Option<Arc<User>>, ApiError>>,
     ) -> Result<Option<Arc<User>>, ApiError> {
-        self.answers
-            .try_get_with(key, look_up)
+        let entry = self
+            .answers
+            .entry(key)
+            .or_try_insert_with(look_up)
             .await
-            .map_err(|error| (*error).clone())
+            .map_err(|error| (*error).clone())?;
+        let result = if entry.is_fresh() { "miss" } else { "hit" };
+        metrics::counter!("token_cache_lookups_total", "result" => result).increment(1);
+        Ok(entry.into_value())
     }
 
     /// How many answers the cache holds once its pending work is done: a metric, and how tests
@@ -142,6 +149,7 @@ impl TokenCache {
     pub async fn evict(&self, token: &str) {
         let token = bearer_token(token).unwrap_or(token);
         self.evictions.fetch_add(1, Ordering::AcqRel);
+        metrics::counter!("token_cache_evictions_total", "of" => "token").increment(1);
         self.answers.invalidate(&hash(token)).await;
     }
 
@@ -149,6 +157,7 @@ impl TokenCache {
     /// next request with any of them asks auth again. Refused tokens stay refused.
     pub fn evict_user(&self, user_id: &str) {
         self.evictions.fetch_add(1, Ordering::AcqRel);
+        metrics::counter!("token_cache_evictions_total", "of" => "user").increment(1);
         let user_id = user_id.to_owned();
         let of_user = move |_: &TokenHash, answer: &Option<Arc<User>>| {
             answer.as_ref().is_some_and(|user| user.id == user_id)

@@ -14,6 +14,7 @@ use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
 use crate::ApiError;
+use crate::openapi::Document;
 
 pub const CORRELATION_ID: &str = "correlation_id";
 /// Default limit for JSON request bodies; services with larger bodies (images) pass their own.
@@ -280,16 +281,23 @@ async fn json_rejection(rejection: Rejection) -> Result<Response, Infallible> {
     Ok(error.into_response())
 }
 
-/// The whole application around a service's routes: preflight first, JSON errors for every
-/// rejection, CORS on every response, and a correlation id on every response: the handler's, else
-/// the client's, else a new one.
-pub fn app(routes: BoxedFilter<(Response,)>) -> BoxedFilter<(Response,)> {
+/// The whole application around a service's routes and their OpenAPI document: preflight first,
+/// the document and Swagger UI (`common::openapi`) and `/metrics` beside the routes, JSON errors
+/// for every rejection, CORS on every response, a correlation id on every response (the
+/// handler's, else the client's, else a new one), and every answer counted under its route
+/// template (`common::metrics`).
+pub fn app(routes: BoxedFilter<(Response,)>, document: &Document) -> BoxedFilter<(Response,)> {
+    let served = routes
+        .or(crate::openapi::routes(document))
+        .unify()
+        .or(crate::metrics::route())
+        .unify();
     let handled = preflight()
-        .or(routes)
+        .or(served)
         .unify()
         .recover(json_rejection)
         .unify();
-    correlation_id()
+    let app = correlation_id()
         .and(handled)
         .map(|correlation_id: String, mut response: Response| {
             let headers = response.headers_mut();
@@ -301,5 +309,6 @@ pub fn app(routes: BoxedFilter<(Response,)>) -> BoxedFilter<(Response,)> {
             }
             response
         })
-        .boxed()
+        .boxed();
+    crate::metrics::recorded(app, crate::metrics::Routes::of(document))
 }

@@ -10,6 +10,7 @@ pub mod guard;
 pub mod http;
 pub mod jitter;
 pub mod locks;
+pub mod metrics;
 pub mod mongo;
 pub mod openapi;
 pub mod periodic;

@@ -123,9 +123,26 @@ pub struct Health {
 #[allow(dead_code)] // documents common::http::health, which serves it
 fn health() {}
 
+/// Prometheus metrics of the process.
+///
+/// HTTP requests by route template, method and status, with latency histograms; messages
+/// consumed and published by queue or exchange, type and outcome; token cache lookups and
+/// evictions. The README's "Observability" lists them.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses(
+        (status = 200, description = "Prometheus's text format, version 0.0.4", body = String,
+            content_type = "text/plain; version=0.0.4; charset=utf-8"),
+    )
+)]
+#[allow(dead_code)] // documents common::metrics::route, which serves it
+fn metrics() {}
+
 #[derive(OpenApi)]
 #[openapi(
-    paths(health),
+    paths(health, metrics),
     components(
         schemas(ErrorBody, FieldErrors, FieldError, BadRequestBody, Health),
         responses(

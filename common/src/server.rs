@@ -30,6 +30,8 @@ use tracing::{debug, error, info, warn};
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
+use crate::openapi::Document;
+
 /// Why a service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -75,9 +77,11 @@ pub struct Server {
 }
 
 /// Binds `0.0.0.0:port` (port 0 picks a free one, as tests do) and serves `routes` wrapped in the
-/// shared conventions, within `limits`, until `shutdown` is cancelled.
+/// shared conventions (`crate::http::app`, with `document` as the routes' OpenAPI document),
+/// within `limits`, until `shutdown` is cancelled.
 pub async fn serve(
     routes: BoxedFilter<(Response,)>,
+    document: &Document,
     port: u16,
     limits: HttpLimits,
     shutdown: CancellationToken,
@@ -85,7 +89,7 @@ pub async fn serve(
     let listener = TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], port))).await?;
     let addr = listener.local_addr()?;
     info!(%addr, "listening");
-    let app = warp::service(crate::http::app(routes));
+    let app = warp::service(crate::http::app(routes, document));
     let task = tokio::spawn(accept(listener, app, limits, shutdown));
     Ok(Server { addr, task })
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use common::{ApiError, TokenGuard};
+use common::{ApiError, TokenGuard, openapi};
 use rabbit::{AUTH_EXCHANGE, Envelope, ExchangeKind, LOGOUT, Rabbit, Topology, USER_CHANGED};
 use serde_json::json;
 use testkit::{Vhost, eventually};
@@ -273,7 +273,7 @@ async fn the_admin_filter_answers_403_json_through_the_app() {
         .and(guard.admin())
         .map(|_user| warp::reply::json(&json!({})).into_response())
         .boxed();
-    let app = common::http::app(route);
+    let app = common::http::app(route, &openapi::Document::default());
     let request = |token: &str| {
         warp::test::request()
             .path("/admin")
@@ -351,7 +351,7 @@ async fn auth_sees_the_correlation_id_the_response_echoes() {
     let response = warp::test::request()
         .path("/me")
         .header("authorization", "Bearer user-a")
-        .reply(&common::http::app(route))
+        .reply(&common::http::app(route, &openapi::Document::default()))
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     let echoed = response.headers()["correlation_id"].to_str().unwrap();

@@ -26,7 +26,10 @@ fn service() -> BoxedFilter<(Response,)> {
         .and(correlation_id())
         .then(|cid| respond::<Value, _>(cid, async { Err(ApiError::internal("disk on fire")) }));
     let health = health(|| async { vec![("mongodb", true), ("rabbitmq", false)] });
-    app(create.or(broken).unify().or(health).unify().boxed())
+    app(
+        create.or(broken).unify().or(health).unify().boxed(),
+        &common::openapi::Document::default(),
+    )
 }
 
 fn json_of(body: &[u8]) -> Value {

@@ -111,8 +111,6 @@ pub fn routes(
         .unify()
         .or(health)
         .unify()
-        .or(openapi::routes(&document()))
-        .unify()
         .boxed()
 }
 

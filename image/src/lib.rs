@@ -56,7 +56,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
     let guard = TokenGuard::new(&config.auth_service_url, config.token_cache_ttl);
     guard.listen_for_logouts(&rabbit);
     let routes = http::routes(images.clone(), &guard, rabbit, config.body_limit);
-    let server = common::server::serve(routes, config.port, config.http, shutdown).await?;
+    let server = common::server::serve(
+        routes,
+        &http::document(),
+        config.port,
+        config.http,
+        shutdown,
+    )
+    .await?;
     Ok(Running {
         addr: server.addr,
         server: server.task,

@@ -70,8 +70,6 @@ pub fn routes(orders: Arc<Orders>, guard: &TokenGuard) -> BoxedFilter<(Response,
         .unify()
         .or(health)
         .unify()
-        .or(openapi::routes(&document()))
-        .unify()
         .boxed()
 }
 

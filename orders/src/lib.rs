@@ -90,7 +90,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<Running,
     });
 
     let routes = http::routes(orders, &guard);
-    let server = common::server::serve(routes, config.port, config.http, shutdown).await?;
+    let server = common::server::serve(
+        routes,
+        &http::document(),
+        config.port,
+        config.http,
+        shutdown,
+    )
+    .await?;
     Ok(Running {
         addr: server.addr,
         server: server.task,

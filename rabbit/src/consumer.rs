@@ -27,6 +27,17 @@ pub enum Source {
     Broadcast { exchange: String },
 }
 
+impl Source {
+    /// The `queue` label of this source's metrics: the queue's name, or `broadcast:<exchange>`
+    /// (server-named queues would make a label per connection).
+    pub fn label(&self) -> String {
+        match self {
+            Self::Queue(name) => name.clone(),
+            Self::Broadcast { exchange } => format!("broadcast:{exchange}"),
+        }
+    }
+}
+
 /// A consumer's settings.
 #[derive(Clone)]
 pub struct Consumer {
@@ -254,13 +265,13 @@ async fn handle<T, H, Fut>(
             accepted = ?consumer.senders,
             "message from a sender the contract does not name; dead-lettering it"
         );
-        return dead_letter(&delivery).await;
+        return dead_letter_unread(&delivery, consumer).await;
     }
     let envelope = match serde_json::from_slice::<Envelope<T>>(&delivery.data) {
         Ok(envelope) => envelope,
         Err(error) => {
             warn!(%error, "unparseable message; dead-lettering it");
-            return dead_letter(&delivery).await;
+            return dead_letter_unread(&delivery, consumer).await;
         }
     };
     let message = Arc::new(Message {
@@ -272,6 +283,14 @@ async fn handle<T, H, Fut>(
     let span = info_span!("message", kind = %message.envelope.kind,
                           correlation_id = %message.envelope.correlation_id);
     let started = std::time::Instant::now();
+    let count = |outcome: &'static str| {
+        metrics::counter!("messages_consumed_total", "queue" => consumer.source.label(),
+                          "type" => message.envelope.kind.clone(), "outcome" => outcome)
+        .increment(1);
+    };
+    if delivery.redelivered {
+        count("redelivered");
+    }
     async {
         let mut attempt = 1;
         let mut backoff = Duration::from_millis(250);
@@ -286,6 +305,11 @@ async fn handle<T, H, Fut>(
                     if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
                         warn!(%error, "ack failed; the broker will redeliver");
                     }
+                    count("handled");
+                    metrics::histogram!("message_handling_seconds",
+                                        "queue" => consumer.source.label(),
+                                        "type" => message.envelope.kind.clone())
+                    .record(started.elapsed().as_secs_f64());
                     // What bench/stages.py follows a checkout by (RUST_LOG=rabbit=debug).
                     debug!(
                         micros = started.elapsed().as_micros() as u64,
@@ -295,13 +319,18 @@ async fn handle<T, H, Fut>(
                 }
                 Err(error @ HandlerError::Invalid(_)) => {
                     warn!(%error, "dead-lettering message");
+                    count("dead_lettered");
                     return dead_letter(&delivery).await;
                 }
                 Err(error @ HandlerError::Failed(_)) if attempt >= consumer.max_attempts => {
                     error!(%error, attempt, "message keeps failing; dead-lettering it");
+                    count("dead_lettered");
                     return dead_letter(&delivery).await;
                 }
-                Err(error) => warn!(%error, attempt, retry_in = ?backoff, "retrying message"),
+                Err(error) => {
+                    warn!(%error, attempt, retry_in = ?backoff, "retrying message");
+                    count("retried");
+                }
             }
             if !delivery.acker.usable() {
                 // Its channel is gone: the broker has already handed the message back.
@@ -318,6 +347,14 @@ async fn handle<T, H, Fut>(
     }
     .instrument(span)
     .await
+}
+
+/// [`dead_letter`] for a message whose type was never read (a stranger's, or unparseable).
+async fn dead_letter_unread(delivery: &Delivery, consumer: &Consumer) {
+    metrics::counter!("messages_consumed_total", "queue" => consumer.source.label(),
+                      "type" => "unread", "outcome" => "dead_lettered")
+    .increment(1);
+    dead_letter(delivery).await
 }
 
 /// Rejects without requeue; the queue's dead-letter exchange routes it to `<queue>.dlq`.

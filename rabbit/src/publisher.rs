@@ -57,7 +57,31 @@ impl Rabbit {
             .await
     }
 
+    /// Publishes and counts the outcome: `messages_published_total{exchange, type, result}`,
+    /// `confirmed`, `unroutable` or `failed`.
     async fn publish_with<T: Serialize>(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        envelope: &Envelope<T>,
+        properties: BasicProperties,
+        options: BasicPublishOptions,
+    ) -> Result<(), RabbitError> {
+        let result = self
+            .publish_confirmed(exchange, routing_key, envelope, properties, options)
+            .await;
+        let outcome = match &result {
+            Ok(()) => "confirmed",
+            Err(RabbitError::Unroutable) => "unroutable",
+            Err(_) => "failed",
+        };
+        metrics::counter!("messages_published_total", "exchange" => exchange.to_owned(),
+                          "type" => envelope.kind.clone(), "result" => outcome)
+        .increment(1);
+        result
+    }
+
+    async fn publish_confirmed<T: Serialize>(
         &self,
         exchange: &str,
         routing_key: &str,
