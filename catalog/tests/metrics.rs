@@ -38,7 +38,8 @@ async fn scrape(app: &support::TestCatalog) -> HashMap<String, f64> {
     parse(&response.text().await.unwrap())
 }
 
-/// The value of the first sample whose name and labels contain every one of `parts`.
+/// The sum of the samples whose name and labels contain every one of `parts` (one series, or
+/// several that differ in a label the parts leave out).
 fn sample(samples: &HashMap<String, f64>, parts: &[&str]) -> f64 {
     samples
         .iter()
